@@ -1,0 +1,5 @@
+import sys
+
+from dandifs.cli import main
+
+sys.exit(main())

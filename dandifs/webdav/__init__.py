@@ -1,0 +1,1 @@
+"""webdav layer."""
