@@ -1,0 +1,1 @@
+"""Writers and plans behind `dandifs.localarchive.demodata`."""
