@@ -1,0 +1,75 @@
+"""Requests refused before any I/O: path tricks, names that cannot exist, writes.
+
+Runs before authentication and before any archive request, so a malformed or hostile
+request costs nothing but this check.  The raw request URI is inspected because the
+WSGI server has already decoded PATH_INFO: `%2f` (a slash inside a name) and `%2e%2e`
+(a disguised `..`) are only visible there.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import unquote
+
+from wsgidav.dav_error import DAVError
+from wsgidav.mw.base_mw import BaseMiddleware
+
+from dandifs import errors
+from dandifs.namespace import routes
+from dandifs.webdav.errors import to_dav_error
+from dandifs.webdav.html import METADATA_ROUTE
+
+READ_METHODS = frozenset({"GET", "HEAD", "PROPFIND", "OPTIONS"})
+ENCODED_SEPARATOR = re.compile(r"%(2f|5c|00)", re.IGNORECASE)
+
+
+def raw_path(environ: dict) -> str:
+    uri = environ.get("REQUEST_URI") or environ.get("RAW_URI") or ""
+    path = uri.split("?", 1)[0]
+    if "://" in path:  # absolute-form request target
+        path = "/" + path.split("://", 1)[1].partition("/")[2]
+    return path
+
+
+def refusal(environ: dict) -> str | None:
+    """Why the request URI is malformed, or None if it is not."""
+    path = raw_path(environ)
+    if ENCODED_SEPARATOR.search(path):
+        return "the path contains an encoded '/', '\\' or NUL; names cannot contain them"
+    for segment in path.split("/"):
+        if unquote(segment) in (".", ".."):
+            return "the path contains '.' or '..' segments; use plain names"
+    if "\x00" in environ.get("PATH_INFO", ""):
+        return "the path contains a NUL character"
+    return None
+
+
+def namespace_path(path: str) -> str:
+    """The archive path a request path refers to (the metadata view wraps one)."""
+    if path == f"/{METADATA_ROUTE}" or path.startswith(f"/{METADATA_ROUTE}/"):
+        return path[len(METADATA_ROUTE) + 1 :] or "/"
+    return path
+
+
+class RequestGuard(BaseMiddleware):
+    def __call__(self, environ, start_response):
+        method = environ["REQUEST_METHOD"]
+        if method not in READ_METHODS:
+            raise to_dav_error(
+                errors.ReadOnly(
+                    f"{method} refused: this WebDAV server is read-only; change drafts with "
+                    "dandi-cli, the web interface or the FUSE mount"
+                )
+            )
+        reason = refusal(environ)
+        if reason:
+            raise DAVError(400, context_info=reason)
+        if method != "OPTIONS":
+            path = namespace_path(environ["PATH_INFO"])
+            try:
+                route = routes.parse_path(path)
+            except errors.InvalidPath as exc:
+                raise to_dav_error(exc) from None
+            if isinstance(route, routes.InVersion) and route.never_exists:
+                raise to_dav_error(errors.NotFound(f"{path}: no archive object has this name"))
+        return self.next_app(environ, start_response)

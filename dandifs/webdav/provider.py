@@ -1,0 +1,294 @@
+"""The WsgiDAV provider: the archive namespace, read-only, served from the async core.
+
+WsgiDAV handles PROPFIND, HEAD and ranged GETs itself from the resources this provider
+builds; `custom_request_handler` takes over what WsgiDAV would do wrongly or wastefully
+for an archive: it refuses Depth-infinity PROPFIND and writes before any I/O, answers
+OPTIONS without a lookup, redirects file GETs (after answering conditional GETs
+locally), and renders folder listings and metadata views itself.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+from wsgidav import util
+from wsgidav.dav_error import PRECONDITION_CODE_PropfindFiniteDepth, DAVError
+from wsgidav.dav_provider import DAVProvider
+
+from dandifs import errors
+from dandifs.namespace import routes
+from dandifs.resolve.entry import Entry
+from dandifs.webdav.auth import TOKEN_KEY
+from dandifs.webdav.delivery import RedirectMode, choose_target
+from dandifs.webdav.errors import to_dav_error
+from dandifs.webdav.html import METADATA_ROUTE, render_listing
+from dandifs.webdav.portal import CorePortal
+from dandifs.webdav.resources import FileResource, FolderResource, join
+from dandifs.webdav.sessions import Session, Sessions
+
+log = logging.getLogger(__name__)
+
+ALLOW = "OPTIONS, GET, HEAD, PROPFIND"
+
+
+class DandiProvider(DAVProvider):
+    """Every path of the archive namespace, for the caller whose token is in the environ."""
+
+    def __init__(
+        self,
+        portal: CorePortal,
+        sessions: Sessions,
+        *,
+        api_url: str,
+        redirect: RedirectMode = RedirectMode.S3,
+    ) -> None:
+        super().__init__()
+        self.portal = portal
+        self.sessions = sessions
+        self.api_url = api_url
+        self.redirect = redirect
+
+    # -- the core, called from WSGI worker threads --------------------------------------
+
+    def _call(self, environ: dict, method: Callable[[Session], Any]) -> Any:
+        """Run `await method(session)` on the core for this request's caller."""
+        token = environ.get(TOKEN_KEY)
+
+        async def run() -> Any:
+            return await method(await self.sessions.get(token))
+
+        try:
+            return self.portal.call(run)
+        except errors.DandiFSError as exc:
+            raise to_dav_error(exc) from None
+
+    def token_is_valid(self, token: str) -> bool:
+        try:
+            self.portal.call(self.sessions.get, token)
+        except errors.InvalidToken:
+            return False
+        except errors.DandiFSError as exc:
+            raise to_dav_error(exc) from None
+        return True
+
+    def stat(self, path: str, environ: dict) -> Entry:
+        """The entry at `path`, looked up at most once per request."""
+        memo = environ.setdefault("dandifs.stat", {})
+        key = path.rstrip("/") or "/"
+        if key not in memo:
+            memo[key] = self._stat(key, environ)
+        return memo[key]
+
+    def _stat(self, path: str, environ: dict) -> Entry:
+        try:
+            return self._call(environ, lambda session: session.stat(path))
+        except DAVError as exc:
+            if exc.value == 404 and environ.get(TOKEN_KEY) is None:
+                self._challenge_if_hidden(path, environ)
+            raise
+
+    def _challenge_if_hidden(self, path: str, environ: dict) -> None:
+        """Ask anonymous callers for a token when the dandiset itself is not visible to them.
+
+        An embargoed dandiset is invisible without a token; answering 401 (for it and for a
+        dandiset that does not exist alike, so nothing leaks) is what makes clients that send
+        credentials only when challenged (davfs2, cadaver) retry with the user's token.
+        """
+        route = routes.parse_path(path)
+        dandiset_id = getattr(route, "dandiset_id", None) or getattr(
+            getattr(route, "address", None), "dandiset_id", None
+        )
+        if dandiset_id is None:
+            return
+        dandiset_path = f"/dandisets/{dandiset_id}"
+        if dandiset_path != path:
+            try:
+                self._call(environ, lambda session: session.stat(dandiset_path))
+                return
+            except DAVError as exc:
+                if exc.value != 404:
+                    return
+        raise to_dav_error(
+            errors.AuthenticationRequired(
+                f"dandiset {dandiset_id} does not exist or is embargoed: to see an embargoed "
+                "dandiset, authenticate with your DANDI API token as the password"
+            )
+        )
+
+    def listdir(self, path: str, environ: dict) -> list[Entry]:
+        memo = environ.setdefault("dandifs.listdir", {})
+        key = path.rstrip("/") or "/"
+        if key not in memo:
+            memo[key] = self._call(environ, lambda session: session.listdir(key))
+        return memo[key]
+
+    def read(self, entry: Entry, start: int, end: int, environ: dict) -> bytes:
+        return self._call(environ, lambda session: session.read(entry, start, end))
+
+    def open(self, entry: Entry, environ: dict) -> io.RawIOBase:
+        return RemoteFile(self, entry, environ)
+
+    # -- WsgiDAV's provider interface ----------------------------------------------------
+
+    def is_readonly(self) -> bool:
+        return True
+
+    def get_resource_inst(self, path: str, environ: dict) -> FolderResource | FileResource:
+        return self.resource_for(path, self.stat(path, environ), environ)
+
+    def resource_for(self, path: str, entry: Entry, environ: dict) -> FolderResource | FileResource:
+        if entry.is_folder:
+            return FolderResource(path, environ, entry, self)
+        return FileResource(path, environ, entry, self)
+
+    # -- requests WsgiDAV should not handle its own way ----------------------------------
+
+    def custom_request_handler(self, environ, start_response, default_handler):
+        method = environ["REQUEST_METHOD"]
+        path = environ["PATH_INFO"]
+        if method == "OPTIONS":
+            return self._options(start_response)
+        if method == "PROPFIND":
+            self._check_depth(environ)
+            return default_handler(environ, start_response)
+        if path.startswith(f"/{METADATA_ROUTE}/") or path == f"/{METADATA_ROUTE}":
+            return self._metadata(environ, start_response, path[len(METADATA_ROUTE) + 1 :] or "/")
+        resource = self.get_resource_inst(path, environ)
+        if resource.is_collection:
+            return self._listing(environ, start_response, resource)
+        target = choose_target(
+            resource.entry, self.redirect, self.api_url, environ.get("HTTP_USER_AGENT", "")
+        )
+        if method == "HEAD" or target is None:
+            return default_handler(environ, start_response)
+        return self._redirect(environ, start_response, resource, target)
+
+    @staticmethod
+    def _options(start_response) -> Iterable[bytes]:
+        start_response(
+            "200 OK",
+            [
+                ("DAV", "1"),
+                ("Allow", ALLOW),
+                ("MS-Author-Via", "DAV"),
+                ("Content-Length", "0"),
+                ("Date", util.get_rfc1123_time()),
+            ],
+        )
+        return [b""]
+
+    @staticmethod
+    def _check_depth(environ: dict) -> None:
+        depth = environ.get("HTTP_DEPTH", "infinity").strip().lower()
+        if depth == "infinity":
+            raise DAVError(
+                403,
+                context_info="PROPFIND with Depth: infinity is refused; list one level at a time",
+                err_condition=PRECONDITION_CODE_PropfindFiniteDepth,
+            )
+        if depth not in ("0", "1"):
+            raise DAVError(400, context_info=f"invalid Depth header {depth!r}: use 0 or 1")
+
+    def _redirect(self, environ, start_response, resource: FileResource, target: str):
+        """307 to where the bytes live, after answering conditional requests locally."""
+        util.evaluate_http_conditionals(
+            resource, resource.get_last_modified(), resource.get_etag(), environ
+        )
+        headers = [("Location", target), ("Content-Length", "0"), ("Cache-Control", "no-store")]
+        headers += validators(resource)
+        start_response("307 Temporary Redirect", headers)
+        return [b""]
+
+    def _listing(self, environ, start_response, resource: FolderResource):
+        path = environ["PATH_INFO"]
+        if not path.endswith("/"):
+            location = util.quote(environ.get("SCRIPT_NAME", "") + path + "/")
+            query = environ.get("QUERY_STRING")
+            start_response(
+                "301 Moved Permanently",
+                [("Location", location + (f"?{query}" if query else "")), ("Content-Length", "0")],
+            )
+            return [b""]
+        page = render_listing(path, resource.children()).encode("utf-8")
+        return send_body(environ, start_response, page, "text/html; charset=utf-8")
+
+    def _metadata(self, environ, start_response, path: str):
+        entry = self.stat(path, environ)
+        record = self._call(environ, lambda session: session.metadata(entry))
+        view = {"entry": {k: json_value(v) for k, v in asdict(entry).items()}, "metadata": record}
+        body = json.dumps(view, indent=2, ensure_ascii=False).encode("utf-8") + b"\n"
+        return send_body(environ, start_response, body, "application/json; charset=utf-8")
+
+
+class RemoteFile(io.RawIOBase):
+    """A seekable read-only file over the core's block reader, for WsgiDAV's GET handler."""
+
+    def __init__(self, provider: DandiProvider, entry: Entry, environ: dict) -> None:
+        super().__init__()
+        self._provider = provider
+        self._entry = entry
+        self._environ = environ
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._entry.size}
+        self._position = max(0, base[whence] + offset)
+        return self._position
+
+    def tell(self) -> int:
+        return self._position
+
+    def read(self, size: int = -1) -> bytes:
+        end = self._entry.size if size is None or size < 0 else min(self._entry.size, self._position + size)
+        if end <= self._position:
+            return b""
+        data = self._provider.read(self._entry, self._position, end, self._environ)
+        self._position += len(data)
+        return data
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def validators(resource: FileResource) -> list[tuple[str, str]]:
+    headers = []
+    if resource.get_etag():
+        headers.append(("ETag", f'"{resource.get_etag()}"'))
+    if resource.get_last_modified() is not None:
+        headers.append(("Last-Modified", util.get_rfc1123_time(resource.get_last_modified())))
+    return headers
+
+
+def send_body(environ, start_response, body: bytes, content_type: str) -> list[bytes]:
+    start_response(
+        "200 OK",
+        [
+            ("Content-Type", content_type),
+            ("Content-Length", str(len(body))),
+            ("Cache-Control", "no-cache"),
+            ("Date", util.get_rfc1123_time()),
+        ],
+    )
+    return [b"" if environ["REQUEST_METHOD"] == "HEAD" else body]
+
+
+def json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if hasattr(value, "value"):
+        return value.value
+    return value

@@ -1,0 +1,122 @@
+"""WsgiDAV resources made from resolved entries.
+
+A resource is a thin view of one `Entry`: every property PROPFIND asks for is already in
+the entry, so rendering a listing of N children costs one `listdir`, never N lookups.
+"""
+
+from __future__ import annotations
+
+import io
+import mimetypes
+from typing import TYPE_CHECKING
+
+from wsgidav.dav_provider import DAVCollection, DAVNonCollection
+
+from dandifs.resolve.entry import Entry
+
+if TYPE_CHECKING:
+    from dandifs.webdav.provider import DandiProvider
+
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
+CONTENT_TYPES = {".nwb": "application/x-nwb", ".yaml": "text/yaml; charset=utf-8"}
+
+
+def content_type_of(entry: Entry) -> str:
+    if entry.content_type and "/" in entry.content_type:
+        return entry.content_type
+    suffix = "." + entry.name.rsplit(".", 1)[-1] if "." in entry.name else ""
+    return CONTENT_TYPES.get(suffix) or mimetypes.guess_type(entry.name)[0] or DEFAULT_CONTENT_TYPE
+
+
+def plain_etag(etag: str | None) -> str | None:
+    """An ETag without quotes or weakness marker: the form WsgiDAV expects from providers."""
+    if not etag:
+        return None
+    if etag.startswith("W/"):
+        etag = etag[2:]
+    return etag.strip('"') or None
+
+
+def join(folder: str, name: str) -> str:
+    return folder.rstrip("/") + "/" + name
+
+
+class EntryProperties:
+    """The live properties every resource derives from its entry."""
+
+    entry: Entry
+
+    def get_creation_date(self) -> float | None:
+        moment = self.entry.ctime or self.entry.mtime
+        return moment.timestamp() if moment else None
+
+    def get_last_modified(self) -> float | None:
+        moment = self.entry.mtime or self.entry.ctime
+        return moment.timestamp() if moment else None
+
+    def get_etag(self) -> str | None:
+        return plain_etag(self.entry.etag)
+
+    def support_etag(self) -> bool:
+        return self.get_etag() is not None
+
+    def support_modified(self) -> bool:
+        return self.get_last_modified() is not None
+
+    def get_display_name(self) -> str:
+        return self.entry.name or "/"
+
+    def get_property_value(self, name: str):
+        # RFC 4918 §15.6: the value of getetag is the quoted entity tag.
+        if name == "{DAV:}getetag" and self.get_etag() is not None:
+            return f'"{self.get_etag()}"'
+        return super().get_property_value(name)  # type: ignore[misc]
+
+
+class FolderResource(EntryProperties, DAVCollection):
+    """A folder: the root, a dandiset, a version, an asset folder, a Zarr or a Zarr prefix."""
+
+    def __init__(self, path: str, environ: dict, entry: Entry, provider: DandiProvider) -> None:
+        super().__init__(path, environ)
+        self.entry = entry
+        self.dandi = provider
+
+    def children(self) -> list[Entry]:
+        return self.dandi.listdir(self.path, self.environ)
+
+    def get_member_names(self) -> list[str]:
+        return [child.name for child in self.children()]
+
+    def get_member_list(self) -> list[FolderResource | FileResource]:
+        return [self.dandi.resource_for(join(self.path, c.name), c, self.environ) for c in self.children()]
+
+    def get_member(self, name: str) -> FolderResource | FileResource | None:
+        for child in self.children():
+            if child.name == name:
+                return self.dandi.resource_for(join(self.path, name), child, self.environ)
+        return None
+
+    def get_used_bytes(self) -> int | None:
+        return None
+
+
+class FileResource(EntryProperties, DAVNonCollection):
+    """A blob asset, an object inside a Zarr, or `dandiset.yaml`."""
+
+    def __init__(self, path: str, environ: dict, entry: Entry, provider: DandiProvider) -> None:
+        super().__init__(path, environ)
+        self.entry = entry
+        self.dandi = provider
+
+    def get_content_length(self) -> int:
+        return self.entry.size
+
+    def get_content_type(self) -> str:
+        return content_type_of(self.entry)
+
+    def support_ranges(self) -> bool:
+        return True
+
+    def get_content(self) -> io.RawIOBase:
+        """The bytes, read through the core's block reader (stream-through mode only)."""
+        return self.dandi.open(self.entry, self.environ)
