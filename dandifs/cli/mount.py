@@ -1,0 +1,143 @@
+"""`dandifs mount`: the archive as a FUSE filesystem, and the wiring of the layers under it.
+
+    dandifs mount MOUNTPOINT [-i INSTANCE] [-o OPTS] [--cache-dir D] [--cache-size N] [-f]
+
+Without `-f` the command returns once the mount answers and keeps serving in the
+background; `fusermount3 -u MOUNTPOINT` or SIGTERM/SIGINT to the daemon unmounts cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+from contextlib import asynccontextmanager
+from functools import partial
+from pathlib import Path
+from typing import AsyncIterator, Callable
+
+from dandifs.fuse.options import MountOptions, OptionError, apply_options, from_environment
+
+log = logging.getLogger("dandifs.mount")
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dandifs mount",
+        description="Mount the DANDI Archive (or another instance) as a read-only filesystem.",
+    )
+    parser.add_argument("mountpoint", type=Path, help="an existing empty folder")
+    parser.add_argument(
+        "-i", "--instance", help="dandi-cli instance name or API URL (default: dandi)"
+    )
+    parser.add_argument(
+        "-o", dest="options", action="append", default=[], metavar="OPTS",
+        help="mount options, comma-separated (allow_other, uid=, gid=, cache_dir=, "
+        "cache_size=, memory_size=, instance=, token_file=, log_file=, debug)",
+    )
+    parser.add_argument("--cache-dir", help="where cached blocks are kept across mounts")
+    parser.add_argument("--cache-size", help="bound of the disk cache, e.g. 20G")
+    parser.add_argument("--memory-size", help="bound of the in-memory block cache, e.g. 512M")
+    parser.add_argument("--log-file", help="log here (background mode default: the cache dir)")
+    parser.add_argument("-f", "--foreground", action="store_true", help="stay in the foreground")
+    parser.add_argument("-d", "--debug", action="store_true", help="log every request")
+    return parser
+
+
+def options_from_args(args: argparse.Namespace) -> MountOptions:
+    options = from_environment(args.mountpoint.absolute())
+    for text in args.options:
+        options = apply_options(options, text)
+    flags = {
+        "instance": args.instance,
+        "cache_dir": args.cache_dir,
+        "cache_size": args.cache_size,
+        "memory_size": args.memory_size,
+        "log_file": args.log_file,
+    }
+    text = ",".join(f"{key}={value}" for key, value in flags.items() if value is not None)
+    if args.foreground:
+        text += ",foreground"
+    if args.debug:
+        text += ",debug"
+    return apply_options(options, text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        options = options_from_args(args)
+        check_mountpoint(options.mountpoint)
+    except OptionError as exc:
+        print(f"dandifs mount: {exc}", file=sys.stderr)
+        return 2
+    return mount(options)
+
+
+def check_mountpoint(mountpoint: Path) -> None:
+    """Refuse, with a reason, what would make the kernel or libfuse fail obscurely."""
+    if not Path("/dev/fuse").exists():
+        raise OptionError("/dev/fuse does not exist: load the fuse kernel module (modprobe fuse)")
+    if os.geteuid() != 0 and shutil.which("fusermount3") is None:
+        raise OptionError("fusermount3 is not installed (Debian/Ubuntu: apt install fuse3)")
+    if not mountpoint.is_dir():
+        raise OptionError(f"mount point {mountpoint} is not an existing folder")
+    if os.path.ismount(mountpoint):
+        raise OptionError(f"{mountpoint} is already a mount point")
+
+
+def mount(options: MountOptions) -> int:
+    """Mount and serve: in the foreground, or detached once the mount answers."""
+    serve = partial(_serve, options)
+    if options.foreground:
+        _configure_logging(options, to_file=options.log_file)
+        return serve(lambda: None)
+    from dandifs.fuse.daemon import run_in_background
+
+    log_file = options.log_file or options.cache_dir / "mount.log"
+    return run_in_background(
+        lambda ready: (_configure_logging(options, to_file=log_file), serve(ready))[1],
+        log_file=log_file,
+    )
+
+
+def _configure_logging(options: MountOptions, *, to_file: Path | None) -> None:
+    handler: logging.Handler
+    if to_file is None:
+        handler = logging.StreamHandler(sys.stderr)
+    else:
+        to_file.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(to_file)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if options.debug else logging.INFO)
+    for noisy in ("httpx", "httpcore", "hpack"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _serve(options: MountOptions, ready: Callable[[], None]) -> int:
+    import trio
+
+    from dandifs.fuse.session import fuse_options, serve
+
+    fsname = options.fsname or f"dandifs:{options.instance}"
+    mount_options = fuse_options(fsname=fsname, allow_other=options.allow_other)
+    trio.run(
+        partial(serve, on_ready=ready),
+        partial(open_filesystem, options),
+        str(options.mountpoint),
+        mount_options,
+    )
+    return 0
+
+
+@asynccontextmanager
+async def open_filesystem(options: MountOptions) -> AsyncIterator["DandiOperations"]:  # noqa: F821
+    """The layers under the mount, built inside the trio run and closed after the unmount."""
+    raise NotImplementedError
+    yield
