@@ -1,0 +1,76 @@
+"""Where the API token comes from, and where it may go.
+
+The lookup order is dandi-cli's, so a user who has run `dandi upload` once needs no extra
+set-up: an explicit token, then `<INSTANCE>_API_KEY`, then the keyring entry
+`dandi-api-<instance>` / `key` (for an instance given as a bare URL: `DANDI_API_KEY`).
+The token is a credential for the API host only; `TokenPolicy` decides per request URL,
+so neither S3 nor the target of a cross-host redirect ever sees it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from dandifs.archive.instances import Instance, origin_of
+
+log = logging.getLogger(__name__)
+
+KEYRING_USERNAME = "key"
+
+
+def token_from_keyring(service: str) -> str | None:
+    """The keyring's password for (`service`, "key"); None if absent or the backend fails.
+
+    A broken or locked keyring backend must not stop read-only use, so every failure
+    is logged and treated as "no token".
+    """
+    try:
+        import keyring
+
+        return keyring.get_password(service, KEYRING_USERNAME) or None
+    except Exception as exc:  # any backend may raise anything
+        log.debug("keyring lookup for %s failed: %s", service, exc)
+        return None
+
+
+def find_token(
+    instance: Instance,
+    explicit: str | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    use_keyring: bool = True,
+) -> str | None:
+    """The API token for `instance`, or None for anonymous access."""
+    if explicit and explicit.strip():
+        return explicit.strip()
+    env = os.environ if environ is None else environ
+    from_env = env.get(instance.token_env_var, "").strip()
+    if from_env:
+        return from_env
+    if use_keyring and instance.keyring_service is not None:
+        return token_from_keyring(instance.keyring_service)
+    return None
+
+
+@dataclass(frozen=True)
+class TokenPolicy:
+    """Adds `Authorization: token <key>` to requests for the API origin, and to nothing else."""
+
+    token: str | None
+    api_origin: str
+
+    @classmethod
+    def for_instance(cls, instance: Instance, token: str | None) -> TokenPolicy:
+        return cls(token, instance.origin)
+
+    def headers_for(self, url: str) -> dict[str, str]:
+        if self.token and origin_of(url) == self.api_origin:
+            return {"Authorization": f"token {self.token}"}
+        return {}
+
+    @property
+    def authenticated(self) -> bool:
+        return bool(self.token)

@@ -1,0 +1,368 @@
+"""Object bytes: ranged reads from S3 (or through the archive's download redirect) and the
+thin S3 side of uploads.
+
+Every read is pinned to an ETag: an answer carrying a different ETag raises `errors.Stale`
+rather than returning bytes of another object version, and a streamed read that resumes
+after a failure keeps the ETag of its first answer.  A short body is retried like any
+other transient failure.  Bytes are taken raw (no content decoding), because ranges count
+stored bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import xml.etree.ElementTree as ElementTree
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+from typing import TypeVar
+from urllib.parse import urljoin
+
+import httpx
+
+from dandifs.archive.instances import origin_of
+from dandifs.archive.presigned import PresignedTargets
+from dandifs.archive.retry import Attempts, TransientFailure, call_with_retries
+from dandifs.archive.session import HttpSession, describe
+from dandifs.errors import ArchiveRejected, DandiFSError, Stale
+from dandifs.model import ObjectInfo
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+STREAM_CHUNK = 1 << 20
+_CONTENT_RANGE = re.compile(r"bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)")
+
+
+@dataclass(frozen=True)
+class ContentRange:
+    """`Content-Range: bytes first-last/total` (first/last None for `*`, total None if unknown)."""
+
+    first: int | None
+    last: int | None
+    total: int | None
+
+
+def parse_content_range(value: str | None) -> ContentRange | None:
+    match = _CONTENT_RANGE.fullmatch((value or "").strip())
+    if match is None:
+        return None
+    first, last, total = match.groups()
+    return ContentRange(
+        int(first) if first is not None else None,
+        int(last) if last is not None else None,
+        int(total) if total not in (None, "*") else None,
+    )
+
+
+def normalize_etag(value: str | None) -> str:
+    """An ETag without the weak prefix and quotes, so `"abc-1"` equals the dandi-etag `abc-1`."""
+    text = (value or "").strip()
+    if text.startswith("W/"):
+        text = text[2:]
+    return text.strip('"')
+
+
+def parse_http_date(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def range_header(start: int, end: int) -> dict[str, str]:
+    return {"Range": f"bytes={start}-{end - 1}"}
+
+
+class ObjectStore:
+    """Reads and writes object bytes through an `HttpSession` sized for parallel ranges.
+
+    URLs on the API origin (the archive's `/assets/<id>/download/`) are first resolved to
+    their redirect target with the token; the target is cached until near its expiry and
+    fetched without the token.  Any other URL is fetched as is, never with the token.
+    """
+
+    def __init__(self, session: HttpSession, *, targets: PresignedTargets | None = None) -> None:
+        self.session = session
+        self.targets = targets if targets is not None else PresignedTargets()
+
+    # -- locating ---------------------------------------------------------------------
+
+    def _via_api(self, url: str) -> bool:
+        return origin_of(url) == self.session.tokens.api_origin
+
+    async def locate(self, url: str, *, fresh: bool = False) -> str:
+        """Where the bytes of `url` are fetched from: itself, or its (cached) redirect."""
+        if not self._via_api(url):
+            return url
+        if not fresh and (cached := self.targets.get(url)) is not None:
+            return cached
+        response = await self.session.request("GET", url, follow_redirects=False)
+        if response.is_redirect:
+            target = urljoin(str(response.request.url), response.headers["location"])
+            self.targets.put(url, target)
+            return target
+        self.session.raise_for_status(response, what=f"GET {url}")
+        return url
+
+    async def _with_fresh_target(self, url: str, operation: Callable[[str], Awaitable[T]]) -> T:
+        """Run `operation(target)`; if a cached presigned target was refused, re-resolve once."""
+        target = await self.locate(url)
+        try:
+            return await operation(target)
+        except _TargetRefused as refused:
+            if target == url:
+                raise refused.error from None
+        self.targets.forget(url)
+        try:
+            return await operation(await self.locate(url, fresh=True))
+        except _TargetRefused as refused:
+            raise refused.error from None
+
+    # -- reading ----------------------------------------------------------------------
+
+    async def stat(self, url: str) -> ObjectInfo:
+        """Size, ETag and Last-Modified of an object, from a one-byte ranged GET.
+
+        A GET rather than a HEAD, because presigned URLs are signed for GET only.
+        """
+
+        async def attempt(target: str) -> ObjectInfo:
+            async with self.session.open("GET", target, headers=range_header(0, 1)) as response:
+                await self._read_small(response, target)
+                status = response.status_code
+                if status == 206:
+                    content_range = parse_content_range(response.headers.get("content-range"))
+                    size = content_range.total if content_range else None
+                elif status == 200:
+                    size = int(response.headers.get("content-length", "0"))
+                elif status == 416:
+                    return await self._stat_by_head(url, target)
+                else:
+                    raise ArchiveRejected(f"GET {target}: unexpected {status}", status=status)
+                if size is None:
+                    raise ArchiveRejected(f"GET {target}: no object size in answer", status=status)
+                return self._info(url, response, size)
+
+        return await self._with_fresh_target(
+            url, lambda target: call_with_retries(self.session.policy, f"GET {target}", lambda: attempt(target))
+        )
+
+    async def _stat_by_head(self, url: str, target: str) -> ObjectInfo:
+        """For empty objects, which have no byte 0 to ask for."""
+        response = await self.session.request("HEAD", target)
+        self.session.raise_for_status(response, what=f"HEAD {target}")
+        return self._info(url, response, int(response.headers.get("content-length", "0")))
+
+    @staticmethod
+    def _info(url: str, response: httpx.Response, size: int) -> ObjectInfo:
+        return ObjectInfo(
+            url=url,
+            size=size,
+            etag=normalize_etag(response.headers.get("etag")),
+            last_modified=parse_http_date(response.headers.get("last-modified")),
+        )
+
+    async def read_range(
+        self, url: str, start: int, end: int, *, etag: str | None = None
+    ) -> bytes:
+        """Bytes `[start, end)` of the object; fewer only where the object ends first."""
+        if start < 0 or end < start:
+            raise ValueError(f"bad byte range [{start}, {end})")
+        if end == start:
+            return b""
+
+        async def attempt(target: str) -> bytes:
+            async with self.session.open("GET", target, headers=range_header(start, end)) as response:
+                if response.status_code == 416:
+                    return b""
+                if response.status_code not in (200, 206):
+                    await self._read_small(response, target)
+                    raise ArchiveRejected(
+                        f"GET {target}: unexpected {response.status_code}",
+                        status=response.status_code,
+                    )
+                check_etag(response, etag, target)
+                offset, stop = body_window(response, start, end, target)
+                data = await read_raw(response, offset, stop)
+                self.session.stats.bytes_received += len(data)
+                if len(data) != stop - offset:
+                    raise TransientFailure(f"short body: {len(data)} of {stop - offset} bytes")
+                return data
+
+        return await self._with_fresh_target(
+            url,
+            lambda target: call_with_retries(
+                self.session.policy, f"GET {target} bytes {start}-{end - 1}", lambda: attempt(target)
+            ),
+        )
+
+    async def stream_range(
+        self,
+        url: str,
+        start: int,
+        end: int,
+        *,
+        etag: str | None = None,
+        chunk_size: int = STREAM_CHUNK,
+    ) -> AsyncIterator[bytes]:
+        """Bytes `[start, end)` as chunks, resuming where a failed connection stopped.
+
+        Use it with `contextlib.aclosing` when the loop may stop early.
+        """
+        if start < 0 or end < start:
+            raise ValueError(f"bad byte range [{start}, {end})")
+        target = await self.locate(url)
+        attempts = Attempts(self.session.policy, f"GET {target} bytes {start}-{end - 1}")
+        position, pinned, refreshed = start, etag, False
+        while position < end:
+            try:
+                async with self.session.open(
+                    "GET", target, headers=range_header(position, end)
+                ) as response:
+                    if response.status_code == 416:
+                        return
+                    if response.status_code not in (200, 206):
+                        await self._read_small(response, target)
+                        raise ArchiveRejected(
+                            f"GET {target}: unexpected {response.status_code}",
+                            status=response.status_code,
+                        )
+                    pinned = check_etag(response, pinned, target) or pinned
+                    offset, stop = body_window(response, position, end, target)
+                    end = position + (stop - offset)
+                    async for piece in iter_raw(response, offset, stop, chunk_size):
+                        position += len(piece)
+                        self.session.stats.bytes_received += len(piece)
+                        yield piece
+                    if position < end:
+                        raise TransientFailure(f"body ended at byte {position} of {end}")
+            except _TargetRefused as refused:
+                if refreshed or target == url:
+                    raise refused.error from None
+                self.targets.forget(url)
+                target, refreshed = await self.locate(url, fresh=True), True
+            except httpx.TransportError as exc:
+                await attempts.failed(TransientFailure(f"body cut short: {describe(exc)}"))
+            except TransientFailure as failure:
+                await attempts.failed(failure)
+
+    async def _read_small(self, response: httpx.Response, target: str) -> None:
+        """Read a small (error or one-byte) body so the connection can be reused, and turn a
+        refusal of a presigned target into a reason to re-resolve it."""
+        if response.status_code == 200:
+            return  # a whole object: do not download it just to reuse a connection
+        try:
+            await response.aread()
+        except httpx.TransportError as exc:
+            raise TransientFailure(f"body cut short: {describe(exc)}") from exc
+        if response.status_code == 403:
+            raise _TargetRefused(self.session.error_for(response, what=f"GET {target}"))
+        if not response.is_success and response.status_code != 416:
+            self.session.raise_for_status(response, what=f"GET {target}")
+
+    # -- writing (uploads) --------------------------------------------------------------
+
+    async def put(self, url: str, data: bytes, *, headers: dict[str, str] | None = None) -> str:
+        """PUT bytes to a presigned URL (a multipart part or a Zarr file); returns the ETag."""
+        response = await self.session.request("PUT", url, content=data, headers=headers)
+        self.session.raise_for_status(response, what=f"PUT {url}")
+        return normalize_etag(response.headers.get("etag"))
+
+    async def complete_multipart(self, url: str, body: str) -> str:
+        """POST the archive's CompleteMultipartUpload body; returns the object's ETag."""
+
+        def check(response: httpx.Response) -> None:
+            if response.is_success and b"<Error" in response.content[:512]:
+                code = _xml_text(response.content, "Code") or "unknown"
+                if code in {"InternalError", "SlowDown", "ServiceUnavailable"}:
+                    raise TransientFailure(f"S3 error {code} in a 200 answer")
+                raise ArchiveRejected(
+                    f"POST {url}: S3 refused completion ({code})",
+                    status=response.status_code,
+                    body=response.text,
+                )
+
+        response = await self.session.request(
+            "POST",
+            url,
+            content=body.encode(),
+            headers={"Content-Type": "application/xml"},
+            idempotent=True,
+            check=check,
+        )
+        self.session.raise_for_status(response, what=f"POST {url}")
+        return normalize_etag(_xml_text(response.content, "ETag"))
+
+
+class _TargetRefused(Exception):
+    """S3 refused a URL with 403: for a cached presigned target, time to ask for a new one.
+
+    Carries the domain error to raise when asking again is pointless.
+    """
+
+    def __init__(self, error: DandiFSError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def check_etag(response: httpx.Response, expected: str | None, target: str) -> str | None:
+    """The answer's ETag; `Stale` if it is not the one expected."""
+    actual = normalize_etag(response.headers.get("etag")) or None
+    if expected and actual and actual != normalize_etag(expected):
+        raise Stale(f"GET {target}: the object changed (ETag {actual}, expected {expected})")
+    return actual
+
+
+def body_window(response: httpx.Response, start: int, end: int, target: str) -> tuple[int, int]:
+    """Which bytes of this answer's body are `[start, end)`, clipped to the object's end.
+
+    A 206 body begins at `start`; a 200 body is the whole object, so `start` is its offset.
+    """
+    if response.status_code == 200:
+        size = int(response.headers.get("content-length", end))
+        return start, min(end, size)
+    content_range = parse_content_range(response.headers.get("content-range"))
+    if content_range is None or content_range.first != start:
+        raise TransientFailure(
+            f"answer for the wrong range ({response.headers.get('content-range')!r})"
+        )
+    stop = end if content_range.total is None else min(end, content_range.total)
+    return 0, stop - start
+
+
+async def iter_raw(
+    response: httpx.Response, offset: int, stop: int, chunk_size: int
+) -> AsyncIterator[bytes]:
+    """The raw body's bytes `[offset, stop)`, in chunks."""
+    position = 0
+    async for chunk in response.aiter_raw(chunk_size):
+        piece = chunk[max(0, offset - position) : max(0, stop - position)]
+        position += len(chunk)
+        if piece:
+            yield piece
+        if position >= stop:
+            break
+
+
+async def read_raw(response: httpx.Response, offset: int, stop: int) -> bytes:
+    try:
+        return b"".join([piece async for piece in iter_raw(response, offset, stop, STREAM_CHUNK)])
+    except httpx.TransportError as exc:
+        raise TransientFailure(f"body cut short: {describe(exc)}") from exc
+
+
+def _xml_text(content: bytes, tag: str) -> str | None:
+    try:
+        root = ElementTree.fromstring(content)
+    except ElementTree.ParseError:
+        return None
+    for element in root.iter():
+        if element.tag == tag or element.tag.endswith("}" + tag):
+            return element.text
+    return None
