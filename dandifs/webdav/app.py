@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from wsgidav.error_printer import ErrorPrinter
 from wsgidav.request_resolver import RequestResolver
@@ -43,13 +43,17 @@ def wsgidav_config(provider: DandiProvider) -> dict:
 
 
 class AccessLog:
-    """One line per request: client, caller, method, path, status, bytes sent, seconds."""
+    """One line per request: client, caller, method, path, status, bytes sent, seconds,
+    and how many archive/S3 requests were made meanwhile (exact when requests do not overlap).
+    """
 
-    def __init__(self, app) -> None:
+    def __init__(self, app, archive_requests: Callable[[], int]) -> None:
         self.app = app
+        self.archive_requests = archive_requests
 
     def __call__(self, environ, start_response) -> Iterable[bytes]:
         started = time.perf_counter()
+        requests_before = self.archive_requests()
         status_line = ["-"]
 
         def record_status(status, headers, exc_info=None):
@@ -63,7 +67,7 @@ class AccessLog:
                 yield chunk
         finally:
             access_log.info(
-                '%s %s "%s %s" %s %d %.3fs "%s"',
+                '%s %s "%s %s" %s %d %.3fs archive=%d "%s"',
                 environ.get("REMOTE_ADDR", "-"),
                 environ.get("wsgidav.auth.user_name") or "-",
                 environ.get("REQUEST_METHOD"),
@@ -71,9 +75,10 @@ class AccessLog:
                 status_line[0],
                 sent,
                 time.perf_counter() - started,
+                self.archive_requests() - requests_before,
                 environ.get("HTTP_USER_AGENT", "-"),
             )
 
 
 def make_app(provider: DandiProvider):
-    return AccessLog(WsgiDAVApp(wsgidav_config(provider)))
+    return AccessLog(WsgiDAVApp(wsgidav_config(provider)), provider.sessions.requests_made)

@@ -32,10 +32,12 @@ def follows_redirects(user_agent: str) -> bool:
 def redirect_target(entry: Entry, mode: RedirectMode, api_url: str) -> str | None:
     """The URL to send the client to, or None when the bytes must be streamed.
 
-    `dandiset.yaml` has no remote copy, and embargoed content needs the caller's token,
-    which must never be handed to the client's next hop: both are streamed.
+    `dandiset.yaml` has no remote copy, so it is streamed.  Embargoed content lives behind
+    the archive's download URL, which needs the caller's token: the provider resolves that
+    URL itself (`needs_token`) and sends the client to the presigned S3 URL it leads to,
+    so the token never leaves this server.
     """
-    if mode is RedirectMode.STREAM or entry.content_url is None or entry.embargoed:
+    if mode is RedirectMode.STREAM or entry.content_url is None:
         return None
     if mode is RedirectMode.API and entry.asset_id is not None and entry.zarr_id is None:
         return f"{api_url.rstrip('/')}/assets/{entry.asset_id}/download/"
@@ -47,3 +49,8 @@ def choose_target(entry: Entry, mode: RedirectMode, api_url: str, user_agent: st
     if not follows_redirects(user_agent):
         return None
     return redirect_target(entry, mode, api_url)
+
+
+def needs_token(entry: Entry) -> bool:
+    """True when the redirect target must first be resolved with the caller's token."""
+    return entry.embargoed

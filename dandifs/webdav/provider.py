@@ -25,7 +25,7 @@ from dandifs import errors
 from dandifs.namespace import routes
 from dandifs.resolve.entry import Entry
 from dandifs.webdav.auth import TOKEN_KEY
-from dandifs.webdav.delivery import RedirectMode, choose_target
+from dandifs.webdav.delivery import RedirectMode, choose_target, needs_token
 from dandifs.webdav.errors import to_dav_error
 from dandifs.webdav.html import METADATA_ROUTE, render_listing
 from dandifs.webdav.portal import CorePortal
@@ -167,7 +167,13 @@ class DandiProvider(DAVProvider):
         )
         if method == "HEAD" or target is None:
             return default_handler(environ, start_response)
-        return self._redirect(environ, start_response, resource, target)
+        # Conditional GETs (davfs2 revalidating its cache) are answered here, without S3.
+        util.evaluate_http_conditionals(
+            resource, resource.get_last_modified(), resource.get_etag(), environ
+        )
+        if needs_token(resource.entry):
+            target = self._call(environ, lambda session: session.locate(target))
+        return self._redirect(start_response, resource, target)
 
     @staticmethod
     def _options(start_response) -> Iterable[bytes]:
@@ -195,11 +201,9 @@ class DandiProvider(DAVProvider):
         if depth not in ("0", "1"):
             raise DAVError(400, context_info=f"invalid Depth header {depth!r}: use 0 or 1")
 
-    def _redirect(self, environ, start_response, resource: FileResource, target: str):
-        """307 to where the bytes live, after answering conditional requests locally."""
-        util.evaluate_http_conditionals(
-            resource, resource.get_last_modified(), resource.get_etag(), environ
-        )
+    @staticmethod
+    def _redirect(start_response, resource: FileResource, target: str):
+        """307 to where the bytes live."""
         headers = [("Location", target), ("Content-Length", "0"), ("Cache-Control", "no-store")]
         headers += validators(resource)
         start_response("307 Temporary Redirect", headers)

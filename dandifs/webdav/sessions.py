@@ -21,12 +21,21 @@ from dandifs.resolve.entry import Entry
 class Session(Protocol):
     """The core as seen by one caller (async; runs on the core's event loop)."""
 
+    @property
+    def requests_made(self) -> int:
+        """Archive and S3 requests this session has sent so far."""
+        ...
+
     async def stat(self, path: str) -> Entry: ...
 
     async def listdir(self, path: str) -> list[Entry]: ...
 
     async def read(self, entry: Entry, start: int, end: int) -> bytes:
         """Bytes `[start, end)` of a file entry."""
+        ...
+
+    async def locate(self, url: str) -> str:
+        """Where an archive download URL leads (a presigned S3 URL), resolved with the token."""
         ...
 
     async def metadata(self, entry: Entry) -> dict[str, Any]:
@@ -80,6 +89,13 @@ class Sessions:
         while len(self._by_token) > self._capacity:
             _, oldest = self._by_token.popitem(last=False)
             await oldest.aclose()
+
+    def requests_made(self) -> int:
+        """Requests sent by the sessions alive now (read without the lock: a counter)."""
+        alive = list(self._by_token.values())
+        if self._anonymous is not None:
+            alive.append(self._anonymous)
+        return sum(session.requests_made for session in alive)
 
     async def aclose(self) -> None:
         sessions = list(self._by_token.values())

@@ -1,0 +1,251 @@
+"""Pure logic of the WebDAV front end, with worked vectors (no server, no network)."""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime, timezone
+
+import pytest
+import trio
+
+from dandifs import errors
+from dandifs.resolve.entry import Entry, EntryKind
+from dandifs.webdav.auth import MalformedCredentials, caller_label, token_from_authorization
+from dandifs.webdav.delivery import RedirectMode, choose_target, follows_redirects, redirect_target
+from dandifs.webdav.errors import status_for, to_dav_error
+from dandifs.webdav.guard import refusal
+from dandifs.webdav.html import breadcrumbs, human_size, link_to, metadata_link, render_listing, utc_time
+from dandifs.webdav.resources import content_type_of, plain_etag
+from dandifs.webdav.sessions import Sessions
+
+API = "http://archive.example/api"
+S3 = "http://s3.example/dandiarchive/blobs/abc/def/abcdef"
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def blob(**fields) -> Entry:
+    values = dict(
+        path="/dandisets/000001/draft/sub-01/a.nwb",
+        kind=EntryKind.FILE,
+        size=10,
+        asset_id="A1",
+        content_url=S3,
+        etag="0123456789abcdef0123456789abcdef-1",
+    )
+    return Entry(**{**values, **fields})
+
+
+# -- credentials -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "header, token",
+    [
+        ("", None),
+        (basic("anyone", "tok123"), "tok123"),
+        (basic("", "tok:with:colons"), "tok:with:colons"),
+        ("Bearer tok456", "tok456"),
+        ("bearer   tok456  ", "tok456"),
+        ("token tok789", "tok789"),
+    ],
+)
+def test_token_from_authorization(header, token):
+    assert token_from_authorization(header) == token
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["Basic !!!notbase64", basic("user", ""), "Basic " + base64.b64encode(b"nocolon").decode(),
+     "Digest username=x", "Bearer"],
+)
+def test_malformed_authorization_is_refused(header):
+    with pytest.raises(MalformedCredentials):
+        token_from_authorization(header)
+
+
+def test_caller_label_never_shows_the_token():
+    assert caller_label(None) == "(anonymous)"
+    label = caller_label("secret-token")
+    assert label.startswith("token-") and "secret" not in label
+    assert label == caller_label("secret-token") != caller_label("other-token")
+
+
+# -- delivery --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "agent, follows",
+    [
+        ("Wget/1.21.3", True),
+        ("curl/7.88.1", True),
+        ("rclone/v1.60.1", True),
+        ("Mozilla/5.0 (X11; Linux x86_64) Chrome/120", True),
+        ("davfs2/1.7.0 neon/0.32.5", False),
+        ("cadaver/0.24 neon/0.32.5", False),
+        ("litmus/0.13 neon/0.32.5", False),
+    ],
+)
+def test_neon_clients_do_not_follow_redirects(agent, follows):
+    assert follows_redirects(agent) is follows
+
+
+def test_redirect_targets_by_mode():
+    entry = blob()
+    assert redirect_target(entry, RedirectMode.S3, API) == S3
+    assert redirect_target(entry, RedirectMode.API, API) == f"{API}/assets/A1/download/"
+    assert redirect_target(entry, RedirectMode.STREAM, API) is None
+    zarr_object = blob(zarr_id="Z1", content_url="http://s3.example/dandiarchive/zarr/Z1/0/0")
+    assert redirect_target(zarr_object, RedirectMode.API, API) == zarr_object.content_url
+    virtual = blob(content_url=None, asset_id=None)  # dandiset.yaml
+    assert redirect_target(virtual, RedirectMode.S3, API) is None
+    assert choose_target(entry, RedirectMode.S3, API, "davfs2/1.7.0 neon/0.32.5") is None
+    assert choose_target(entry, RedirectMode.S3, API, "Wget/1.21.3") == S3
+
+
+# -- errors ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "error, status",
+    [
+        (errors.NotFound("x"), 404),
+        (errors.InvalidPath("x"), 404),
+        (errors.ReadOnly("x"), 403),
+        (errors.InvalidToken("x"), 401),
+        (errors.AuthenticationRequired("x"), 401),
+        (errors.PermissionDenied("x"), 403),
+        (errors.Stale("x"), 412),
+        (errors.Unavailable("x", retry_after=7), 503),
+        (errors.ArchiveRejected("x", status=500), 502),
+        (RuntimeError("bug"), 500),
+    ],
+)
+def test_error_table(error, status):
+    assert status_for(error) == status
+    dav = to_dav_error(error)
+    assert dav.value == status
+    headers = dict(dav.add_headers or [])
+    assert ("WWW-Authenticate" in headers) == (status == 401)
+    if isinstance(error, errors.Unavailable):
+        assert headers["Retry-After"] == "7"
+    if status == 500:
+        assert "bug" not in (dav.context_info or "")
+
+
+# -- request guard ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "uri, refused",
+    [
+        ("/dandisets/000001/draft/a.nwb", False),
+        ("/dandisets/000001/draft/a%20b.nwb", False),
+        ("/dandisets/../etc/passwd", True),
+        ("/dandisets/%2e%2e/etc", True),
+        ("/dandisets/%2E%2E/etc", True),
+        ("/dandisets/000001/./draft", True),
+        ("/dandisets/000001%2fdraft", True),
+        ("/dandisets/000001%5cdraft", True),
+        ("/dandisets/a%00b", True),
+        ("/dandisets/x?q=..", False),
+    ],
+)
+def test_guard_refusals(uri, refused):
+    environ = {"REQUEST_URI": uri, "PATH_INFO": uri.split("?")[0]}
+    assert (refusal(environ) is not None) is refused
+
+
+# -- listing page ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "size, text",
+    [(0, "0 B"), (1023, "1023 B"), (1024, "1.00 KiB"), (1536, "1.50 KiB"), (15 * 1024**2 + 1, "15.0 MiB"),
+     (208 * 1024**2, "208 MiB"), (3 * 1024**4, "3.00 TiB")],
+)
+def test_human_size(size, text):
+    assert human_size(size) == text
+
+
+def test_utc_time_converts_offsets():
+    moment = datetime(2024, 5, 1, 14, 0, 0, tzinfo=timezone.utc).astimezone()
+    assert utc_time(moment) == "2024-05-01 14:00:00Z"
+    assert utc_time(None) == ""
+
+
+def test_links_are_relative_and_escaped():
+    assert link_to("sub-01", True) == "sub-01/"
+    assert link_to("a b#c?.nwb", False) == "a%20b%23c%3F.nwb"
+    assert link_to("x:y.nwb", False) == "x%3Ay.nwb"  # never read as a URL scheme
+    assert breadcrumbs("/") == '<a href="./">dandi</a> /'
+    assert breadcrumbs("/dandisets/000001/") == (
+        '<a href="../../">dandi</a> / <a href="../">dandisets</a> / <a href="./">000001</a> /'
+    )
+
+
+def test_metadata_links_leave_the_tree():
+    entry = blob(dandiset_id="000001", version="draft")
+    link = metadata_link("/dandisets/000001/draft/sub-01/", entry)
+    assert link == '<a href="../../../../.metadata/dandisets/000001/draft/sub-01/a.nwb">metadata</a>'
+
+
+def test_listing_page():
+    folder = Entry("/dandisets/000001/draft/sub-01", EntryKind.FOLDER, size=3 * 1024**2, file_count=2)
+    page = render_listing("/dandisets/000001/draft/", [blob(path="/dandisets/000001/draft/z.nwb"), folder])
+    assert page.index('href="sub-01/"') < page.index('href="z.nwb"')  # folders first
+    assert 'href="../"' in page
+    assert "3.00 MiB" in page and ">2<" in page
+    assert "1 folder, 1 file" in page
+
+
+def test_plain_etag_and_content_type():
+    assert plain_etag('"abc"') == "abc"
+    assert plain_etag('W/"abc"') == "abc"
+    assert plain_etag(None) is None
+    assert content_type_of(blob()) == "application/x-nwb"
+    assert content_type_of(blob(path="/x/dandiset.yaml")).startswith("text/yaml")
+    assert content_type_of(blob(path="/x/zarr.json")) == "application/json"
+    assert content_type_of(blob(path="/x/0/0")) == "application/octet-stream"
+
+
+# -- sessions --------------------------------------------------------------------------
+
+
+class CountingSession:
+    def __init__(self, token):
+        self.token = token
+        self.closed = False
+
+    async def aclose(self):
+        self.closed = True
+
+
+def test_sessions_validate_once_reject_and_evict():
+    opened: list[str | None] = []
+
+    async def opener(token):
+        opened.append(token)
+        if token == "bad":
+            raise errors.InvalidToken("no")
+        return CountingSession(token)
+
+    async def scenario():
+        sessions = Sessions(opener, capacity=2)
+        anonymous = await sessions.get(None)
+        assert await sessions.get(None) is anonymous
+        a = await sessions.get("a")
+        assert await sessions.get("a") is a
+        for _ in range(2):
+            with pytest.raises(errors.InvalidToken):
+                await sessions.get("bad")
+        await sessions.get("b")
+        await sessions.get("c")  # evicts "a", the least recently used
+        assert a.closed
+        await sessions.aclose()
+        assert anonymous.closed
+
+    trio.run(scenario)
+    assert opened == [None, "a", "bad", "b", "c"]
