@@ -82,8 +82,9 @@ class SeaweedServer:
     """One `weed server` with S3 enabled, its data under `data_dir`.
 
     Use as a context manager (start, wait until S3 answers, create `buckets`, stop on exit), or
-    call `start()`, `wait_ready()`, `create_bucket()` and `stop()` yourself. `start()` must run on a thread that outlives the
-    server: the kernel kills the child when the *thread* that forked it exits.
+    call `start()`, `wait_ready()`, `create_bucket()` and `stop()` yourself. `start()` must run
+    on a thread that outlives the server: the kernel kills the child when the *thread* that
+    forked it exits.
     """
 
     def __init__(

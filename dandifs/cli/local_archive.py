@@ -1,0 +1,120 @@
+"""`dandifs local-archive`: run a DANDI-compatible archive on this machine."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from dandifs.errors import DandiFSError
+from dandifs.localarchive.runner import RunnerOptions, default_data_dir, print_endpoints, run
+from dandifs.localarchive.s3proxy import FaultConfig
+
+
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+def _milliseconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}")
+    return int(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dandifs local-archive",
+        description=(
+            "Run a local DANDI-compatible archive: the REST API, its S3 (SeaweedFS) behind a "
+            "proxy that can add latency and faults, and demo dandisets. Prints the API URL, "
+            "the S3 URL and a demo API token; stops on Ctrl-C or SIGTERM."
+        ),
+    )
+    parser.add_argument(
+        "--data", type=Path, default=None, metavar="DIR",
+        help=f"data directory (default: $DANDIFS_DATA or {default_data_dir()})",
+    )
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default: %(default)s)")
+    parser.add_argument("--port", type=_port, default=0,
+                        help="API port; 0 picks a free one (default)")
+    parser.add_argument("--s3-port", type=_port, default=0,
+                        help="S3 proxy port; 0 picks a free one (default)")
+    parser.add_argument(
+        "--seed", choices=("demo", "big", "none"), default="demo",
+        help="demo dandisets to load: demo, big (demo plus a 10,000-asset folder and a 1 GiB "
+        "file), or none",
+    )
+    parser.add_argument("--s3-latency", type=_milliseconds, default=0.0, metavar="MS",
+                        help="delay added to every S3 request, in milliseconds")
+    parser.add_argument("--s3-error-rate", type=_rate, default=0.0, metavar="F",
+                        help="fraction of S3 requests answered 500/503")
+    parser.add_argument("--s3-reset-rate", type=_rate, default=0.0, metavar="F",
+                        help="fraction of S3 connections reset instead of answered")
+    parser.add_argument("--s3-truncate-rate", type=_rate, default=0.0, metavar="F",
+                        help="fraction of S3 GETs whose body is cut short")
+    parser.add_argument("--s3-fault-seed", type=int, default=None, metavar="N",
+                        help="seed of the fault generator, for repeatable runs")
+    parser.add_argument("--s3-public-url", default=None, metavar="URL",
+                        help="S3 base URL put into presigned URLs (default: this proxy's own)")
+    parser.add_argument("--token", default=None,
+                        help="demo API token (default: one kept in the data directory)")
+    parser.add_argument("--ready-file", type=Path, default=None, metavar="FILE",
+                        help="write the endpoints as JSON to FILE once everything answers")
+    parser.add_argument("--no-access-log", dest="access_log", action="store_false",
+                        help="do not log every API request")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        faults = FaultConfig(
+            latency_ms=args.s3_latency,
+            error_rate=args.s3_error_rate,
+            reset_rate=args.s3_reset_rate,
+            truncate_rate=args.s3_truncate_rate,
+            seed=args.s3_fault_seed,
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
+    if args.s3_public_url and not args.s3_public_url.startswith(("http://", "https://")):
+        parser.error(f"--s3-public-url must be an http(s) URL, got {args.s3_public_url!r}")
+    options = RunnerOptions(
+        data_dir=args.data if args.data is not None else default_data_dir(),
+        host=args.host,
+        port=args.port,
+        s3_port=args.s3_port,
+        seed=args.seed,
+        faults=faults,
+        s3_public_url=args.s3_public_url,
+        token=args.token,
+        ready_file=args.ready_file,
+        access_log=args.access_log,
+    )
+    try:
+        asyncio.run(run(options, on_ready=print_endpoints))
+    except DandiFSError as exc:
+        print(f"dandifs local-archive: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0

@@ -1,0 +1,194 @@
+"""Shared fixtures: a real local archive (`dandifs local-archive`) for the whole test session.
+
+`local_archive` starts one archive process seeded with the demo dandisets and yields a
+`LocalArchive` handle; `archive_env` is the environment dandi-cli needs to talk to it. The
+demo files are generated once into `$DANDIFS_TEST_DATA` (default `~/.cache/dandifs-test`) and
+reused by later sessions; each session gets its own archive state.
+
+Tests that switch S3 faults on should use `with local_archive.s3_faults(...)`, which switches
+them off again, since the archive is shared by the whole session.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+START_TIMEOUT_SECONDS = float(os.environ.get("DANDIFS_TEST_START_TIMEOUT", "900"))
+STOP_TIMEOUT_SECONDS = 20
+
+
+def test_data_dir() -> Path:
+    configured = os.environ.get("DANDIFS_TEST_DATA")
+    if configured:
+        return Path(configured).expanduser()
+    return Path.home() / ".cache" / "dandifs-test"
+
+
+@dataclass
+class LocalArchive:
+    """A running local archive: its URLs, the demo token, and S3 fault/counter controls."""
+
+    api_url: str
+    s3_url: str
+    s3_proxy_url: str
+    token: str
+    data_dir: Path
+    pid: int
+    log_path: Path
+
+    def _control(self, method: str, name: str, body: dict[str, Any] | None = None) -> Any:
+        response = httpx.request(
+            method, f"{self.s3_proxy_url}/__dandifs__/{name}", json=body, timeout=10
+        )
+        response.raise_for_status()
+        return response.json()
+
+    def set_s3_faults(
+        self,
+        *,
+        latency_ms: float = 0,
+        error_rate: float = 0,
+        reset_rate: float = 0,
+        truncate_rate: float = 0,
+        seed: int | None = None,
+    ) -> dict[str, Any]:
+        """Replace the S3 proxy's fault settings (unnamed ones go back to zero)."""
+        return self._control(
+            "PUT",
+            "faults",
+            {
+                "latency_ms": latency_ms,
+                "error_rate": error_rate,
+                "reset_rate": reset_rate,
+                "truncate_rate": truncate_rate,
+                "seed": seed,
+            },
+        )
+
+    def reset_s3_faults(self) -> None:
+        self.set_s3_faults()
+
+    @contextlib.contextmanager
+    def s3_faults(self, **faults: Any) -> Iterator[dict[str, Any]]:
+        """Faults on for the `with` block, off afterwards."""
+        applied = self.set_s3_faults(**faults)
+        try:
+            yield applied
+        finally:
+            self.reset_s3_faults()
+
+    def s3_stats(self) -> dict[str, Any]:
+        """Counters of the S3 proxy: `requests` by method, `total_requests`, `statuses`,
+        `faults`, `denied`, `bytes_sent`, `bytes_received`."""
+        return self._control("GET", "stats")
+
+    def reset_s3_stats(self) -> None:
+        self._control("DELETE", "stats")
+
+    def log_tail(self, lines: int = 40) -> str:
+        return _tail(self.log_path, lines)
+
+
+def _tail(path: Path, lines: int) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no output)"
+
+
+def start_local_archive(
+    data_dir: Path,
+    ready_file: Path,
+    log_path: Path,
+    *extra_args: str,
+    timeout: float = START_TIMEOUT_SECONDS,
+) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+    """Start `dandifs local-archive` and wait for its ready file; fail with its output if it
+    exits first or takes longer than `timeout`."""
+    ready_file.unlink(missing_ok=True)
+    command = [
+        sys.executable, "-m", "dandifs", "local-archive",
+        "--data", str(data_dir), "--port", "0", "--ready-file", str(ready_file),
+        *extra_args,
+    ]
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    deadline = time.monotonic() + timeout
+    while not ready_file.exists():
+        if process.poll() is not None:
+            pytest.fail(
+                f"local archive exited with status {process.returncode} before it was ready; "
+                f"its output ({log_path}):\n{_tail(log_path, 60)}",
+                pytrace=False,
+            )
+        if time.monotonic() > deadline:
+            stop_local_archive(process)
+            pytest.fail(
+                f"local archive not ready after {timeout:.0f} s; its output ({log_path}):\n"
+                f"{_tail(log_path, 60)}",
+                pytrace=False,
+            )
+        time.sleep(0.1)
+    return process, json.loads(ready_file.read_text())
+
+
+def stop_local_archive(process: subprocess.Popen[bytes], signum: int = signal.SIGTERM) -> int:
+    if process.poll() is None:
+        process.send_signal(signum)
+        try:
+            process.wait(timeout=STOP_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
+
+
+@pytest.fixture(scope="session")
+def local_archive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalArchive]:
+    """The demo archive, shared by the session (its demo files cached across sessions)."""
+    data_dir = test_data_dir()
+    run_dir = tmp_path_factory.mktemp("local-archive")
+    log_path = run_dir / "local-archive.log"
+    process, ready = start_local_archive(
+        data_dir, run_dir / "ready.json", log_path, "--seed", "demo"
+    )
+    archive = LocalArchive(
+        api_url=ready["api_url"],
+        s3_url=ready["s3_url"],
+        s3_proxy_url=ready["s3_proxy_url"],
+        token=ready["token"],
+        data_dir=Path(ready["data_dir"]),
+        pid=ready["pid"],
+        log_path=log_path,
+    )
+    try:
+        yield archive
+    finally:
+        stop_local_archive(process)
+
+
+@pytest.fixture(scope="session")
+def archive_env(local_archive: LocalArchive) -> dict[str, str]:
+    """Environment for running `dandi` against the local archive as the demo user."""
+    return {
+        **os.environ,
+        "DANDI_NO_ET": "1",
+        "DANDI_API_KEY": local_archive.token,
+    }
