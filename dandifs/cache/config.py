@@ -1,0 +1,80 @@
+"""The cache's knobs, with defaults chosen for HDF5-over-network reads.
+
+Blocks are 256 KiB: HDF5 metadata reads are small and scattered, so a small block keeps a
+random read cheap on slow links (remfile uses 100 KiB), while coalescing adjacent blocks
+into GETs of up to 8 MiB and doubling the read-ahead window keeps streaming fast (8 MiB is
+the part size AWS and mountpoint-s3 find saturates S3).
+
+Memory is bounded by `memory_bytes` for cached blocks, plus at most
+`(max_requests + max_prefetch_requests) * max_request_bytes` in flight, plus
+`disk_flush_bytes` waiting to be written to the disk store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+KiB = 1 << 10
+MiB = 1 << 20
+GiB = 1 << 30
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    block_size: int = 256 * KiB
+    memory_bytes: int = 256 * MiB
+    disk_dir: Path | None = None
+    disk_bytes: int = 10 * GiB
+    disk_flush_bytes: int = 16 * MiB
+    disk_flush_interval: float = 1.0
+    max_request_bytes: int = 8 * MiB
+    max_requests: int = 8
+    max_prefetch_requests: int = 4
+    readahead_initial_bytes: int = 512 * KiB
+    readahead_max_bytes: int = 64 * MiB
+    sequential_tolerance: int = 1 * MiB
+
+    def __post_init__(self) -> None:
+        positive = {
+            "block_size": self.block_size,
+            "max_request_bytes": self.max_request_bytes,
+            "max_requests": self.max_requests,
+            "max_prefetch_requests": self.max_prefetch_requests,
+            "disk_flush_bytes": self.disk_flush_bytes,
+            "disk_flush_interval": self.disk_flush_interval,
+        }
+        for name, value in positive.items():
+            if value <= 0:
+                raise ValueError(f"cache setting {name} must be positive, not {value}")
+        not_negative = {
+            "memory_bytes": self.memory_bytes,
+            "disk_bytes": self.disk_bytes,
+            "readahead_initial_bytes": self.readahead_initial_bytes,
+            "readahead_max_bytes": self.readahead_max_bytes,
+            "sequential_tolerance": self.sequential_tolerance,
+        }
+        for name, value in not_negative.items():
+            if value < 0:
+                raise ValueError(f"cache setting {name} must not be negative, not {value}")
+        if self.max_request_bytes < self.block_size:
+            raise ValueError(
+                f"max_request_bytes ({self.max_request_bytes}) is smaller than one block "
+                f"({self.block_size})"
+            )
+
+    @property
+    def request_blocks(self) -> int:
+        """How many adjacent blocks one GET may carry."""
+        return self.max_request_bytes // self.block_size
+
+    @property
+    def readahead_initial_blocks(self) -> int:
+        return max(1, -(-self.readahead_initial_bytes // self.block_size))
+
+    @property
+    def readahead_max_blocks(self) -> int:
+        """The read-ahead cap, never more than a quarter of the memory cache: blocks fetched
+        ahead must survive in memory until the reader gets to them."""
+        limit = min(self.readahead_max_bytes, self.memory_bytes // 4)
+        return limit // self.block_size

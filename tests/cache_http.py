@@ -1,0 +1,114 @@
+"""A small real HTTP object server for the cache tests: ranged GETs, ETags, request counts.
+
+It runs in a thread of the test process on a loopback port the OS picks, and serves
+objects held in memory.  `latency` delays every answer, like a distant S3.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+_RANGE = re.compile(r"bytes=(\d+)-(\d*)")
+
+
+@dataclass(frozen=True)
+class Served:
+    path: str
+    start: int
+    end: int  # exclusive
+
+
+class ObjectServer:
+    def __init__(self, *, latency: float = 0.0) -> None:
+        self.latency = latency
+        self._objects: dict[str, tuple[bytes, str]] = {}
+        self._served: list[Served] = []
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+                server._answer(self)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self._http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._http.daemon_threads = True
+        self._thread = threading.Thread(target=self._http.serve_forever, daemon=True)
+
+    @property
+    def origin(self) -> str:
+        host, port = self._http.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def url(self, path: str) -> str:
+        return f"{self.origin}/{path}"
+
+    def put(self, path: str, data: bytes, etag: str) -> str:
+        with self._lock:
+            self._objects[path] = (data, etag)
+        return self.url(path)
+
+    def served(self, path: str | None = None) -> list[Served]:
+        with self._lock:
+            return [s for s in self._served if path is None or s.path == path]
+
+    def forget_served(self) -> None:
+        with self._lock:
+            self._served.clear()
+
+    def __enter__(self) -> ObjectServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._http.shutdown()
+        self._http.server_close()
+        self._thread.join()
+
+    def _answer(self, request: BaseHTTPRequestHandler) -> None:
+        if self.latency:
+            time.sleep(self.latency)
+        path = request.path.lstrip("/")
+        with self._lock:
+            found = self._objects.get(path)
+        if found is None:
+            self._reply(request, 404, b"not found")
+            return
+        data, etag = found
+        start, end, status = 0, len(data), 200
+        match = _RANGE.fullmatch(request.headers.get("Range", ""))
+        if match:
+            start = int(match.group(1))
+            end = min(len(data), int(match.group(2)) + 1 if match.group(2) else len(data))
+            if start >= len(data):
+                self._reply(request, 416, b"", {"Content-Range": f"bytes */{len(data)}"})
+                return
+            status = 206
+        with self._lock:
+            self._served.append(Served(path, start, end))
+        headers = {"ETag": f'"{etag}"'}
+        if status == 206:
+            headers["Content-Range"] = f"bytes {start}-{end - 1}/{len(data)}"
+        self._reply(request, status, memoryview(data)[start:end], headers)
+
+    @staticmethod
+    def _reply(
+        request: BaseHTTPRequestHandler,
+        status: int,
+        body: bytes | memoryview,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        request.send_response(status)
+        for name, value in (headers or {}).items():
+            request.send_header(name, value)
+        request.send_header("Content-Length", str(len(body)))
+        request.end_headers()
+        request.wfile.write(body)
