@@ -1,0 +1,229 @@
+"""Bounded metadata caches with a lifetime per item, and single-flight lookups.
+
+Each cached value carries its own expiry because one cache holds things of different
+lifetimes: a published version's listing (hours), a draft's (seconds), a "not found"
+(seconds).  Size is bounded by an LRU so that walking a huge archive cannot exhaust memory.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import anyio
+from cachetools import LRUCache
+
+from dandifs.errors import NotFound
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+Clock = Callable[[], float]
+
+
+@dataclass
+class CacheStats:
+    """What the caches did, for benchmarks and tests."""
+
+    archive_calls: int = 0
+    """Calls made to the archive client (one call may walk several pages)."""
+    hits: int = 0
+    misses: int = 0
+    negative_hits: int = 0
+    expired: int = 0
+    shared_waits: int = 0
+    """Lookups that waited for an identical lookup already in flight instead of asking."""
+
+    def snapshot(self) -> dict[str, int]:
+        return dict(vars(self))
+
+
+@dataclass(frozen=True)
+class _Absent:
+    """A cached "not found": the message is replayed to the next caller."""
+
+    message: str
+
+
+class TTLStore(Generic[K, V]):
+    """An LRU map whose items expire at their own time (monotonic clock)."""
+
+    def __init__(
+        self,
+        maxsize: int,
+        stats: CacheStats,
+        clock: Clock = time.monotonic,
+        weigh: Callable[[V], int] | None = None,
+    ) -> None:
+        def size_of(item: tuple[float, V | _Absent]) -> int:
+            value = item[1]
+            return 1 if weigh is None or isinstance(value, _Absent) else max(1, weigh(value))
+
+        self._items: LRUCache[K, tuple[float, V | _Absent]] = LRUCache(
+            maxsize=maxsize, getsizeof=size_of
+        )
+        self._stats = stats
+        self._clock = clock
+
+    def lookup(self, key: K) -> tuple[bool, V | _Absent | None]:
+        """`(True, value)` if a live item is cached (a value or an `_Absent`), else `(False, None)`."""
+        item = self._items.get(key)
+        if item is None:
+            return False, None
+        expires, value = item
+        if self._clock() >= expires:
+            self._items.pop(key, None)
+            self._stats.expired += 1
+            return False, None
+        return True, value
+
+    def get(self, key: K) -> V | None:
+        """The live value for `key`; None if missing, expired or cached as absent."""
+        found, value = self.lookup(key)
+        return value if found and not isinstance(value, _Absent) else None  # type: ignore[return-value]
+
+    def put(self, key: K, value: V, ttl: float) -> None:
+        self._store(key, value, ttl)
+
+    def put_absent(self, key: K, message: str, ttl: float) -> None:
+        self._store(key, _Absent(message), ttl)
+
+    def _store(self, key: K, value: V | _Absent, ttl: float) -> None:
+        if ttl <= 0:
+            return
+        try:
+            self._items[key] = (self._clock() + ttl, value)
+        except ValueError:
+            # Heavier than the whole cache: serve it this once, keep nothing.
+            self._items.pop(key, None)
+
+    def forget(self, key: K) -> None:
+        self._items.pop(key, None)
+
+    def clear(self) -> None:
+        self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class SingleFlight(Generic[K]):
+    """Concurrent calls for the same key share one execution and its outcome."""
+
+    def __init__(self, stats: CacheStats) -> None:
+        self._running: dict[K, _Flight] = {}
+        self._stats = stats
+
+    async def run(self, key: K, work: Callable[[], Awaitable[Any]]) -> Any:
+        flight = self._running.get(key)
+        if flight is not None:
+            self._stats.shared_waits += 1
+            await flight.done.wait()
+            return flight.outcome()
+        flight = _Flight()
+        self._running[key] = flight
+        try:
+            flight.value = await work()
+        except BaseException as exc:
+            flight.error = exc
+            raise
+        finally:
+            del self._running[key]
+            flight.done.set()
+        return flight.value
+
+
+class _Flight:
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+    def outcome(self) -> Any:
+        if self.error is not None:
+            if isinstance(self.error, Exception):
+                raise _copy_error(self.error)
+            # The leader was cancelled: the followers are not, so they must not see a
+            # cancellation that is not theirs.
+            raise RetryLookup()
+        return self.value
+
+
+class RetryLookup(Exception):
+    """The shared lookup was cancelled in its leader; the caller should simply try again."""
+
+
+def _copy_error(error: Exception) -> Exception:
+    """A fresh exception of the same kind, so each waiter gets its own traceback."""
+    try:
+        copy = type(error)(*error.args)
+    except Exception:
+        return error
+    copy.__dict__.update(error.__dict__)
+    copy.__cause__ = error
+    return copy
+
+
+class MetadataCache(Generic[K, V]):
+    """`TTLStore` + `SingleFlight` + negative caching: the resolver's one lookup pattern.
+
+    `get(key, fetch, ttl)` answers from the cache when it can; otherwise runs `fetch` once
+    for all concurrent callers, caches the value for `ttl(value)` seconds, and caches a
+    `NotFound` for `negative_ttl` seconds (re-raised to later callers without a request).
+    """
+
+    def __init__(
+        self,
+        maxsize: int,
+        *,
+        negative_ttl: float,
+        stats: CacheStats,
+        clock: Clock = time.monotonic,
+        weigh: Callable[[V], int] | None = None,
+    ) -> None:
+        self.store: TTLStore[K, V] = TTLStore(maxsize, stats, clock, weigh)
+        self._flights: SingleFlight[K] = SingleFlight(stats)
+        self._negative_ttl = negative_ttl
+        self._stats = stats
+
+    async def get(
+        self,
+        key: K,
+        fetch: Callable[[], Awaitable[V]],
+        ttl: Callable[[V], float] | float,
+    ) -> V:
+        while True:
+            found, value = self.store.lookup(key)
+            if found:
+                if isinstance(value, _Absent):
+                    self._stats.negative_hits += 1
+                    raise NotFound(value.message)
+                self._stats.hits += 1
+                return value  # type: ignore[return-value]
+            try:
+                return await self._flights.run(key, lambda: self._fill(key, fetch, ttl))
+            except RetryLookup:
+                continue
+
+    async def _fill(
+        self, key: K, fetch: Callable[[], Awaitable[V]], ttl: Callable[[V], float] | float
+    ) -> V:
+        self._stats.misses += 1
+        try:
+            value = await fetch()
+        except NotFound as exc:
+            self.store.put_absent(key, str(exc), self._negative_ttl)
+            raise
+        self.store.put(key, value, ttl(value) if callable(ttl) else ttl)
+        return value
+
+    def peek(self, key: K) -> V | None:
+        return self.store.get(key)
+
+    def put(self, key: K, value: V, ttl: float) -> None:
+        self.store.put(key, value, ttl)
+
+    def forget(self, key: K) -> None:
+        self.store.forget(key)
