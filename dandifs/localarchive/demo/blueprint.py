@@ -6,6 +6,7 @@ wherever the cache lives; `realize` turns it into the spec values with absolute 
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,7 +56,7 @@ class DandisetPlan:
             draft=assets(self.draft),
             published=None if self.published is None else assets(self.published),
             embargoed=self.embargoed,
-            extra_metadata=self.extra_metadata,
+            extra_metadata=copy.deepcopy(self.extra_metadata),  # callers may edit theirs
         )
 
 

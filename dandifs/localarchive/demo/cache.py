@@ -34,6 +34,7 @@ def ensure_generated(cache_dir: Path, part: Part) -> Path:
             return target
         _remove_debris(cache_dir, part)
         staging = Path(tempfile.mkdtemp(prefix=f".{part.name}.partial-", dir=cache_dir))
+        staging.chmod(0o755)  # mkdtemp makes it private; the tree is shared data
         try:
             _generate(staging, part)
             if target.exists():

@@ -133,7 +133,8 @@ def _place_cells() -> DandisetPlan:
         published=published,
         draft=(*draft, added),
         extra_metadata=_metadata(
-            ["hippocampus", "place cells", "virtual reality", "electrophysiology", "calcium imaging"],
+            ["hippocampus", "place cells", "virtual reality", "electrophysiology",
+             "calcium imaging"],
             studyTarget=["spatial coding in CA1"],
         ),
     )
@@ -199,5 +200,5 @@ def _bulk() -> DandisetPlan:
     )
 
 
-DEMO = Part("demo", version=1, dandisets=(_place_cells(), _cleared_brain(), _embargoed_rat()))
+DEMO = Part("demo", version=2, dandisets=(_place_cells(), _cleared_brain(), _embargoed_rat()))
 BIG = Part("big", version=1, dandisets=(_bulk(),))

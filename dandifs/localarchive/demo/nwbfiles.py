@@ -85,9 +85,10 @@ def write_ecephys(path: Path, session: Session, recording: Recording) -> None:
     """An extracellular session: electrodes, a raw ElectricalSeries, a TimeSeries and units."""
     nwbfile = _new_nwbfile(session, keywords=["extracellular electrophysiology", "hippocampus"])
     rng = np.random.default_rng([session.seed, 1])
-    probe = nwbfile.create_device(
-        name="probe0", description="silicon probe, 4 shanks", manufacturer="Synthetic Probes Inc."
+    probe_model = nwbfile.create_device_model(
+        name="SP-64", manufacturer="Synthetic Probes Inc.", description="64-site silicon probe"
     )
+    probe = nwbfile.create_device(name="probe0", description="implanted probe", model=probe_model)
     group = nwbfile.create_electrode_group(
         name="shank0", description="all recording sites", location="CA1", device=probe
     )
@@ -280,7 +281,7 @@ def _new_nwbfile(session: Session, keywords: list[str]) -> NWBFile:
         file_create_date=[session.start + timedelta(hours=6)],
         session_id=session.session_id,
         experimenter=list(EXPERIMENTERS),
-        experiment_description="Hippocampal activity of head-fixed mice navigating a virtual track.",
+        experiment_description="Hippocampal activity of head-fixed mice on a virtual track.",
         institution=INSTITUTION,
         lab=LAB,
         keywords=keywords,

@@ -54,7 +54,7 @@ def write_ngff(path: Path, volume: Volume = Volume()) -> None:
                 {
                     "path": str(level),
                     "coordinateTransformations": [
-                        {"type": "scale", "scale": [size * 2**level for size in volume.voxel_size_um]}
+                        {"type": "scale", "scale": [um * 2**level for um in volume.voxel_size_um]}
                     ],
                 }
                 for level in range(len(levels))
