@@ -1,0 +1,1 @@
+"""HTTP endpoints of the local archive, one module per area of the API."""

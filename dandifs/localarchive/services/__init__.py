@@ -1,0 +1,1 @@
+"""The archive's operations, shared by the HTTP routes and the seeder."""

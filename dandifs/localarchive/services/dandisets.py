@@ -1,0 +1,124 @@
+"""Creating and deleting dandisets."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, timedelta
+from typing import Any
+
+from dandifs.localarchive import metadata as md
+from dandifs.localarchive.auth import User
+from dandifs.localarchive.context import ArchiveContext
+from dandifs.localarchive.db import Row
+from dandifs.localarchive.problems import message
+from dandifs.localarchive.services.access import dandiset_row, is_owner, refuse_during_unembargo
+from dandifs.localarchive.services.versions import render_metadata
+from dandifs.localarchive.timestamps import api_time, utcnow
+
+
+def _requested_number(ctx: ArchiveContext, metadata: dict[str, Any], user: User) -> int | None:
+    """The id asked for through `metadata.identifier` (an admin-only request), if any."""
+    requested = metadata.get("identifier")
+    if not requested:
+        return None
+    text = str(requested).split(":", 1)[-1]
+    try:
+        number = int(text)
+    except ValueError:
+        raise message(400, f"Invalid Identifier {requested}") from None
+    if not user.admin:
+        raise message(400, "Creating a dandiset for a given identifier is an admin only operation.")
+    if dandiset_row(ctx, number) is not None:
+        raise message(400, f"Dandiset {number:06d} already exists")
+    return number
+
+
+def create_dandiset(
+    ctx: ArchiveContext,
+    user: User,
+    *,
+    name: str,
+    metadata: dict[str, Any],
+    embargo: bool = False,
+    embargo_end_date: str | None = None,
+    number: int | None = None,
+) -> Row:
+    """A new dandiset with an empty `Pending` draft, owned by `user`."""
+    if number is None:
+        number = _requested_number(ctx, metadata, user)
+    stored = md.strip_version_metadata(metadata)
+    stored.setdefault("schemaKey", "Dandiset")
+    stored.setdefault("schemaVersion", md.SCHEMA_VERSION)
+    if "contributor" not in stored:
+        stored["contributor"] = [
+            {
+                "name": user.citation_name,
+                "email": user.email,
+                "roleName": ["dcite:ContactPerson"],
+                "schemaKey": "Person",
+                "affiliation": [],
+                "includeInCitation": True,
+            }
+        ]
+    if embargo and embargo_end_date is None:
+        embargo_end_date = (date.today() + timedelta(days=730)).isoformat()
+    now = api_time(utcnow())
+    with ctx.db.tx() as conn:
+        if number is None:
+            number = conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM dandisets").fetchone()[0]
+        conn.execute(
+            "INSERT INTO dandisets (id, created, modified, embargo_status, embargo_end_date)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (number, now, now, "EMBARGOED" if embargo else "OPEN", embargo_end_date),
+        )
+        conn.execute("INSERT INTO owners (dandiset_id, user_id) VALUES (?, ?)", (number, user.id))
+        dandiset = conn.execute("SELECT * FROM dandisets WHERE id = ?", (number,)).fetchone()
+        full = render_metadata(ctx, dandiset, version="draft", name=name, stored=stored)
+        conn.execute(
+            "INSERT INTO versions (dandiset_id, version, name, metadata, status, created, modified)"
+            " VALUES (?, 'draft', ?, ?, 'Pending', ?, ?)",
+            (number, name, json.dumps(full), now, now),
+        )
+    ctx.wake_worker()
+    return dandiset
+
+
+def delete_dandiset(ctx: ArchiveContext, dandiset: Row, user: User) -> None:
+    if not is_owner(ctx, dandiset["id"], user):
+        raise message(403, "Cannot delete dandisets which you do not own.")
+    refuse_during_unembargo(dandiset)
+    published = ctx.db.one(
+        "SELECT 1 FROM versions WHERE dandiset_id = ? AND version != 'draft'", (dandiset["id"],)
+    )
+    if published:
+        raise message(403, "Cannot delete dandisets with published versions.")
+    zarr_ids = [
+        r["zarr_id"]
+        for r in ctx.db.all("SELECT zarr_id FROM zarrs WHERE dandiset_id = ?", (dandiset["id"],))
+    ]
+    with ctx.db.tx() as conn:
+        conn.execute(
+            "DELETE FROM version_assets WHERE version_id IN"
+            " (SELECT id FROM versions WHERE dandiset_id = ?)",
+            (dandiset["id"],),
+        )
+        conn.execute("DELETE FROM dandisets WHERE id = ?", (dandiset["id"],))
+    for zarr_id in zarr_ids:
+        ctx.store.delete_prefix(f"zarr/{zarr_id}/")
+
+
+def set_star(ctx: ArchiveContext, dandiset: Row, user: User, starred: bool) -> int:
+    with ctx.db.tx() as conn:
+        if starred:
+            conn.execute(
+                "INSERT OR IGNORE INTO stars (dandiset_id, user_id, created) VALUES (?, ?, ?)",
+                (dandiset["id"], user.id, api_time(utcnow())),
+            )
+        else:
+            conn.execute(
+                "DELETE FROM stars WHERE dandiset_id = ? AND user_id = ?",
+                (dandiset["id"], user.id),
+            )
+        return conn.execute(
+            "SELECT COUNT(*) FROM stars WHERE dandiset_id = ?", (dandiset["id"],)
+        ).fetchone()[0]
