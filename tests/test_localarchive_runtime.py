@@ -1,0 +1,587 @@
+"""The local archive's runtime: SeaweedFS, the ObjectStore, the S3 front proxy, the process.
+
+Everything here runs for real: a `weed server` child, the proxy on an event loop, httpx and
+curl as clients, and `dandifs local-archive` as a subprocess.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Coroutine, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+
+from dandifs.localarchive.objectstore import DEFAULT_BUCKET, ObjectStore, PrivateKeys
+from dandifs.localarchive.s3proxy import FaultConfig, S3Proxy
+from dandifs.localarchive.seaweed import SeaweedServer
+
+from conftest import LocalArchive, start_local_archive, stop_local_archive
+
+T = TypeVar("T")
+S3_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+
+
+# -- pure parts ----------------------------------------------------------------------------
+
+
+class TestFaultConfig:
+    def test_defaults_are_no_faults(self) -> None:
+        assert FaultConfig().to_json() == {
+            "latency_ms": 0.0, "error_rate": 0.0, "reset_rate": 0.0,
+            "truncate_rate": 0.0, "seed": None,
+        }
+
+    @pytest.mark.parametrize(
+        ("data", "message"),
+        [
+            ({"error_rate": 1.5}, "error_rate must be between 0 and 1"),
+            ({"latency_ms": -1}, "latency_ms must be >= 0"),
+            ({"error_rate": 0.6, "reset_rate": 0.6}, "at most 1"),
+            ({"latency": 5}, "unknown field(s) ['latency']"),
+            ({"seed": "x"}, "seed must be an integer"),
+            ({"error_rate": True}, "error_rate must be a number"),
+            ([1, 2], "expected a JSON object"),
+        ],
+    )
+    def test_refuses_bad_settings_by_name(self, data: Any, message: str) -> None:
+        with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("(", r"\(")
+                           .replace(")", r"\)").replace("]", r"\]")):
+            FaultConfig.from_json(data)
+
+
+class TestPrivateKeys:
+    def test_prefix_and_exact_entries(self) -> None:
+        keys = PrivateKeys()
+        keys.set("zarr/abc/", True)
+        keys.set("blobs/123/456/123456-uuid", True)
+        assert keys.is_private("zarr/abc/0/0/0")
+        assert keys.is_private("blobs/123/456/123456-uuid")
+        assert not keys.is_private("zarr/abcd/0")
+        assert not keys.is_private("blobs/123/456/123456-uuid2")
+        assert not keys.is_private("zarr/abc")  # the prefix itself is not an object
+
+    def test_entry_without_slash_covers_keys_under_it(self) -> None:
+        keys = PrivateKeys()
+        keys.set("zarr/abc", True)
+        assert keys.is_private("zarr/abc") and keys.is_private("zarr/abc/.zattrs")
+        assert not keys.is_private("zarr/abcd")
+        keys.set("zarr/abc/", False)  # either spelling lifts it
+        assert not keys.is_private("zarr/abc/.zattrs")
+
+    def test_persisted_across_instances(self, tmp_path: Path) -> None:
+        path = tmp_path / "private.json"
+        PrivateKeys(path).set("blobs/a", True)
+        assert PrivateKeys(path).is_private("blobs/a")
+
+
+# -- a SeaweedFS + proxy stack for this module ---------------------------------------------
+
+
+class LoopThread:
+    """An asyncio loop on a thread of its own, so that blocking clients can talk to a proxy."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        self.loop.close()
+
+
+@dataclass
+class Stack:
+    seaweed: SeaweedServer
+    proxy: S3Proxy
+    store: ObjectStore
+    loop: LoopThread
+
+    @property
+    def url(self) -> str:
+        return self.proxy.url
+
+    def faults(self, **kw: Any) -> None:
+        response = httpx.put(f"{self.url}/__dandifs__/faults", json=kw)
+        response.raise_for_status()
+
+    def stats(self) -> dict[str, Any]:
+        return httpx.get(f"{self.url}/__dandifs__/stats").json()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    data = tmp_path_factory.mktemp("seaweed")
+    loop = LoopThread()
+    with SeaweedServer(data, buckets=[DEFAULT_BUCKET]) as seaweed:
+        assert seaweed.ports is not None
+        proxy = S3Proxy(seaweed.host, seaweed.ports.s3)
+        loop.run(proxy.start())
+        store = ObjectStore(seaweed.s3_url, proxy.url, private_keys=proxy.private_keys)
+        try:
+            yield Stack(seaweed, proxy, store, loop)
+        finally:
+            loop.run(proxy.close())
+            loop.close()
+
+
+@pytest.fixture
+def s3(stack: Stack) -> Iterator[Stack]:
+    """The stack with faults off and counters at zero before and after the test."""
+    stack.faults()
+    httpx.delete(f"{stack.url}/__dandifs__/stats")
+    yield stack
+    stack.faults()
+
+
+def _s3_error_code(body: bytes) -> str:
+    return ET.fromstring(body).findtext("Code") or ""
+
+
+# -- SeaweedFS -----------------------------------------------------------------------------
+
+
+def _group_members(pgid: int) -> list[int]:
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(entry.name))
+    return members
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_seaweed_starts_and_stops_without_leftovers(tmp_path: Path) -> None:
+    server = SeaweedServer(tmp_path / "weed", buckets=["some-bucket"])
+    with server:
+        assert server.process is not None and server.ports is not None
+        pid, ports = server.process.pid, server.ports
+        assert _group_members(pid) == [pid]  # its own process group
+        assert httpx.get(f"{server.s3_url}/some-bucket").status_code == 200
+        assert all(_port_open(port) for port in vars(ports).values())
+    assert _group_members(pid) == []
+    assert not any(_port_open(port) for port in vars(ports).values())
+    tmp = Path(os.environ.get("TMPDIR") or "/tmp")
+    assert [p for port in vars(ports).values() for p in tmp.glob(f"seaweedfs-*-{port}.sock")] == []
+
+
+def test_seaweed_dies_with_its_parent(tmp_path: Path) -> None:
+    """A parent killed with SIGKILL cannot clean up: the kernel must kill `weed` for it."""
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        from pathlib import Path
+        from dandifs.localarchive.seaweed import SeaweedServer
+        server = SeaweedServer(Path({str(tmp_path / 'weed')!r}))
+        server.start()
+        print(server.process.pid, flush=True)
+        time.sleep(600)
+        """
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    weed_pid = int(parent.stdout.readline())
+    assert _group_members(weed_pid) == [weed_pid]
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while _group_members(weed_pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _group_members(weed_pid) == []
+
+
+def test_seaweed_failure_to_start_is_reported(tmp_path: Path) -> None:
+    from dandifs.errors import Unavailable
+
+    server = SeaweedServer(tmp_path / "weed", extra_args=["-no-such-flag"])
+    with pytest.raises(Unavailable, match="SeaweedFS exited with status"):
+        with server:
+            pass
+
+
+# -- ObjectStore ---------------------------------------------------------------------------
+
+
+def test_put_head_and_read_through_the_proxy(s3: Stack) -> None:
+    data = os.urandom(100_000)
+    etag = s3.store.put_bytes("roundtrip/a b.bin", data)
+    assert etag == hashlib.md5(data).hexdigest()
+    head = s3.store.head("roundtrip/a b.bin")
+    assert head is not None and (head.size, head.etag) == (len(data), etag)
+    assert head.last_modified.utcoffset() is not None
+    assert s3.store.head("roundtrip/missing") is None
+
+    url = s3.store.object_url("roundtrip/a b.bin")
+    assert url == f"{s3.url}/{DEFAULT_BUCKET}/roundtrip/a%20b.bin"
+    with httpx.Client() as client:
+        assert client.get(url).content == data
+        ranged = client.get(url, headers={"Range": "bytes=100-199"})
+        assert ranged.status_code == 206
+        assert ranged.headers["Content-Range"] == f"bytes 100-199/{len(data)}"
+        assert ranged.content == data[100:200]
+        assert client.head(url).headers["Content-Length"] == str(len(data))
+        assert client.get(s3.store.presign_head("roundtrip/a b.bin")).status_code == 200
+    assert s3.stats()["requests"] == {"GET": 3, "HEAD": 1}
+
+
+def test_multipart_upload_with_presigned_part_urls(s3: Stack) -> None:
+    """dandi-cli's blob upload: parts PUT to presigned URLs, completion POSTed as XML."""
+    key = "blobs/abc/def/abcdef-multipart"
+    parts_data = [os.urandom(5 << 20), os.urandom(5 << 20), os.urandom(123)]
+    upload_id = s3.store.create_multipart(key)
+    etags = []
+    with httpx.Client(timeout=60) as client:
+        for number, data in enumerate(parts_data, start=1):
+            url = s3.store.presign_upload_part(key, upload_id, number)
+            assert url.startswith(f"{s3.url}/{DEFAULT_BUCKET}/{key}?")
+            assert "X-Amz-Signature=" in url
+            response = client.put(url, content=data)
+            assert response.status_code == 200, response.text
+            etags.append(response.headers["ETag"].strip('"'))
+        assert etags == [hashlib.md5(d).hexdigest() for d in parts_data]
+        body = "".join(
+            f"<Part><PartNumber>{n}</PartNumber><ETag>{e}</ETag></Part>"
+            for n, e in enumerate(etags, start=1)
+        )
+        completion = client.post(
+            s3.store.presign_complete_multipart(key, upload_id),
+            content=f'<CompleteMultipartUpload xmlns="{S3_NS[1:-1]}">{body}'
+            "</CompleteMultipartUpload>",
+        )
+    assert completion.status_code == 200, completion.text
+    expected = hashlib.md5(b"".join(bytes.fromhex(e) for e in etags)).hexdigest() + "-3"
+    assert ET.fromstring(completion.content).findtext(f"{S3_NS}ETag") == f'"{expected}"'
+    head = s3.store.head(key)
+    assert head is not None
+    assert (head.etag, head.size) == (expected, sum(map(len, parts_data)))
+    assert s3.stats()["bytes_received"] == sum(map(len, parts_data)) + len(completion.request.content)
+
+
+def test_put_file_in_parts_gives_the_dandi_etag(s3: Stack, tmp_path: Path) -> None:
+    from dandischema.digests.dandietag import DandiETag
+
+    path = tmp_path / "file.bin"
+    path.write_bytes(os.urandom((5 << 20) * 2 + 1000))
+    part_size = 5 << 20
+    etag = s3.store.put_file("blobs/put-file", path, part_size=part_size)
+    md5s = [hashlib.md5(path.read_bytes()[i : i + part_size]).digest()
+            for i in range(0, path.stat().st_size, part_size)]
+    assert etag == hashlib.md5(b"".join(md5s)).hexdigest() + "-3"
+    single = s3.store.put_file("blobs/put-file-single", path)
+    assert single == hashlib.md5(path.read_bytes()).hexdigest()
+    # dandi's own part table (64 MiB minimum part) makes one part of a file this small:
+    dandi = DandiETag(path.stat().st_size)
+    assert dandi.part_qty == 1
+    assert s3.store.put_file("blobs/put-file-dandi", path, part_size=64 << 20) == (
+        hashlib.md5(hashlib.md5(path.read_bytes()).digest()).hexdigest() + "-1"
+    )
+
+
+def test_presigned_put_checks_content_md5(s3: Stack) -> None:
+    data = b'{"zarr_format": 2}'
+    md5 = base64.b64encode(hashlib.md5(data).digest()).decode()
+    url = s3.store.presign_put("zarr/z1/.zgroup", content_md5_b64=md5)
+    assert "content-md5" in url.lower()
+    good = httpx.put(url, content=data, headers={"Content-MD5": md5})
+    assert good.status_code == 200 and good.headers["ETag"].strip('"') == hashlib.md5(data).hexdigest()
+    bad = httpx.put(url, content=b"other bytes", headers={"Content-MD5": md5})
+    assert bad.status_code == 400
+    assert s3.store.get_bytes("zarr/z1/.zgroup") == data
+
+
+def test_presigned_get_names_the_download(s3: Stack) -> None:
+    s3.store.put_bytes("blobs/named", b"x")
+    response = httpx.get(s3.store.presign_get("blobs/named", filename="sub-01 ses.nwb"))
+    assert response.headers["Content-Disposition"] == 'attachment; filename="sub-01 ses.nwb"'
+
+
+def test_list_pages_with_start_after_and_delete_prefix(s3: Stack) -> None:
+    keys = [f"listing/{name}" for name in ("a", "b", "c/1", "c/2", "d")]
+    for key in keys:
+        s3.store.put_bytes(key, key.encode())
+    page, truncated = s3.store.list("listing/", limit=2)
+    assert [h.key for h in page] == keys[:2] and truncated
+    page, truncated = s3.store.list("listing/", start_after="listing/b", limit=2)
+    assert [h.key for h in page] == keys[2:4] and truncated
+    page, truncated = s3.store.list("listing/", start_after="listing/c/2")
+    assert [h.key for h in page] == keys[4:] and not truncated
+    assert page[0].etag == hashlib.md5(b"listing/d").hexdigest() and page[0].size == 9
+
+    # ListObjectsV2 with a delimiter, unsigned, through the proxy:
+    response = httpx.get(
+        f"{s3.url}/{DEFAULT_BUCKET}",
+        params={"list-type": "2", "prefix": "listing/", "delimiter": "/"},
+    )
+    tree = ET.fromstring(response.content)
+    assert [e.findtext(f"{S3_NS}Key") for e in tree.iter(f"{S3_NS}Contents")] == [
+        "listing/a", "listing/b", "listing/d"]
+    assert [e.findtext(f"{S3_NS}Prefix") for e in tree.iter(f"{S3_NS}CommonPrefixes")] == [
+        "listing/c/"]
+
+    s3.store.delete("listing/a")
+    assert s3.store.head("listing/a") is None
+    s3.store.delete_prefix("listing/")
+    assert s3.store.list("listing/") == ([], False)
+
+
+def test_private_keys_refused_anonymously_and_served_presigned(s3: Stack) -> None:
+    s3.store.put_bytes("zarr/embargoed/0/0", b"secret chunk")
+    s3.store.put_bytes("blobs/emb/arg/embargoed-blob", b"secret blob")
+    s3.store.set_private("zarr/embargoed/", True)
+    s3.store.set_private("blobs/emb/arg/embargoed-blob", True)
+    with httpx.Client() as client:
+        for key in ("zarr/embargoed/0/0", "blobs/emb/arg/embargoed-blob"):
+            refused = client.get(s3.store.object_url(key))
+            assert refused.status_code == 403
+            assert _s3_error_code(refused.content) == "AccessDenied"
+            assert client.head(s3.store.object_url(key)).status_code == 403
+            assert client.get(s3.store.presign_get(key)).status_code == 200
+            assert client.head(s3.store.presign_head(key)).status_code == 200
+        s3.store.set_private("zarr/embargoed/", False)  # unembargo
+        assert client.get(s3.store.object_url("zarr/embargoed/0/0")).content == b"secret chunk"
+    assert s3.stats()["denied"] == 4
+
+
+def test_curl_upload_with_expect_continue(s3: Stack, tmp_path: Path) -> None:
+    """curl sends `Expect: 100-continue` for large PUTs; the proxy must not stall it."""
+    path = tmp_path / "upload.bin"
+    path.write_bytes(os.urandom(3 << 20))
+    url = s3.store.presign_put("blobs/curl-upload")
+    started = time.monotonic()
+    result = subprocess.run(
+        ["curl", "-sS", "-f", "-T", str(path), "-H", "Expect: 100-continue",
+         "-o", "/dev/null", "-w", "%{http_code}", url],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.stdout == "200", result.stderr
+    assert time.monotonic() - started < 0.9  # curl waits 1 s when no 100 Continue comes
+    assert s3.store.get_bytes("blobs/curl-upload") == path.read_bytes()
+
+
+# -- faults --------------------------------------------------------------------------------
+
+
+def _timed_heads(client: httpx.Client, url: str, count: int) -> list[float]:
+    times = []
+    for _ in range(count):
+        started = time.monotonic()
+        client.head(url).raise_for_status()
+        times.append(time.monotonic() - started)
+    return times
+
+
+def test_latency_is_added_to_every_request(s3: Stack) -> None:
+    s3.store.put_bytes("latency/probe", b"x")
+    url = s3.store.object_url("latency/probe")
+    with httpx.Client() as client:
+        baseline = statistics.median(_timed_heads(client, url, 5))
+        s3.faults(latency_ms=150)
+        slowed = _timed_heads(client, url, 5)
+    assert min(slowed) >= 0.150
+    assert statistics.median(slowed) - baseline == pytest.approx(0.150, abs=0.1)
+
+
+def test_error_faults_answer_s3_xml_and_repeat_with_a_seed(s3: Stack) -> None:
+    s3.store.put_bytes("faults/errors", b"payload")
+    url = s3.store.object_url("faults/errors")
+
+    def statuses() -> list[int]:
+        s3.faults(error_rate=0.5, seed=7)
+        with httpx.Client() as client:
+            return [client.get(url).status_code for _ in range(40)]
+
+    first = statuses()
+    assert set(first) == {200, 500, 503}
+    assert statuses() == first
+    s3.faults(error_rate=1)
+    response = httpx.get(url)
+    assert response.status_code in {500, 503}
+    assert response.headers["Content-Type"] == "application/xml"
+    assert _s3_error_code(response.content) in {"InternalError", "SlowDown"}
+    # An upload answered with an error leaves the connection usable for the retry:
+    with httpx.Client() as client:
+        assert client.put(s3.store.presign_put("faults/up"), content=b"a" * 1000).status_code >= 500
+        s3.faults()
+        assert client.put(s3.store.presign_put("faults/up"), content=b"a" * 1000).status_code == 200
+    assert s3.stats()["faults"]["error"] == first.count(500) * 2 + first.count(503) * 2 + 2
+
+
+def test_reset_faults_reset_the_connection(s3: Stack) -> None:
+    s3.store.put_bytes("faults/reset", b"payload")
+    s3.faults(reset_rate=1)
+    with pytest.raises(httpx.TransportError) as caught:
+        httpx.get(s3.store.object_url("faults/reset"))
+    assert isinstance(caught.value, (httpx.ReadError, httpx.RemoteProtocolError))
+    assert s3.stats()["faults"] == {"reset": 1}
+
+
+def test_truncate_faults_cut_the_body_short(s3: Stack) -> None:
+    data = os.urandom(1 << 20)
+    s3.store.put_bytes("faults/truncate", data)
+    s3.faults(truncate_rate=1)
+    with pytest.raises(httpx.RemoteProtocolError, match="incomplete|complete message body"):
+        httpx.get(s3.store.object_url("faults/truncate"))
+    # What a raw client sees: the full length promised, half of it delivered, then EOF.
+    host, port = s3.proxy.host, s3.proxy.port
+    with socket.create_connection((host, port)) as sock:
+        sock.sendall(f"GET /{DEFAULT_BUCKET}/faults/truncate HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        received = b""
+        while chunk := sock.recv(1 << 16):
+            received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert f"Content-Length: {len(data)}".encode() in head
+    assert body == data[: len(data) // 2]
+    assert s3.stats()["faults"] == {"truncate": 2}
+
+
+def test_control_endpoints_validate_and_count(s3: Stack) -> None:
+    bad = httpx.put(f"{s3.url}/__dandifs__/faults", json={"error_rate": 3})
+    assert bad.status_code == 400 and "error_rate" in bad.json()["detail"]
+    assert httpx.put(f"{s3.url}/__dandifs__/faults", content=b"{not json").status_code == 400
+    assert httpx.get(f"{s3.url}/__dandifs__/nothing").status_code == 404
+    assert httpx.post(f"{s3.url}/__dandifs__/stats").status_code == 405
+    applied = httpx.put(f"{s3.url}/__dandifs__/faults", json={"latency_ms": 5}).json()
+    assert applied["latency_ms"] == 5 and applied["error_rate"] == 0
+    assert httpx.get(f"{s3.url}/__dandifs__/faults").json() == applied
+
+    data = os.urandom(10_000)
+    s3.store.put_bytes("stats/object", data)
+    with httpx.Client() as client:
+        for _ in range(3):
+            client.get(s3.store.object_url("stats/object"))
+        client.get(s3.store.object_url("stats/object"), headers={"Range": "bytes=0-9"})
+    stats = s3.stats()
+    assert stats["requests"] == {"GET": 4} and stats["total_requests"] == 4
+    assert stats["statuses"] == {"200": 3, "206": 1}
+    assert stats["bytes_sent"] == 3 * len(data) + 10
+    assert httpx.delete(f"{s3.url}/__dandifs__/stats").json()["total_requests"] == 0
+
+
+def test_proxy_streams_large_objects(s3: Stack, tmp_path: Path) -> None:
+    """A body much larger than the proxy's buffers goes through intact and at speed."""
+    path = tmp_path / "large.bin"
+    path.write_bytes(os.urandom(64 << 20))
+    s3.store.put_file("large/object", path, part_size=16 << 20)
+    digest = hashlib.md5()
+    started = time.monotonic()
+    with httpx.stream("GET", s3.store.object_url("large/object"), timeout=60) as response:
+        for chunk in response.iter_bytes():
+            digest.update(chunk)
+    elapsed = time.monotonic() - started
+    assert digest.hexdigest() == hashlib.md5(path.read_bytes()).hexdigest()
+    assert (64 << 20) / elapsed > 50e6  # bytes/s, far below what it does on an idle machine
+
+
+# -- the process ---------------------------------------------------------------------------
+
+
+def test_ready_file_token_and_sigterm_shutdown(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    ready = tmp_path / "ready.json"
+    process, info = start_local_archive(
+        data, ready, tmp_path / "first.log", "--seed", "none", "--s3-latency", "20",
+        timeout=120,
+    )
+    try:
+        assert set(info) >= {"api_url", "s3_url", "token", "pid", "data_dir"}
+        assert info["pid"] == process.pid and info["data_dir"] == str(data.resolve())
+        assert info["api_url"].endswith("/api") and len(info["token"]) == 40
+        assert httpx.get(f"{info['api_url']}/info/").status_code == 200
+        faults = httpx.get(f"{info['s3_proxy_url']}/__dandifs__/faults").json()
+        assert faults["latency_ms"] == 20
+        run_dir = data / "runs" / str(process.pid)
+        weed = [p for p in _group_members_named("weed") if _is_under(p, run_dir)]
+        assert len(weed) == 1
+    finally:
+        code = stop_local_archive(process, signal.SIGTERM)
+    assert code == 0, (tmp_path / "first.log").read_text()
+    assert not ready.exists()
+    assert not run_dir.exists()
+    assert not _alive(weed[0])
+
+    process, again = start_local_archive(data, ready, tmp_path / "second.log", "--seed", "none",
+                                         timeout=120)
+    assert stop_local_archive(process, signal.SIGINT) == 0
+    assert again["token"] == info["token"]  # stable for one data directory
+
+
+def test_runner_refuses_bad_options() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "dandifs", "local-archive", "--s3-error-rate", "1.5"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2
+    assert "between 0 and 1" in result.stderr and "Traceback" not in result.stderr
+
+
+def _group_members_named(name: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == name:
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+    return found
+
+
+def _is_under(pid: int, directory: Path) -> bool:
+    try:
+        cmdline = (Path("/proc") / str(pid) / "cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return any(arg.decode(errors="replace").startswith(f"-dir={directory}") for arg in cmdline)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+# -- the session archive -------------------------------------------------------------------
+
+
+def test_local_archive_fixture_serves_the_demo(local_archive: LocalArchive) -> None:
+    info = httpx.get(f"{local_archive.api_url}/info/").json()
+    assert info["services"]["api"]["url"].rstrip("/") == local_archive.api_url
+    dandisets = httpx.get(f"{local_archive.api_url}/dandisets/").json()
+    assert {d["identifier"] for d in dandisets["results"]} >= {"000001", "000002"}
+    local_archive.reset_s3_stats()
+    with local_archive.s3_faults(latency_ms=10) as applied:
+        assert applied["latency_ms"] == 10
+    assert local_archive.s3_stats()["total_requests"] == 0
+    assert json.loads(json.dumps(local_archive.s3_stats()))["faults"] == {}
