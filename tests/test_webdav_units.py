@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 
 import pytest
 import trio
+import trio.testing
 
 from dandifs import errors
 from dandifs.resolve.entry import Entry, EntryKind
@@ -215,37 +217,46 @@ def test_plain_etag_and_content_type():
 
 
 class CountingSession:
+    requests_made = 0
+
     def __init__(self, token):
         self.token = token
         self.closed = False
 
-    async def aclose(self):
-        self.closed = True
-
 
 def test_sessions_validate_once_reject_and_evict():
     opened: list[str | None] = []
+    sessions_made: list[CountingSession] = []
 
+    @asynccontextmanager
     async def opener(token):
         opened.append(token)
         if token == "bad":
             raise errors.InvalidToken("no")
-        return CountingSession(token)
+        session = CountingSession(token)
+        sessions_made.append(session)
+        try:
+            yield session
+        finally:
+            session.closed = True
 
     async def scenario():
         sessions = Sessions(opener, capacity=2)
-        anonymous = await sessions.get(None)
-        assert await sessions.get(None) is anonymous
-        a = await sessions.get("a")
-        assert await sessions.get("a") is a
-        for _ in range(2):
-            with pytest.raises(errors.InvalidToken):
-                await sessions.get("bad")
-        await sessions.get("b")
-        await sessions.get("c")  # evicts "a", the least recently used
-        assert a.closed
-        await sessions.aclose()
-        assert anonymous.closed
+        async with trio.open_nursery() as nursery:
+            await nursery.start(sessions.run)
+            anonymous = await sessions.get(None)
+            assert await sessions.get(None) is anonymous
+            a = await sessions.get("a")
+            assert await sessions.get("a") is a
+            for _ in range(2):
+                with pytest.raises(errors.InvalidToken):
+                    await sessions.get("bad")
+            await sessions.get("b")
+            await sessions.get("c")  # evicts "a", the least recently used
+            await trio.testing.wait_all_tasks_blocked()
+            assert a.closed and not anonymous.closed
+            await sessions.aclose()
+        assert all(session.closed for session in sessions_made)
 
     trio.run(scenario)
     assert opened == [None, "a", "bad", "b", "c"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
@@ -34,14 +35,17 @@ class CorePortal:
             raise RuntimeError("the core portal is not running")
         return self._portal.call(fn, *args)
 
+    def start_task(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> Future:
+        """Start `fn(*args, task_status=...)` on the loop; returns once it has started."""
+        if self._portal is None:
+            raise RuntimeError("the core portal is not running")
+        future, _ = self._portal.start_task(fn, *args)
+        return future
+
     def stop(self) -> None:
-        """Stop the loop after running `close` callbacks registered with `on_stop`."""
+        """Stop the loop (tasks still running on it are cancelled)."""
         self._stack.close()
         self._portal = None
-
-    def on_stop(self, close: Callable[[], Awaitable[Any]]) -> None:
-        """Register an async close (e.g. an HTTP client's `aclose`) to run on the loop at stop."""
-        self._stack.callback(lambda: self._portal and self._portal.call(close))
 
     def __enter__(self) -> CorePortal:
         return self.start()

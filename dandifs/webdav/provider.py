@@ -30,7 +30,7 @@ from dandifs.webdav.errors import to_dav_error
 from dandifs.webdav.html import METADATA_ROUTE, render_listing
 from dandifs.webdav.portal import CorePortal
 from dandifs.webdav.resources import FileResource, FolderResource, join
-from dandifs.webdav.sessions import Session, Sessions
+from dandifs.webdav.sessions import Reader, Session, Sessions
 
 log = logging.getLogger(__name__)
 
@@ -128,11 +128,9 @@ class DandiProvider(DAVProvider):
             memo[key] = self._call(environ, lambda session: session.listdir(key))
         return memo[key]
 
-    def read(self, entry: Entry, start: int, end: int, environ: dict) -> bytes:
-        return self._call(environ, lambda session: session.read(entry, start, end))
-
     def open(self, entry: Entry, environ: dict) -> io.RawIOBase:
-        return RemoteFile(self, entry, environ)
+        reader = self._call(environ, lambda session: session.open_reader(entry))
+        return RemoteFile(self.portal, reader, entry.size)
 
     # -- WsgiDAV's provider interface ----------------------------------------------------
 
@@ -231,13 +229,13 @@ class DandiProvider(DAVProvider):
 
 
 class RemoteFile(io.RawIOBase):
-    """A seekable read-only file over the core's block reader, for WsgiDAV's GET handler."""
+    """A seekable read-only file over a core reader, for WsgiDAV's GET handler."""
 
-    def __init__(self, provider: DandiProvider, entry: Entry, environ: dict) -> None:
+    def __init__(self, portal: CorePortal, reader: Reader, size: int) -> None:
         super().__init__()
-        self._provider = provider
-        self._entry = entry
-        self._environ = environ
+        self._portal = portal
+        self._reader = reader
+        self._size = size
         self._position = 0
 
     def readable(self) -> bool:
@@ -247,18 +245,20 @@ class RemoteFile(io.RawIOBase):
         return True
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._entry.size}
-        self._position = max(0, base[whence] + offset)
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        self._position = max(0, base + offset)
         return self._position
 
     def tell(self) -> int:
         return self._position
 
     def read(self, size: int = -1) -> bytes:
-        end = self._entry.size if size is None or size < 0 else min(self._entry.size, self._position + size)
-        if end <= self._position:
-            return b""
-        data = self._provider.read(self._entry, self._position, end, self._environ)
+        if size is None or size < 0:
+            size = self._size - self._position
+        try:
+            data = self._portal.call(self._reader.read, self._position, size)
+        except errors.DandiFSError as exc:
+            raise to_dav_error(exc) from None
         self._position += len(data)
         return data
 
@@ -266,6 +266,11 @@ class RemoteFile(io.RawIOBase):
         data = self.read(len(buffer))
         buffer[: len(data)] = data
         return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._portal.call(self._reader.aclose)
+        super().close()
 
 
 def validators(resource: FileResource) -> list[tuple[str, str]]:

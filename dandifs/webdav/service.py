@@ -12,6 +12,9 @@ from dandifs.webdav.server import bound_url, make_server, serve_forever
 from dandifs.webdav.sessions import Sessions
 
 
+SESSION_CLOSE_SECONDS = 10
+
+
 class WebDAVService:
     """Owns everything a running server needs, and stops it in the right order."""
 
@@ -31,13 +34,16 @@ class WebDAVService:
         self.sessions: Sessions | None = None
         self.server = None
 
-    async def _open(self, token: str | None):
-        return await open_archive_session(self.instance, token or self.default_token)
+    def _open(self, token: str | None):
+        return open_archive_session(self.instance, token or self.default_token)
+
+    async def _make_sessions(self) -> Sessions:
+        return Sessions(self._open)  # made on the loop: its lock and events belong to it
 
     def start(self, host: str, port: int):
         self.portal.start()
-        self.sessions = Sessions(self._open)
-        self.portal.on_stop(self.sessions.aclose)
+        self.sessions = self.portal.call(self._make_sessions)
+        self._sessions_done = self.portal.start_task(self.sessions.run)
         provider = DandiProvider(
             self.portal, self.sessions, api_url=self.instance.api_url, redirect=self.redirect
         )
@@ -52,6 +58,10 @@ class WebDAVService:
         serve_forever(self.server)
 
     def stop(self) -> None:
+        """Stop accepting requests, finish those in flight, close every session, stop the loop."""
         if self.server is not None:
             self.server.stop()
+        if self.sessions is not None:
+            self.portal.call(self.sessions.aclose)
+            self._sessions_done.result(timeout=SESSION_CLOSE_SECONDS)
         self.portal.stop()

@@ -1,21 +1,33 @@
 """What the WebDAV front end needs from the async core, per caller.
 
 One `Session` per API token (and one shared anonymous session): each has its own
-resolver and metadata cache, so an embargoed entry resolved for one user is never served
-from a cache to another.  `Sessions` validates tokens once and keeps a bounded number
-of sessions alive.
+resolver, metadata cache and block cache, so an embargoed entry or block fetched for one
+user is never served from a cache to another.  `Sessions` validates each token once and
+keeps a bounded number of sessions alive.
+
+A session is an async context (its block cache runs background tasks in a task group,
+which must be entered and left by one task), so each lives in a host task of `run`.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import anyio
+from anyio.abc import TaskGroup, TaskStatus
 
-from dandifs.errors import InvalidToken
+from dandifs.errors import InvalidToken, Unavailable
 from dandifs.resolve.entry import Entry
+
+
+class Reader(Protocol):
+    async def read(self, offset: int, size: int) -> bytes: ...
+
+    async def aclose(self) -> None: ...
 
 
 class Session(Protocol):
@@ -30,8 +42,8 @@ class Session(Protocol):
 
     async def listdir(self, path: str) -> list[Entry]: ...
 
-    async def read(self, entry: Entry, start: int, end: int) -> bytes:
-        """Bytes `[start, end)` of a file entry."""
+    async def open_reader(self, entry: Entry) -> Reader:
+        """A reader of a file entry's bytes (with its own read-ahead)."""
         ...
 
     async def locate(self, url: str) -> str:
@@ -42,66 +54,91 @@ class Session(Protocol):
         """The archive's metadata record for an entry (asset or version), for people to read."""
         ...
 
-    async def aclose(self) -> None: ...
+
+SessionOpener = Callable[[str | None], AbstractAsyncContextManager[Session]]
+"""A session for a token (None: anonymous); entering it raises InvalidToken if the archive says no."""
 
 
-SessionOpener = Callable[[str | None], Awaitable[Session]]
-"""Builds a session for a token (None: anonymous); raises InvalidToken if the archive says no."""
+@dataclass
+class _Hosted:
+    session: Session
+    closed: anyio.Event
 
 
 class Sessions:
-    """Sessions by token: the anonymous one forever, the last `capacity` token sessions."""
+    """Sessions by token: the anonymous one while running, the last `capacity` token ones."""
 
     def __init__(self, open_session: SessionOpener, *, capacity: int = 64) -> None:
         self._open = open_session
         self._capacity = capacity
-        self._anonymous: Session | None = None
-        self._by_token: OrderedDict[str, Session] = OrderedDict()
+        self._anonymous: _Hosted | None = None
+        self._by_token: OrderedDict[str, _Hosted] = OrderedDict()
         self._rejected: OrderedDict[str, None] = OrderedDict()
         self._lock = anyio.Lock()
+        self._tasks: TaskGroup | None = None
+        self._stopping = anyio.Event()
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Host the sessions until `aclose`; returns once every session has closed."""
+        async with anyio.create_task_group() as tasks:
+            self._tasks = tasks
+            task_status.started()
+            await self._stopping.wait()
+            for hosted in self._alive():
+                hosted.closed.set()
+        self._tasks = None
+
+    async def _host(self, token: str | None, *, task_status: TaskStatus[_Hosted]) -> None:
+        async with self._open(token) as session:
+            hosted = _Hosted(session, anyio.Event())
+            task_status.started(hosted)
+            await hosted.closed.wait()
+
+    async def _start(self, token: str | None) -> _Hosted:
+        if self._tasks is None or self._stopping.is_set():
+            raise Unavailable("the server is shutting down")
+        return await self._tasks.start(self._host, token)
 
     async def get(self, token: str | None) -> Session:
         async with self._lock:
             if token is None:
                 if self._anonymous is None:
-                    self._anonymous = await self._open(None)
-                return self._anonymous
+                    self._anonymous = await self._start(None)
+                return self._anonymous.session
             if token in self._rejected:
                 raise InvalidToken("the archive rejected this API token")
-            session = self._by_token.get(token)
-            if session is None:
+            hosted = self._by_token.get(token)
+            if hosted is None:
                 try:
-                    session = await self._open(token)
+                    hosted = await self._start(token)
                 except InvalidToken:
                     self._remember_rejected(token)
                     raise
-                self._by_token[token] = session
-                await self._evict()
+                self._by_token[token] = hosted
+                self._evict()
             self._by_token.move_to_end(token)
-            return session
+            return hosted.session
 
     def _remember_rejected(self, token: str) -> None:
         self._rejected[token] = None
         while len(self._rejected) > self._capacity:
             self._rejected.popitem(last=False)
 
-    async def _evict(self) -> None:
+    def _evict(self) -> None:
         while len(self._by_token) > self._capacity:
             _, oldest = self._by_token.popitem(last=False)
-            await oldest.aclose()
+            oldest.closed.set()
 
-    def requests_made(self) -> int:
-        """Requests sent by the sessions alive now (read without the lock: a counter)."""
+    def _alive(self) -> list[_Hosted]:
         alive = list(self._by_token.values())
         if self._anonymous is not None:
             alive.append(self._anonymous)
-        return sum(session.requests_made for session in alive)
+        return alive
+
+    def requests_made(self) -> int:
+        """Requests sent by the sessions alive now (read without the lock: counters only)."""
+        return sum(hosted.session.requests_made for hosted in self._alive())
 
     async def aclose(self) -> None:
-        sessions = list(self._by_token.values())
-        if self._anonymous is not None:
-            sessions.append(self._anonymous)
-        self._by_token.clear()
-        self._anonymous = None
-        for session in sessions:
-            await session.aclose()
+        """Close every session (`run` returns when they are closed)."""
+        self._stopping.set()

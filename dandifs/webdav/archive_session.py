@@ -1,0 +1,90 @@
+"""A `Session` over the real layers: archive client, resolver and block cache for one token."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from typing import Any
+
+from dandifs.archive.client import ArchiveClient
+from dandifs.archive.instances import Instance
+from dandifs.cache import CacheConfig, RangeReader, open_block_cache
+from dandifs.cache.blockcache import BlockCache
+from dandifs.resolve import Entry, EntryKind, Resolver
+
+MiB = 1 << 20
+SESSION_CACHE = CacheConfig(memory_bytes=64 * MiB)
+"""Per caller, in memory only: the server streams rarely (redirects are the default), and
+blocks of one caller's embargoed data must not outlive that caller's session on disk."""
+
+
+def as_folder(entry: Entry) -> Entry:
+    """`latest` is a symlink in FUSE; WebDAV has no symlinks, so it is a folder here."""
+    return replace(entry, kind=EntryKind.FOLDER) if entry.kind is EntryKind.SYMLINK else entry
+
+
+class VirtualReader:
+    """Reads of a file dandifs renders itself (`dandiset.yaml`), from its bytes."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    async def read(self, offset: int, size: int) -> bytes:
+        return self.data[offset : offset + size]
+
+    async def aclose(self) -> None:
+        pass
+
+
+class ArchiveSession:
+    """One caller's view of the archive; everything in it is private to that caller's token."""
+
+    def __init__(self, archive: ArchiveClient, resolver: Resolver, blocks: BlockCache) -> None:
+        self.archive = archive
+        self.resolver = resolver
+        self.blocks = blocks
+
+    @property
+    def requests_made(self) -> int:
+        return self.archive.stats.requests
+
+    async def stat(self, path: str) -> Entry:
+        return as_folder(await self.resolver.stat(path, follow=True))
+
+    async def listdir(self, path: str) -> list[Entry]:
+        entries = await self.resolver.listdir(path)
+        return [await self._followed(entry) for entry in entries]
+
+    async def _followed(self, entry: Entry) -> Entry:
+        """A symlink (`latest`) as the folder it points to, under its own name."""
+        if entry.kind is not EntryKind.SYMLINK:
+            return entry
+        return as_folder(await self.resolver.stat(entry.path, follow=True))
+
+    async def open_reader(self, entry: Entry) -> RangeReader | VirtualReader:
+        if entry.content_url is None:
+            return VirtualReader(await self.resolver.read_virtual(entry.path))
+        return RangeReader(self.blocks, entry.content_url, entry.size)
+
+    async def locate(self, url: str) -> str:
+        return await self.archive.objects.locate(url)
+
+    async def metadata(self, entry: Entry) -> dict[str, Any]:
+        return await self.resolver.metadata(entry.path)
+
+
+@asynccontextmanager
+async def open_archive_session(
+    instance: Instance, token: str | None, *, cache: CacheConfig = SESSION_CACHE
+) -> AsyncIterator[ArchiveSession]:
+    """A session for `token` (None: anonymous); raises `InvalidToken` if the archive refuses it.
+
+    Anonymous sessions never pick up a token from the environment or keyring: what the
+    server's owner may see is not what every caller may see.
+    """
+    async with ArchiveClient(instance, token=token, anonymous=token is None) as archive:
+        if token is not None:
+            await archive.check_token()
+        async with open_block_cache(archive.objects, cache) as blocks:
+            yield ArchiveSession(archive, Resolver(archive), blocks)
