@@ -18,6 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import AsyncIterator, Callable
 
+from dandifs.fuse.operations import DandiOperations
 from dandifs.fuse.options import MountOptions, OptionError, apply_options, from_environment
 
 log = logging.getLogger("dandifs.mount")
@@ -137,7 +138,46 @@ def _serve(options: MountOptions, ready: Callable[[], None]) -> int:
 
 
 @asynccontextmanager
-async def open_filesystem(options: MountOptions) -> AsyncIterator["DandiOperations"]:  # noqa: F821
-    """The layers under the mount, built inside the trio run and closed after the unmount."""
-    raise NotImplementedError
-    yield
+async def open_filesystem(options: MountOptions) -> AsyncIterator[DandiOperations]:
+    """The layers under the mount, built inside the trio run and closed after the unmount:
+    archive client -> resolver (metadata) and block cache (bytes) -> FUSE handlers."""
+    from dandifs.archive.client import ArchiveClient
+    from dandifs.cache import CacheConfig, open_block_cache
+    from dandifs.fuse.attrs import AttrPolicy
+    from dandifs.fuse.content import ContentOpener
+    from dandifs.resolve.resolver import Resolver
+
+    cache_config = CacheConfig(
+        memory_bytes=options.memory_size,
+        disk_dir=options.cache_dir / "blocks",
+        disk_bytes=options.cache_size,
+    )
+    async with ArchiveClient(options.instance, token=options.token()) as client:
+        log.info(
+            "archive %s (%s), cache %s (%d MiB on disk, %d MiB in memory)",
+            client.instance.api_url,
+            "with a token" if client.authenticated else "anonymous",
+            cache_config.disk_dir,
+            options.cache_size >> 20,
+            options.memory_size >> 20,
+        )
+        resolver = Resolver(client)
+        policy = AttrPolicy(
+            uid=os.getuid() if options.uid is None else options.uid,
+            gid=os.getgid() if options.gid is None else options.gid,
+            ttl_immutable=resolver.ttl_published,
+            ttl_mutable=resolver.ttl_draft,
+        )
+        async with open_block_cache(client.objects, cache_config) as cache:
+            operations = DandiOperations(
+                resolver,
+                ContentOpener(resolver, cache),
+                policy,
+                ttl_negative=resolver.ttl_negative,
+                total_bytes=options.cache_size,
+            )
+            try:
+                yield operations
+            finally:
+                log.info("archive requests: %s; cache: %s", client.stats.snapshot(),
+                         cache.statistics())

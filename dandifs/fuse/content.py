@@ -1,0 +1,57 @@
+"""Where an open file's bytes come from: the block cache, or bytes dandifs renders itself.
+
+Each open handle gets its own `RangeReader` over the one `BlockCache` of the mount, so
+read-ahead follows that handle's access pattern while every handle shares the blocks.
+Blocks are kept on disk across mounts only for objects with a known ETag; an entry listed
+without its digest (the archive's folder listing has none) gets it from the asset record,
+one cached request on the first open.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from dandifs.cache import BlockCache, RangeReader
+from dandifs.resolve.entry import Entry
+
+
+class ContentSource(Protocol):
+    """What opening a file needs of the resolver."""
+
+    async def read_virtual(self, path: str) -> bytes: ...
+
+    async def asset_metadata(self, entry: Entry) -> dict[str, Any]: ...
+
+
+class RenderedFile:
+    """A file whose bytes dandifs made (`dandiset.yaml`), served from memory."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    async def read(self, offset: int, size: int) -> bytes:
+        return self._data[offset : offset + size]
+
+    async def aclose(self) -> None:
+        return None
+
+
+class ContentOpener:
+    """Opens entries for reading: `await opener(entry)` gives a reader for one handle."""
+
+    def __init__(self, source: ContentSource, cache: BlockCache) -> None:
+        self.source = source
+        self.cache = cache
+
+    async def __call__(self, entry: Entry) -> RangeReader | RenderedFile:
+        if entry.content_url is None:
+            return RenderedFile(await self.source.read_virtual(entry.path))
+        etag = entry.etag or await self._digest(entry)
+        return RangeReader(self.cache, entry.content_url, entry.size, etag)
+
+    async def _digest(self, entry: Entry) -> str | None:
+        if entry.asset_id is None:
+            return None
+        metadata = await self.source.asset_metadata(entry)
+        digests = metadata.get("digest") or {}
+        return digests.get("dandi:dandi-etag")
