@@ -7,6 +7,7 @@ test archive uses) when that variable is set, else into a temporary directory.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import re
 import shutil
@@ -423,6 +424,35 @@ def test_cache_regenerates_for_a_new_version_or_a_missing_file(tmp_path: Path) -
     same = TinyPart(version=2)
     ensure_generated(tmp_path, same.part)
     assert (root / "a" / "one.txt").exists() and same.calls == ["a/one.txt", "two.txt"]
+
+
+def _generate_logged(cache_dir: Path, log: Path) -> None:
+    """Generate a part whose writer is slow and logs each call, so two runs would overlap."""
+
+    def write(path: Path) -> None:
+        with log.open("a") as handle:
+            handle.write(f"{os.getpid()}\n")
+        time.sleep(0.5)
+        path.write_text("done\n")
+
+    source = SourceFile("only.txt", write)
+    plan = DandisetPlan("000009", "t", "t", draft=(AssetPlan("only.txt", source),))
+    ensure_generated(cache_dir, Part("logged", version=1, dandisets=(plan,)))
+
+
+def test_cache_concurrent_processes_generate_once(tmp_path: Path) -> None:
+    context = multiprocessing.get_context("fork")
+    log = tmp_path / "calls.log"
+    workers = [
+        context.Process(target=_generate_logged, args=(tmp_path / "cache", log)) for _ in range(3)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=30)
+    assert [worker.exitcode for worker in workers] == [0, 0, 0]
+    assert len(log.read_text().splitlines()) == 1
+    assert (tmp_path / "cache" / "logged" / "only.txt").read_text() == "done\n"
 
 
 # -- plain files -------------------------------------------------------------------------------

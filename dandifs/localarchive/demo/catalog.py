@@ -200,5 +200,5 @@ def _bulk() -> DandisetPlan:
     )
 
 
-DEMO = Part("demo", version=2, dandisets=(_place_cells(), _cleared_brain(), _embargoed_rat()))
+DEMO = Part("demo", version=3, dandisets=(_place_cells(), _cleared_brain(), _embargoed_rat()))
 BIG = Part("big", version=1, dandisets=(_bulk(),))

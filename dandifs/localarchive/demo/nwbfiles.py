@@ -17,6 +17,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 from hdmf.backends.hdf5 import H5DataIO
+from hdmf.common import DynamicTableRegion
 from hdmf.data_utils import GenericDataChunkIterator
 from pynwb import NWBHDF5IO, NWBFile, TimeSeries
 from pynwb.behavior import Position
@@ -85,23 +86,6 @@ def write_ecephys(path: Path, session: Session, recording: Recording) -> None:
     """An extracellular session: electrodes, a raw ElectricalSeries, a TimeSeries and units."""
     nwbfile = _new_nwbfile(session, keywords=["extracellular electrophysiology", "hippocampus"])
     rng = np.random.default_rng([session.seed, 1])
-    probe_model = nwbfile.create_device_model(
-        name="SP-64", manufacturer="Synthetic Probes Inc.", description="64-site silicon probe"
-    )
-    probe = nwbfile.create_device(name="probe0", description="implanted probe", model=probe_model)
-    group = nwbfile.create_electrode_group(
-        name="shank0", description="all recording sites", location="CA1", device=probe
-    )
-    for channel in range(recording.channels):
-        nwbfile.add_electrode(
-            group=group,
-            location="CA1",
-            x=-2.0,
-            y=1.5,
-            z=float(channel) * 0.02,
-            rel_x=float(channel % 2) * 16.0,
-            rel_y=float(channel // 2) * 20.0,
-        )
     duration = recording.samples / recording.rate
     nwbfile.add_acquisition(
         ElectricalSeries(
@@ -111,26 +95,56 @@ def write_ecephys(path: Path, session: Session, recording: Recording) -> None:
                 SyntheticVoltage(recording, seed=session.seed),
                 chunks=(recording.chunk_rows, recording.channels),
             ),
-            electrodes=nwbfile.create_electrode_table_region(
-                region=list(range(recording.channels)), description="all electrodes"
-            ),
+            electrodes=_add_probe(nwbfile, recording.channels),
             rate=recording.rate,
             starting_time=0.0,
             conversion=0.195e-6,
         )
     )
     speed_rate = 100.0
-    speed_samples = int(duration * speed_rate)
     nwbfile.add_acquisition(
         TimeSeries(
             name="running_speed",
             description="treadmill speed from a rotary encoder",
-            data=np.abs(np.cumsum(rng.normal(0.0, 0.002, speed_samples))).astype(np.float32),
+            data=np.abs(np.cumsum(rng.normal(0.0, 0.002, int(duration * speed_rate)))).astype(
+                np.float32
+            ),
             unit="m/s",
             rate=speed_rate,
             starting_time=0.0,
         )
     )
+    _add_units(nwbfile, recording, duration, rng)
+    _write(path, nwbfile)
+
+
+def _add_probe(nwbfile: NWBFile, channels: int) -> DynamicTableRegion:
+    """A probe with one recording site per channel in CA1; returns the region of all sites."""
+    probe_model = nwbfile.create_device_model(
+        name="SP-64", manufacturer="Synthetic Probes Inc.", description="64-site silicon probe"
+    )
+    probe = nwbfile.create_device(name="probe0", description="implanted probe", model=probe_model)
+    group = nwbfile.create_electrode_group(
+        name="shank0", description="recording sites", location="CA1", device=probe
+    )
+    for channel in range(channels):
+        nwbfile.add_electrode(
+            group=group,
+            location="CA1",
+            x=-2.0,
+            y=1.5,
+            z=float(channel) * 0.02,
+            rel_x=float(channel % 2) * 16.0,
+            rel_y=float(channel // 2) * 20.0,
+        )
+    return nwbfile.create_electrode_table_region(
+        region=list(range(channels)), description="all electrodes"
+    )
+
+
+def _add_units(
+    nwbfile: NWBFile, recording: Recording, duration: float, rng: np.random.Generator
+) -> None:
     nwbfile.units = Units(
         name="units",
         description=f"units from {recording.curation} spike sorting",
@@ -139,14 +153,12 @@ def write_ecephys(path: Path, session: Session, recording: Recording) -> None:
     nwbfile.add_unit_column(name="quality", description="curation label")
     for unit in range(recording.units):
         spike_count = int(rng.integers(20, 60) * max(duration, 1.0))
-        spikes = np.sort(rng.uniform(0.0, duration, spike_count))
         nwbfile.add_unit(
-            spike_times=spikes,
+            spike_times=np.sort(rng.uniform(0.0, duration, spike_count)),
             obs_intervals=[[0.0, duration]],
             electrodes=[unit % recording.channels],
             quality=_unit_quality(unit, recording.curation),
         )
-    _write(path, nwbfile)
 
 
 def _unit_quality(unit: int, curation: str) -> str:

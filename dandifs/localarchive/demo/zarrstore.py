@@ -24,10 +24,6 @@ class Volume:
     cells: int = 300
     seed: int = 2024
 
-    @property
-    def chunk_count(self) -> int:
-        return int(np.prod([-(-size // chunk) for size, chunk in zip(self.shape, self.chunks)]))
-
 
 def write_ngff(path: Path, volume: Volume = Volume()) -> None:
     """Write `volume` as a two-level multiscale image at `path` (a directory)."""
