@@ -8,7 +8,7 @@ one cached listing serves several namespace paths (`0.230101.0000/`, `latest/`,
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from urllib.parse import quote
@@ -198,7 +198,9 @@ def _parent_and_name(path: str) -> tuple[str, str]:
     return parent, name
 
 
-def _build_tree(leaves: Iterable[Entry], base: str, origin: Origin) -> dict[str, Listing]:
+def _build_tree(
+    leaves: Iterable[Entry], base: str, make_folder: Callable[[str], Entry]
+) -> dict[str, Listing]:
     """Folder listings for `base` and every folder beneath it, from the leaves under `base`.
 
     Folder sizes, file counts and times are aggregated from the leaves (a folder's mtime is
@@ -218,13 +220,13 @@ def _build_tree(leaves: Iterable[Entry], base: str, origin: Origin) -> dict[str,
             up, folder_name = _parent_and_name(folder)
             siblings = children.setdefault(up, {})
             if folder_name not in siblings:
-                siblings[folder_name] = folder_entry(folder, origin)
+                siblings[folder_name] = make_folder(folder)
             folder = up
     listings: dict[str, Listing] = {}
     for folder, entries in children.items():
         resolved = []
         for entry in entries.values():
-            if entry.kind is EntryKind.FOLDER and entry.asset_id is None and entry.zarr_id is None:
+            if entry.kind is EntryKind.FOLDER and entry.path in totals:
                 t = totals[entry.path]
                 entry = replace(
                     entry, size=t.size, file_count=t.files,
@@ -247,7 +249,7 @@ def tree_from_assets(assets: Iterable[Asset], base: str, origin: Origin) -> dict
     ignoring case (`SUB-01/...` for `sub-01/`) are dropped here.
     """
     leaves = (entry_from_asset(a, origin) for a in assets if _is_under(a.path, base))
-    return _build_tree(leaves, base, origin)
+    return _build_tree(leaves, base, lambda folder: folder_entry(folder, origin))
 
 
 def zarr_entry_from_file(
@@ -290,4 +292,9 @@ def tree_from_zarr_files(
         for item in files
         if not prefix or item.key.startswith(prefix + "/")
     )
-    return _build_tree(leaves, base, origin)
+
+    def make_folder(folder: str) -> Entry:
+        # Folders inside a Zarr carry its ids, so xattrs and links can name the Zarr.
+        return replace(folder_entry(folder, origin), asset_id=zarr.asset_id, zarr_id=zarr.zarr_id)
+
+    return _build_tree(leaves, base, make_folder)

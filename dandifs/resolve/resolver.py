@@ -28,6 +28,7 @@ remembered for `ttl_negative` seconds.  Identical concurrent lookups share one r
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -64,6 +65,9 @@ from dandifs.resolve.entries import (
 )
 from dandifs.resolve.entry import Entry, EntryKind
 from dandifs.resolve.source import MetadataSource
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup
 
 T = TypeVar("T")
 
@@ -107,6 +111,22 @@ def _tree_weight(tree: Tree) -> int:
 
 def _sequence_weight(items: tuple[Any, ...]) -> int:
     return len(items) + 1
+
+
+def _first_error(group: BaseExceptionGroup) -> BaseException:
+    """The first leaf of an exception group that is not a cancellation."""
+    leaves: list[BaseException] = []
+
+    def collect(error: BaseException) -> None:
+        if isinstance(error, BaseExceptionGroup):
+            for inner in error.exceptions:
+                collect(inner)
+        else:
+            leaves.append(error)
+
+    collect(group)
+    cancelled = anyio.get_cancelled_exc_class()
+    return next((e for e in leaves if not isinstance(e, cancelled)), leaves[0])
 
 
 def _split(relative: str) -> tuple[str, str]:
@@ -300,15 +320,22 @@ class Resolver:
             raise NotFound(f"not found (or not visible without an owner's API token): {exc}") from exc
 
     async def _gather(self, *works: Callable[[], Awaitable[Any]]) -> list[Any]:
-        """Run independent lookups concurrently; results in order."""
+        """Run independent lookups concurrently; results in order.
+
+        A failure is raised as itself (the first one), not wrapped in an exception group:
+        callers and front ends map single domain errors.
+        """
         results: list[Any] = [None] * len(works)
 
         async def run(index: int) -> None:
             results[index] = await works[index]()
 
-        async with anyio.create_task_group() as group:
-            for index in range(len(works)):
-                group.start_soon(run, index)
+        try:
+            async with anyio.create_task_group() as group:
+                for index in range(len(works)):
+                    group.start_soon(run, index)
+        except BaseExceptionGroup as group_error:
+            raise _first_error(group_error) from None
         return results
 
     async def _dandiset(self, dandiset_id: str) -> Dandiset:
