@@ -1,7 +1,8 @@
 """The demo data: real NWB files and a real Zarr, checked with the tools that read DANDI data.
 
-The default demo set is generated once into `$DANDIFS_TEST_DATA/demo-cache` (the cache the
-test archive uses) when that variable is set, else into a temporary directory.
+The demo set is generated once into `<test data>/demo-cache`, the cache the test archive uses
+(`$DANDIFS_TEST_DATA`, default `~/.cache/dandifs-test`), so a machine generates it only once.
+The slow big-mode test leaves its 1 GiB file there too, for the benchmarks.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import json
 import multiprocessing
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -36,14 +36,15 @@ from dandifs.localarchive.demodata import (
 )
 from dandifs.localarchive.spec import DemoAsset, DemoData, DemoDandiset
 
+from conftest import test_data_dir as shared_test_data_dir
+
 DANDI = Path(sys.executable).with_name("dandi")
 MB = 1000 * 1000
 
 
 @pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    shared = os.environ.get("DANDIFS_TEST_DATA")
-    return Path(shared) / "demo-cache" if shared else tmp_path_factory.mktemp("demo-cache")
+def cache_dir() -> Path:
+    return shared_test_data_dir() / "demo-cache"
 
 
 @pytest.fixture(scope="module")
@@ -486,5 +487,3 @@ def test_big_mode_adds_the_benchmark_dandiset(cache_dir: Path, demo: DemoData) -
     with large.source.open("rb") as handle:
         head = handle.read(16)
     assert head == np.random.PCG64(4002).random_raw(2).astype("<u8").tobytes()
-    if not os.environ.get("DANDIFS_TEST_DATA"):
-        shutil.rmtree(cache_dir / "big")  # 1 GiB: keep it only in the shared cache
