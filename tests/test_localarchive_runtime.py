@@ -299,6 +299,11 @@ def test_put_file_in_parts_gives_the_dandi_etag(s3: Stack, tmp_path: Path) -> No
     assert etag == hashlib.md5(b"".join(md5s)).hexdigest() + "-3"
     single = s3.store.put_file("blobs/put-file-single", path)
     assert single == hashlib.md5(path.read_bytes()).hexdigest()
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")
+    assert s3.store.put_file("blobs/empty", empty, part_size=part_size) == (
+        hashlib.md5(hashlib.md5(b"").digest()).hexdigest() + "-1"
+    )
     # dandi's own part table (64 MiB minimum part) makes one part of a file this small:
     dandi = DandiETag(path.stat().st_size)
     assert dandi.part_qty == 1

@@ -79,9 +79,10 @@ class ArchiveEndpoints:
     pid: int
     data_dir: str
     startup_seconds: float
+    startup_phases: dict[str, float]
 
     def to_json(self) -> dict[str, Any]:
-        return dict(vars(self))
+        return {**vars(self), "startup_phases": dict(self.startup_phases)}
 
 
 class DataDirectory:
@@ -276,6 +277,7 @@ async def _serve(
     on_ready: Callable[[ArchiveEndpoints], None] | None,
 ) -> None:
     started = time.monotonic()
+    phases: dict[str, float] = {}  # seconds from start until each step was done
     seaweed = SeaweedServer(state.seaweed, buckets=[DEFAULT_BUCKET])
     # Forked from this (long-lived) thread: SeaweedFS dies with it (see SeaweedServer.start).
     seaweed.start()
@@ -288,6 +290,7 @@ async def _serve(
         )
         await _until_stopped(asyncio.to_thread(seaweed.wait_ready), stop)
         await _until_stopped(asyncio.to_thread(seaweed.create_bucket, DEFAULT_BUCKET), stop)
+        phases["seaweedfs"] = time.monotonic() - started
         assert seaweed.ports is not None
         proxy = S3Proxy(
             seaweed.host,
@@ -307,9 +310,11 @@ async def _serve(
         api_url = f"http://{shown_host}:{api_socket.getsockname()[1]}/api"
         settings = _settings(state, api_url, token)
         demo_data = await _until_stopped(demo_loading, stop)
+        phases["demo_data"] = time.monotonic() - started
         app = await _until_stopped(
             asyncio.to_thread(_build_app, settings, store, demo_data), stop
         )
+        phases["seeded"] = time.monotonic() - started
 
         server = _Server(
             uvicorn.Config(
@@ -331,6 +336,7 @@ async def _serve(
             pid=os.getpid(),
             data_dir=str(data.root),
             startup_seconds=round(time.monotonic() - started, 2),
+            startup_phases={name: round(seconds, 2) for name, seconds in phases.items()},
         )
         if options.ready_file is not None:
             _write_json_atomically(options.ready_file, endpoints.to_json())
@@ -382,9 +388,14 @@ async def _wait_until_answering(
             raise Unavailable(f"the local archive does not answer at {url}")
 
 
+def _phases_text(phases: dict[str, float]) -> str:
+    return ", ".join(f"{name} at {seconds:.1f} s" for name, seconds in phases.items())
+
+
 def print_endpoints(endpoints: ArchiveEndpoints) -> None:
     print(
-        f"dandifs local archive ready in {endpoints.startup_seconds:.1f} s\n"
+        f"dandifs local archive ready in {endpoints.startup_seconds:.1f} s "
+        f"({_phases_text(endpoints.startup_phases)})\n"
         f"  API:   {endpoints.api_url}\n"
         f"  S3:    {endpoints.s3_url}\n"
         f"  token: {endpoints.token}\n"
