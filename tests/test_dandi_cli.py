@@ -1,0 +1,159 @@
+"""The real `dandi` command (dandi-cli) against the local archive: ls, download, upload.
+
+dandi-cli verifies every download against the archive's digests (dandi-etag and SHA-256), so
+a completed download is itself a check of the digests the archive reports; the tests then
+compare the bytes with the demo sources.  Uploads go into a dandiset created for the test and
+deleted afterwards, so the shared session archive keeps its demo contents.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+import yaml
+
+from dandifs.localarchive.demodata import build_demo_data
+from dandifs.localarchive.spec import DemoDandiset
+
+DANDI = Path(sys.executable).with_name("dandi")
+TIMEOUT = 300
+
+
+def dandi(args: list[str], env: dict[str, str], cwd: Path | None = None) -> str:
+    """Run `dandi`; fail with its output (and what it asked the archive) if it fails."""
+    result = subprocess.run(
+        [str(DANDI), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=TIMEOUT
+    )
+    if result.returncode != 0:
+        pytest.fail(f"dandi {' '.join(args)} exited {result.returncode}:\n"
+                    f"{result.stdout}\n{result.stderr}", pytrace=False)
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def cli_env(archive_env: dict[str, str], local_archive) -> dict[str, str]:
+    """dandi-cli names an instance given by URL `host:port` and reads `<NAME>_API_KEY`."""
+    host_port = urlsplit(local_archive.api_url).netloc
+    return {**archive_env, f"{host_port.upper()}_API_KEY": local_archive.token}
+
+
+@pytest.fixture(scope="module")
+def api(local_archive) -> Iterator[httpx.Client]:
+    headers = {"Authorization": f"token {local_archive.token}"}
+    with httpx.Client(base_url=local_archive.api_url, headers=headers, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def demo(local_archive) -> dict[str, DemoDandiset]:
+    data = build_demo_data(Path(local_archive.data_dir) / "demo-cache")
+    return {d.identifier: d for d in data.dandisets}
+
+
+def published_version(api: httpx.Client, identifier: str) -> str:
+    dandiset = api.get(f"/dandisets/{identifier}/").json()
+    return dandiset["most_recent_published_version"]["version"]
+
+
+def test_ls_recursive_lists_every_asset(local_archive, cli_env, demo) -> None:
+    out = dandi(["ls", "-r", "-f", "yaml", f"{local_archive.api_url}/dandisets/000001/versions/draft/"],
+                cli_env)
+    listed = yaml.safe_load(out)
+    paths = sorted(item["path"] for item in listed if "asset_id" in item)
+    assert paths == sorted(asset.path for asset in demo["000001"].draft)
+
+
+def test_download_published_version_is_byte_identical(local_archive, cli_env, api, demo,
+                                                      tmp_path: Path) -> None:
+    version = published_version(api, "000001")
+    dandi(["download", "-o", str(tmp_path),
+           f"{local_archive.api_url}/dandisets/000001/versions/{version}/"], cli_env)
+    root = tmp_path / "000001"
+    for asset in demo["000001"].published:
+        assert (root / asset.path).read_bytes() == asset.source.read_bytes(), asset.path
+    downloaded = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+    assert downloaded == {a.path for a in demo["000001"].published} | {"dandiset.yaml"}
+    on_disk = yaml.safe_load((root / "dandiset.yaml").read_text())
+    assert on_disk == api.get(f"/dandisets/000001/versions/{version}/").json()
+    assert on_disk["version"] == version
+    assert on_disk["identifier"].endswith(":000001")
+
+
+def write_nwb(path: Path) -> None:
+    from pynwb import NWBHDF5IO, NWBFile
+    from pynwb.file import Subject
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nwb = NWBFile(
+        session_description="uploaded by the dandi-cli test",
+        identifier=str(uuid.uuid4()),
+        session_start_time=datetime(2024, 5, 1, 12, tzinfo=timezone.utc),
+        session_id="upload1",
+        subject=Subject(subject_id="upload01", species="Mus musculus", sex="F", age="P60D"),
+    )
+    with NWBHDF5IO(str(path), "w") as io:
+        io.write(nwb)
+
+
+@pytest.fixture
+def scratch_dandiset(api: httpx.Client) -> Iterator[str]:
+    response = api.post("/dandisets/", json={"name": "dandi-cli upload test",
+                                              "metadata": {"description": "scratch"}})
+    assert response.status_code == 200, response.text
+    identifier = response.json()["identifier"]
+    try:
+        yield identifier
+    finally:
+        api.delete(f"/dandisets/{identifier}/")
+
+
+def test_upload_then_list_and_download(local_archive, cli_env, api, scratch_dandiset,
+                                       tmp_path: Path) -> None:
+    root = tmp_path / scratch_dandiset
+    root.mkdir()
+    (root / "dandiset.yaml").write_text(f"identifier: '{scratch_dandiset}'\n")
+    path = "sub-upload01/sub-upload01_ses-upload1.nwb"
+    write_nwb(root / path)
+    dandi(["upload", "-i", local_archive.api_url, path], cli_env, cwd=root)
+
+    listing = api.get(f"/dandisets/{scratch_dandiset}/versions/draft/assets/",
+                      params={"path": path}).json()
+    assert [item["path"] for item in listing["results"]] == [path]
+    asset = listing["results"][0]
+    assert asset["size"] == (root / path).stat().st_size
+    metadata = api.get(f"/dandisets/{scratch_dandiset}/versions/draft/assets/"
+                       f"{asset['asset_id']}/").json()
+    assert metadata["schemaKey"] == "Asset"
+    assert metadata["encodingFormat"] == "application/x-nwb"
+    assert metadata["wasAttributedTo"][0]["identifier"] == "upload01"  # extracted by dandi-cli
+    download = httpx.get(f"{local_archive.api_url}/assets/{asset['asset_id']}/download/",
+                         follow_redirects=True, timeout=30)
+    assert download.status_code == 200
+    assert download.content == (root / path).read_bytes()
+
+
+def test_dandi_api_client_iterates_dandisets_versions_assets(local_archive, demo) -> None:
+    from dandi.dandiapi import DandiAPIClient
+
+    with DandiAPIClient(local_archive.api_url) as client:
+        identifiers = {d.identifier for d in client.get_dandisets()}
+        assert {"000001", "000002"} <= identifiers
+        dandiset = client.get_dandiset("000001")
+        versions = [v.identifier for v in dandiset.get_versions()]
+        assert versions[0] == "draft" and len(versions) >= 2
+        published = client.get_dandiset("000001", versions[-1])
+        assets = {a.path: a for a in published.get_assets()}
+        assert set(assets) == {a.path for a in demo["000001"].published}
+        first = next(iter(assets.values()))
+        assert first.get_raw_metadata()["path"] == first.path
+        draft_zarrs = [a for a in client.get_dandiset("000002", "draft").get_assets()
+                       if a.path.endswith(".zarr")]
+        assert draft_zarrs and draft_zarrs[0].zarr
