@@ -187,6 +187,28 @@ async def test_big_folder_is_one_walk_of_the_folder_endpoint(local_archive):
         assert all(c.mtime == version.mtime for c in children)
 
 
+async def test_big_version_small_folder_is_one_walk_with_real_times(local_archive):
+    # 000001's draft has 5 assets: with tree_limit=3 its root is listed by the folder
+    # endpoint, and each sub-folder (2 assets or fewer) by one walk of the assets list.
+    async with resolving(local_archive, tree_limit=3) as (resolver, client):
+        truth = {a.path: a for a in await client.list_assets("000001", "draft")}
+        requests = Requests(client)
+        root = await resolver.listdir(DRAFT)
+        assert requests.made == 3  # dandiset record, folder endpoint, version info
+        folder = next(e for e in root if e.name == "sub-mouse01")
+        assert folder.file_count <= 3
+        requests = Requests(client)
+        children = await resolver.listdir(folder.path)
+        assert requests.made == 1
+        for child in children:
+            asset = truth[child.path.removeprefix(DRAFT + "/")]
+            assert (child.mtime, child.ctime, child.etag is not None) == (
+                asset.modified, asset.created, True,
+            )
+            assert await resolver.stat(child.path) == child
+        assert requests.made == 1
+
+
 async def test_cold_stat_of_a_file_is_one_request(local_archive):
     async with resolving(local_archive) as (resolver, client):
         truth = (await client.list_assets("000001", "draft"))[0]
@@ -445,3 +467,34 @@ async def test_embargoed_dandiset_with_the_owners_token(local_archive):
                 headers={"Authorization": f"token {local_archive.token}", "Range": "bytes=0-99"},
             )
             assert response.status_code in (200, 206) and len(response.content) == min(100, entry.size)
+
+
+# --- writes to a draft ------------------------------------------------------------------------------------
+
+
+async def test_invalidate_after_a_write_to_a_draft(local_archive):
+    """A new asset is invisible while cached absent, and visible once its path is invalidated."""
+    async with resolving(
+        local_archive, token=local_archive.token, ttl_draft=3600, ttl_negative=3600
+    ) as (resolver, client):
+        dandiset = await client.create_dandiset("resolver invalidation", {"description": "test"})
+        root = f"/dandisets/{dandiset.identifier}/draft"
+        assert [e.name for e in await resolver.listdir(root)] == ["dandiset.yaml"]
+        with pytest.raises(NotFound):
+            await resolver.stat(f"{root}/new/file.nwb")
+
+        source = (await client.list_assets("000001", "draft"))[0]
+        await client.create_asset(
+            dandiset.identifier, {"path": "new/file.nwb", "schemaKey": "Asset"}, blob_id=source.blob
+        )
+        with pytest.raises(NotFound):  # still cached as absent: the TTLs are an hour
+            await resolver.stat(f"{root}/new/file.nwb")
+
+        resolver.invalidate(f"{root}/new/file.nwb")
+        entry = await resolver.stat(f"{root}/new/file.nwb")
+        assert entry.kind is EntryKind.FILE and entry.size == source.size
+        assert [e.name for e in await resolver.listdir(root)] == ["dandiset.yaml", "new"]
+        assert (await resolver.stat(root)).file_count == 1
+        # Only drafts are ever invalidated; other paths are ignored.
+        resolver.invalidate("/dandisets/000001/latest/x")
+        resolver.invalidate("/")

@@ -102,6 +102,11 @@ class TTLStore(Generic[K, V]):
     def forget(self, key: K) -> None:
         self._items.pop(key, None)
 
+    def forget_where(self, predicate: Callable[[K], bool]) -> None:
+        """Forget every key for which `predicate` is true."""
+        for key in [key for key in self._items.keys() if predicate(key)]:
+            self._items.pop(key, None)
+
     def clear(self) -> None:
         self._items.clear()
 
@@ -227,3 +232,6 @@ class MetadataCache(Generic[K, V]):
 
     def forget(self, key: K) -> None:
         self.store.forget(key)
+
+    def forget_where(self, predicate: Callable[[K], bool]) -> None:
+        self.store.forget_where(predicate)

@@ -291,16 +291,27 @@ class Resolver:
         return data
 
     def invalidate(self, path: str) -> None:
-        """Forget what is cached about the folder holding `path` (after a write to a draft)."""
+        """Forget what is cached about `path` in a draft and every folder above it.
+
+        For writers: after an asset is added, replaced or removed at `path`, the next
+        lookups ask the archive again (including a "not found" cached for a new file).
+        """
         route = parse_path(path)
-        if isinstance(route, (InVersion, VersionRoot)) and route.address.is_draft:
-            key = (route.address.dandiset_id, names.DRAFT)
-            relative = route.relative if isinstance(route, InVersion) else ROOT_KEY
-            for folder in _ancestors(relative):
-                self._trees.forget((*key, folder))
-                self._listings.forget((*key, folder))
-                self._singles.forget((*key, folder))
-            self._dandisets.forget(route.address.dandiset_id)
+        if not isinstance(route, (InVersion, VersionRoot, DandisetYaml)):
+            return
+        address = route.address
+        if not address.is_draft:
+            return
+        key = (address.dandiset_id, names.DRAFT)
+        relative = route.relative if isinstance(route, InVersion) else ROOT_KEY
+        chain = _ancestors(relative)
+        for folder in chain:
+            self._trees.forget((*key, folder))
+            self._listings.forget((*key, folder))
+            self._singles.forget((*key, folder))
+        self._zarr_trees.forget_where(lambda k: k[:2] == key and k[2] in chain)
+        self._infos.forget(key)
+        self._dandisets.forget(address.dandiset_id)
 
     # --- above versions ---------------------------------------------------------------------
 
