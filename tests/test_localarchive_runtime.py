@@ -91,6 +91,22 @@ class TestPrivateKeys:
         assert PrivateKeys(path).is_private("blobs/a")
 
 
+def test_presigned_urls_name_the_public_base() -> None:
+    """With another proxy in front (`--s3-public-url`), every URL handed out names it."""
+    store = ObjectStore("http://127.0.0.1:1", "http://front.example:9000/")
+    assert store.object_url("blobs/a/b/c d") == (
+        f"http://front.example:9000/{DEFAULT_BUCKET}/blobs/a/b/c%20d")
+    for url in (
+        store.presign_get("k", filename="f.nwb"),
+        store.presign_head("k"),
+        store.presign_put("k", content_md5_b64="AAAAAAAAAAAAAAAAAAAAAA=="),
+        store.presign_upload_part("k", "upload", 3),
+        store.presign_complete_multipart("k", "upload"),
+    ):
+        assert url.startswith(f"http://front.example:9000/{DEFAULT_BUCKET}/k?")
+        assert "X-Amz-Signature=" in url
+
+
 # -- a SeaweedFS + proxy stack for this module ---------------------------------------------
 
 

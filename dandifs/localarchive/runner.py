@@ -352,7 +352,7 @@ async def _serve(
                 await serving
         if proxy is not None:
             await proxy.close()
-        seaweed.stop()
+        seaweed.stop(grace=0)  # its data is removed with the run's state right after
         if options.ready_file is not None:
             options.ready_file.unlink(missing_ok=True)
 

@@ -205,16 +205,18 @@ class SeaweedServer:
             return ""
         return "\n".join(text.splitlines()[-lines:])
 
-    def stop(self) -> None:
-        """SIGTERM the whole process group, then SIGKILL it if it lingers."""
+    def stop(self, *, grace: float = _STOP_GRACE_SECONDS) -> None:
+        """SIGTERM the whole process group, then SIGKILL it if it lingers beyond `grace`
+        seconds. With `grace=0` (the data is about to be discarded) it is killed at once."""
         process, self.process = self.process, None
         if process is None or process.poll() is not None:
             return
-        _signal_group(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=_STOP_GRACE_SECONDS)
-        except subprocess.TimeoutExpired:
-            pass
+        if grace > 0:
+            _signal_group(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                pass
         _signal_group(process.pid, signal.SIGKILL)
         process.wait()
         self._remove_sockets()
