@@ -173,10 +173,10 @@ class DandiOperations(pyfuse3.Operations):
             return pyfuse3.FileInfo(fh=handle, keep_cache=entry.immutable, direct_io=False)
 
     async def read(self, fh: int, off: int, size: int) -> bytes:
-        with fuse_errors("read", fh):
-            handle = self._files.get(fh)
-            if handle is None:
-                raise pyfuse3.FUSEError(errno.EBADF)
+        handle = self._files.get(fh)
+        if handle is None:
+            raise pyfuse3.FUSEError(errno.EBADF)
+        with fuse_errors("read", f"{handle.path} [{off}, +{size})"):
             end = min(off + size, handle.entry.size)
             if off >= end:
                 return b""
