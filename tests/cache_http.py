@@ -22,6 +22,11 @@ class Served:
     end: int  # exclusive
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client that hung up early (a cancelled read-ahead) is not worth a traceback."""
+
+
 class ObjectServer:
     def __init__(self, *, latency: float = 0.0) -> None:
         self.latency = latency
@@ -39,7 +44,7 @@ class ObjectServer:
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
-        self._http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._http = _QuietServer(("127.0.0.1", 0), Handler)
         self._http.daemon_threads = True
         self._thread = threading.Thread(target=self._http.serve_forever, daemon=True)
 

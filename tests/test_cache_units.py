@@ -157,6 +157,17 @@ def test_small_out_of_order_reads_within_tolerance_count_as_sequential():
     assert p.window == 2
 
 
+def test_re_reading_the_same_bytes_is_neither_sequential_nor_a_seek():
+    p = policy(tolerance=1000)
+    for _ in range(5):
+        assert p.after_read(100, 50) == range(0)
+        assert p.window == 0
+    p.after_read(150, 50)  # now it continues: sequential
+    assert p.window == 2
+    assert p.after_read(0, 10) == range(0)  # back to the header: the window survives
+    assert p.window == 2
+
+
 def test_read_ahead_stops_at_the_end_of_the_object():
     p = ReadAheadPolicy(BlockLayout(100, 450), initial_blocks=8, max_blocks=8, tolerance=0)
     p.after_read(0, 100)

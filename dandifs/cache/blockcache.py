@@ -22,6 +22,7 @@ from functools import partial
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 
 from dandifs.cache.blocks import BlockLayout, runs, split
 from dandifs.cache.config import CacheConfig
@@ -157,6 +158,8 @@ class BlockCache:
         for run in runs(missing, self.config.request_blocks):
             flight = self._launch(ref, run, readahead=False)
             waiting.update(dict.fromkeys(run, flight))
+        if not waiting:
+            await anyio.lowlevel.checkpoint()  # let read-ahead just asked for get started
         for index, flight in waiting.items():
             found[index] = await flight.result(index)
         return [found[index] for index in blocks]

@@ -1,8 +1,9 @@
 """When and how far to read ahead of one open handle: a pure decision per read.
 
 The first read fetches only its own blocks (an HDF5 open starts with tiny scattered reads).
-A read that starts where the previous one ended, give or take `tolerance` bytes (the kernel
-delivers its own read-ahead slightly out of order), is sequential: the window starts at
+A read that starts where the previous one ended, or up to `tolerance` bytes after it, is
+sequential; one up to `tolerance` bytes before it changes nothing (the kernel delivers its
+own read-ahead slightly out of order, and readers re-read headers): the window starts at
 `initial_blocks` and doubles each time the reader enters a new block, up to `max_blocks`.
 Any other read is random and resets the window to nothing.  The window is topped up only
 once the reader has used half of what was asked for, so a steady stream turns into a few
@@ -32,10 +33,13 @@ class ReadAheadPolicy:
         blocks = self.layout.span(offset, size)
         if not blocks:
             return range(0)
-        sequential = (
-            self._expected_offset is not None
-            and abs(offset - self._expected_offset) <= self.tolerance
-        )
+        expected = self._expected_offset
+        if expected is not None and expected - self.tolerance <= offset < expected:
+            # A little backward (the kernel's read-ahead arrives out of order, or a re-read):
+            # neither a new stream nor progress.
+            self._expected_offset = max(expected, offset + size)
+            return range(0)
+        sequential = expected is not None and expected <= offset <= expected + self.tolerance
         self._expected_offset = offset + size
         last = blocks.stop - 1
         if not sequential or self.max_blocks <= 0:

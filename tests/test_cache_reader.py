@@ -1,0 +1,316 @@
+"""The block cache and range reader against a real HTTP object server on loopback, fetched
+through the archive client's ranged reads, counting the requests the server answered."""
+
+from __future__ import annotations
+
+import os
+import random
+import resource
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+import pytest
+
+from cache_http import ObjectServer
+from dandifs import errors
+from dandifs.archive import ArchiveClient, RetryPolicy
+from dandifs.cache import BlockCache, CacheConfig, RangeReader, open_block_cache
+
+pytestmark = pytest.mark.anyio
+
+KiB, MiB = 1 << 10, 1 << 20
+BLOCK = 256 * KiB
+QUICK_RETRIES = RetryPolicy(max_attempts=2, total_time=10, base_delay=0.01)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "trio"
+
+
+@pytest.fixture
+def server():
+    with ObjectServer() as running:
+        yield running
+
+
+@asynccontextmanager
+async def cache_over(config: CacheConfig | None = None) -> AsyncIterator[BlockCache]:
+    """A cache whose fetcher is the archive client's object store (no API is needed: object
+    URLs are fetched as they are)."""
+    async with ArchiveClient("http://127.0.0.1:9/api", anonymous=True, policy=QUICK_RETRIES) as client:
+        async with open_block_cache(client.objects, config or CacheConfig()) as cache:
+            yield cache
+
+
+def random_bytes(size: int, seed: int = 0) -> bytes:
+    return random.Random(seed).randbytes(size)
+
+
+async def test_repeated_reads_are_served_from_memory(server):
+    data = random_bytes(4 * MiB)
+    url = server.put("blob", data, "e1")
+    async with cache_over() as cache:
+        reader = RangeReader(cache, url, len(data), "e1")
+        assert await reader.read(100, 5000) == data[100:5100]
+        for _ in range(5):
+            assert await reader.read(100, 5000) == data[100:5100]
+            assert await RangeReader(cache, url, len(data), "e1").read(3000, 10) == data[3000:3010]
+        stats = cache.statistics()
+    assert len(server.served()) == 1
+    assert (stats.requests, stats.misses, stats.memory_hits) == (1, 1, 10)
+
+
+async def test_every_range_reads_exactly_the_objects_bytes(server):
+    data = random_bytes(3 * MiB + 12345, seed=1)
+    url = server.put("blob", data, "e1")
+    pick = random.Random(2)
+    async with cache_over(CacheConfig(memory_bytes=2 * MiB)) as cache:
+        reader = RangeReader(cache, url, len(data), "e1")
+        for _ in range(300):
+            offset = pick.randrange(len(data) + 100)
+            size = pick.choice([1, 17, 4096, BLOCK, BLOCK + 1, 3 * BLOCK + 5, 1 * MiB])
+            assert await reader.read(offset, size) == data[offset : offset + size]
+        assert await reader.read(len(data) - 10, 100) == data[-10:]
+        assert await reader.read(len(data), 100) == b""
+        assert await reader.read(0, 0) == b""
+        with pytest.raises(ValueError, match="offset -1"):
+            await reader.read(-1, 10)
+
+
+async def test_eight_concurrent_readers_of_one_block_cause_one_fetch(server):
+    server.latency = 0.2
+    data = random_bytes(2 * MiB, seed=3)
+    url = server.put("blob", data, "e1")
+    results: list[bytes] = []
+    async with cache_over() as cache:
+
+        async def read_once() -> None:
+            results.append(await RangeReader(cache, url, len(data), "e1").read(300_000, 1000))
+
+        async with anyio.create_task_group() as tasks:
+            for _ in range(8):
+                tasks.start_soon(read_once)
+        stats = cache.statistics()
+    assert results == [data[300_000:301_000]] * 8
+    assert [(s.start, s.end) for s in server.served()] == [(BLOCK, 2 * BLOCK)]
+    assert (stats.requests, stats.misses, stats.joined) == (1, 1, 7)
+
+
+async def test_a_reader_that_gives_up_does_not_cancel_the_fetch_others_wait_on(server):
+    server.latency = 0.3
+    data = random_bytes(1 * MiB, seed=4)
+    url = server.put("blob", data, "e1")
+    async with cache_over() as cache:
+        got: list[bytes] = []
+
+        async def patient() -> None:
+            got.append(await RangeReader(cache, url, len(data), "e1").read(0, 10))
+
+        async with anyio.create_task_group() as tasks:
+            with anyio.move_on_after(0.05):
+                impatient = RangeReader(cache, url, len(data), "e1")
+                tasks.start_soon(patient)
+                await impatient.read(0, 10)
+        assert got == [data[:10]]
+    assert len(server.served()) == 1
+
+
+async def test_sequential_reading_grows_the_read_ahead_window(server):
+    data = random_bytes(24 * MiB, seed=5)
+    url = server.put("blob", data, "e1")
+    config = CacheConfig(memory_bytes=64 * MiB, readahead_max_bytes=8 * MiB)
+    windows = []
+    async with cache_over(config) as cache:
+        reader = RangeReader(cache, url, len(data), "e1")
+        pieces = []
+        for offset in range(0, len(data), 128 * KiB):
+            pieces.append(await reader.read(offset, 128 * KiB))
+            windows.append(reader.readahead_window)
+        stats = cache.statistics()
+    assert b"".join(pieces) == data
+    assert windows[:8] == [0, 2, 4, 4, 8, 8, 16, 16]  # blocks: doubling per block entered
+    assert max(windows) == config.readahead_max_blocks == 32
+    served = server.served()
+    assert sum(s.end - s.start for s in served) == len(data)  # nothing fetched twice
+    assert len(served) <= 12  # 96 blocks, mostly in 4 MiB halves of the 8 MiB window
+    assert max(s.end - s.start for s in served) >= 4 * MiB
+    assert stats.requests == len(served) and stats.readahead_requests >= len(served) - 3
+    assert stats.readahead_hits >= 80
+
+
+async def test_random_reads_do_not_read_ahead(server):
+    data = random_bytes(64 * MiB, seed=6)
+    url = server.put("blob", data, "e1")
+    offsets = random.Random(7).sample(range(0, len(data) - 4096, 3 * MiB), 15)
+    async with cache_over() as cache:
+        reader = RangeReader(cache, url, len(data), "e1")
+        for offset in offsets:
+            assert await reader.read(offset, 4096) == data[offset : offset + 4096]
+            assert reader.readahead_window == 0
+        stats = cache.statistics()
+    served = server.served()
+    assert len(served) == len({offset // BLOCK for offset in offsets}) == stats.requests
+    assert all(s.end - s.start <= 2 * BLOCK for s in served)
+    assert stats.readahead_requests == 0
+
+
+async def test_read_ahead_never_delays_a_read_beyond_its_own_blocks(server):
+    """With read-ahead queued behind one slow slot, a far read still takes one round trip."""
+    server.latency = 0.25
+    data = random_bytes(64 * MiB, seed=8)
+    url = server.put("blob", data, "e1")
+    config = CacheConfig(max_prefetch_requests=1, max_request_bytes=1 * MiB)
+    async with cache_over(config) as cache:
+        reader = RangeReader(cache, url, len(data), "e1")
+        for offset in range(0, 3 * MiB, 512 * KiB):
+            await reader.read(offset, 512 * KiB)  # builds a window queued behind one slot
+        far = RangeReader(cache, url, len(data), "e1")
+        started = time.perf_counter()
+        assert await far.read(60 * MiB, 100) == data[60 * MiB : 60 * MiB + 100]
+        elapsed = time.perf_counter() - started
+    assert elapsed < 2 * server.latency
+
+
+async def test_a_changed_etag_is_stale_and_bytes_are_never_mixed(server):
+    old = random_bytes(2 * MiB, seed=9)
+    url = server.put("blob", old, "e1")
+    async with cache_over() as cache:
+        reader = RangeReader(cache, url, len(old), "e1")
+        assert await reader.read(0, 100) == old[:100]
+        server.put("blob", random_bytes(2 * MiB, seed=10), "e2")
+        assert await reader.read(0, 100) == old[:100]  # cached: the old object's own bytes
+        with pytest.raises(errors.Stale):
+            await reader.read(BLOCK - 50, 100)  # half cached, half not: an error, not a mix
+        with pytest.raises(errors.Stale):
+            await reader.read(5 * BLOCK, 100)
+
+
+async def test_fetch_errors_reach_the_reader_and_are_not_cached(server):
+    url = server.url("later")
+    async with cache_over() as cache:
+        reader = RangeReader(cache, url, 1000, "e1")
+        with pytest.raises(errors.NotFound):
+            await reader.read(0, 10)
+        data = random_bytes(1000, seed=11)
+        server.put("later", data, "e1")
+        assert await reader.read(0, 10) == data[:10]
+
+
+async def test_a_new_cache_on_the_same_directory_reads_warm_with_zero_requests(server, tmp_path):
+    data = random_bytes(6 * MiB, seed=12)
+    url = server.put("blob", data, "e1")
+    config = CacheConfig(disk_dir=tmp_path)
+    reads = [(0, 8), (8, 200), (3 * MiB, 1 * MiB), (len(data) - 100, 100)]
+    async with cache_over(config) as cache:
+        reader = RangeReader(cache, url, len(data), "e1")
+        for offset, size in reads:
+            await reader.read(offset, size)
+    cold_requests = len(server.served())
+    server.forget_served()
+    async with cache_over(config) as cache:
+        reader = RangeReader(cache, url, len(data), "e1")
+        for offset, size in reads:
+            assert await reader.read(offset, size) == data[offset : offset + size]
+        stats = cache.statistics()
+    assert cold_requests >= 3
+    assert server.served() == []
+    assert stats.requests == 0 and stats.disk_hits >= 4
+
+
+async def test_without_an_etag_blocks_stay_in_memory_only(server, tmp_path):
+    data = random_bytes(1 * MiB, seed=13)
+    url = server.put("blob", data, "e1")
+    async with cache_over(CacheConfig(disk_dir=tmp_path)) as cache:
+        await RangeReader(cache, url, len(data)).read(0, 10)
+    assert not list(tmp_path.rglob("*.data"))
+
+
+WARM_READER = textwrap.dedent(
+    """
+    import sys
+    import trio
+    from dandifs.archive import ArchiveClient
+    from dandifs.cache import CacheConfig, RangeReader, open_block_cache
+
+    async def main(directory, url, size):
+        async with ArchiveClient("http://127.0.0.1:9/api", anonymous=True) as client:
+            async with open_block_cache(client.objects, CacheConfig(disk_dir=directory)) as cache:
+                reader = RangeReader(cache, url, size, "e1")
+                data = b"".join([await reader.read(o, 64 * 1024) for o in range(0, size, 64 * 1024)])
+                sys.stdout.buffer.write(data)
+                print(cache.statistics(), file=sys.stderr)
+
+    trio.run(main, sys.argv[1], sys.argv[2], int(sys.argv[3]))
+    """
+)
+
+
+async def test_a_new_process_reads_warm_data_with_zero_requests(server, tmp_path):
+    data = random_bytes(3 * MiB, seed=14)
+    url = server.put("blob", data, "e1")
+    async with cache_over(CacheConfig(disk_dir=tmp_path)) as cache:
+        reader = RangeReader(cache, url, len(data), "e1")
+        for offset in range(0, len(data), 1 * MiB):
+            await reader.read(offset, 1 * MiB)
+    server.forget_served()
+    child = await anyio.run_process(
+        [sys.executable, "-c", WARM_READER, str(tmp_path), url, str(len(data))],
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
+    )
+    assert child.returncode == 0, child.stderr.decode()
+    assert child.stdout == data
+    assert server.served() == []
+    assert "requests=0" in child.stderr.decode()
+
+
+async def test_memory_stays_bounded_while_streaming_an_object_much_larger_than_it(server):
+    data = random_bytes(96 * MiB, seed=15)
+    url = server.put("blob", data, "e1")
+    config = CacheConfig(memory_bytes=8 * MiB)
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * KiB
+    held = []
+    async with cache_over(config) as cache:
+        for _ in range(2):
+            reader = RangeReader(cache, url, len(data), "e1")
+            for offset in range(0, len(data), 1 * MiB):
+                piece = await reader.read(offset, 1 * MiB)
+                assert piece == data[offset : offset + len(piece)]
+                held.append(cache.statistics().memory_bytes)
+        stats = cache.statistics()
+    peak_growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * KiB - peak_before
+    assert max(held) <= config.memory_bytes
+    assert stats.bytes_fetched == 2 * len(data)  # the second pass could not be cached
+    # Cached blocks, requests in flight and their splitting: far below the object's size.
+    assert peak_growth < 48 * MiB, f"peak RSS grew by {peak_growth / MiB:.0f} MiB"
+
+
+@pytest.mark.slow
+async def test_streaming_200_mb_with_30_ms_latency(server):
+    """Request counts for a long sequential read over a slow link; prints the throughput."""
+    server.latency = 0.030
+    data = os.urandom(200 * MiB)
+    url = server.put("blob", data, "e1")
+    async with cache_over() as cache:
+        reader = RangeReader(cache, url, len(data), "e1")
+        started = time.perf_counter()
+        total = 0
+        for offset in range(0, len(data), 1 * MiB):
+            total += len(await reader.read(offset, 1 * MiB))
+        elapsed = time.perf_counter() - started
+        stats = cache.statistics()
+    served = server.served()
+    print(
+        f"\n200 MiB sequential, 30 ms latency: {elapsed:.2f} s, {total / MiB / elapsed:.0f} MiB/s, "
+        f"{len(served)} GETs, {stats}"
+    )
+    assert total == len(data)
+    assert sum(s.end - s.start for s in served) == len(data)
+    assert len(served) <= 200 // 8 + 20  # 8 MiB GETs once the window is open
