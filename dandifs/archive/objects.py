@@ -33,7 +33,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-STREAM_CHUNK = 1 << 20
 _CONTENT_RANGE = re.compile(r"bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)")
 
 
@@ -209,9 +208,11 @@ class ObjectStore:
         end: int,
         *,
         etag: str | None = None,
-        chunk_size: int = STREAM_CHUNK,
+        chunk_size: int | None = None,
     ) -> AsyncIterator[bytes]:
         """Bytes `[start, end)` as chunks, resuming where a failed connection stopped.
+
+        Chunks come as the network delivers them unless `chunk_size` asks for even sizes.
 
         Use it with `contextlib.aclosing` when the loop may stop early.
         """
@@ -337,13 +338,17 @@ def body_window(response: httpx.Response, start: int, end: int, target: str) -> 
 
 
 async def iter_raw(
-    response: httpx.Response, offset: int, stop: int, chunk_size: int
+    response: httpx.Response, offset: int, stop: int, chunk_size: int | None = None
 ) -> AsyncIterator[bytes]:
-    """The raw body's bytes `[offset, stop)`, in chunks."""
+    """The raw body's bytes `[offset, stop)`, in chunks (by default as they arrive)."""
     position = 0
     async for chunk in response.aiter_raw(chunk_size):
-        piece = chunk[max(0, offset - position) : max(0, stop - position)]
-        position += len(chunk)
+        end = position + len(chunk)
+        if offset <= position and end <= stop:
+            piece = chunk  # the common case: no copy
+        else:
+            piece = chunk[max(0, offset - position) : max(0, stop - position)]
+        position = end
         if piece:
             yield piece
         if position >= stop:
@@ -352,7 +357,7 @@ async def iter_raw(
 
 async def read_raw(response: httpx.Response, offset: int, stop: int) -> bytes:
     try:
-        return b"".join([piece async for piece in iter_raw(response, offset, stop, STREAM_CHUNK)])
+        return b"".join([piece async for piece in iter_raw(response, offset, stop)])
     except httpx.TransportError as exc:
         raise TransientFailure(f"body cut short: {describe(exc)}") from exc
 
