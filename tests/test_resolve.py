@@ -16,7 +16,6 @@ from contextlib import asynccontextmanager
 import httpx
 import pytest
 import trio
-import trio.testing
 
 from dandifs.archive import ArchiveClient
 from dandifs.errors import InvalidPath, NotADirectory, NotFound

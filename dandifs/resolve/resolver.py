@@ -31,7 +31,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import anyio
@@ -565,12 +565,18 @@ class Resolver:
         return context.origin.immutable and not context.address.is_latest
 
     def _present(self, context: VersionContext, entry: Entry) -> Entry:
-        """A cached entry (path relative to its version) at the path it was asked by."""
-        return replace(
-            entry,
+        """A cached entry (path relative to its version) at the path it was asked by.
+
+        Copies the fields directly: `dataclasses.replace` re-runs the constructor and was
+        most of the cost of a cached `stat` (a 10,000-file `ls -l` makes 20,000 of these).
+        """
+        clone = object.__new__(Entry)
+        clone.__dict__.update(
+            entry.__dict__,
             path=context.address.path_of(entry.path),
             immutable=entry.immutable and not context.address.is_latest,
         )
+        return clone
 
     @staticmethod
     def _refuse_never_remote(route: InVersion) -> None:
