@@ -260,10 +260,13 @@ def _unchanged(current: Row, new: NewAsset) -> bool:
     same_content = (
         current["blob"] == new.blob if new.blob is not None else current["zarr"] == new.zarr
     )
+    def comparable(metadata: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in metadata.items() if k != "@context"}
+
     return (
         same_content
         and current["path"] == new.path
-        and json.loads(current["metadata"]) == new.stored
+        and comparable(json.loads(current["metadata"])) == comparable(new.stored)
     )
 
 
