@@ -508,6 +508,20 @@ def test_control_endpoints_validate_and_count(s3: Stack) -> None:
     assert httpx.delete(f"{s3.url}/__dandifs__/stats").json()["total_requests"] == 0
 
 
+def test_unreachable_s3_is_a_retryable_503(stack: Stack) -> None:
+    from dandifs.localarchive.seaweed import free_ports
+
+    (closed_port,) = free_ports(1)
+    proxy = S3Proxy("127.0.0.1", closed_port)
+    stack.loop.run(proxy.start())
+    try:
+        response = httpx.get(f"{proxy.url}/{DEFAULT_BUCKET}/anything")
+    finally:
+        stack.loop.run(proxy.close())
+    assert response.status_code == 503
+    assert _s3_error_code(response.content) == "ServiceUnavailable"
+
+
 def test_proxy_streams_large_objects(s3: Stack, tmp_path: Path) -> None:
     """A body much larger than the proxy's buffers goes through intact and at speed."""
     path = tmp_path / "large.bin"

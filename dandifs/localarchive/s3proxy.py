@@ -18,6 +18,7 @@ Faults and counters are controlled at runtime under `/__dandifs__/` (not a valid
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import socket
@@ -343,7 +344,14 @@ class S3Proxy:
         except BadRequest as exc:
             body = _xml_error("BadRequest", str(exc), "")
             writer.write(_response(400, "Bad Request", body, "application/xml", close=True))
-        except (ConnectionError, asyncio.IncompleteReadError, UpstreamLost):
+        except UpstreamLost as exc:
+            # Raised only before any byte of a response went out: the client can retry.
+            self.stats.statuses[503] += 1
+            body = _xml_error("ServiceUnavailable", str(exc), "")
+            with contextlib.suppress(ConnectionError):
+                writer.write(_response(503, "Service Unavailable", body, "application/xml",
+                                       close=True))
+        except (ConnectionError, asyncio.IncompleteReadError):
             pass  # the client or S3 went away mid-message: nothing sensible to answer
         finally:
             upstream.close()
