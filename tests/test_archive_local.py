@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import pytest
 import trio
+from conftest import start_local_archive, stop_local_archive, test_data_dir
 
 from dandifs import errors
 from dandifs.archive import ArchiveClient, BlobExists, RetryPolicy, UploadedPart, UploadStarted
@@ -374,5 +375,75 @@ def test_zarr_upload_round_trip(local_archive):
                 assert [z.zarr_id for z in await archive.list_zarrs(dandiset_id=dandiset.identifier)] == [zarr.zarr_id]
             finally:
                 await archive.delete_dandiset(dandiset.identifier)
+
+    run(main)
+
+
+PUBLISHABLE = {
+    "description": "A test Dandiset",
+    "license": ["spdx:CC0-1.0"],
+    "contributor": [
+        {
+            "schemaKey": "Person",
+            "name": "Tests, DANDI-Cli",
+            "email": "nemo@example.com",
+            "roleName": ["dcite:Author", "dcite:ContactPerson"],
+        }
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def empty_archive(tmp_path_factory):
+    """A private, unseeded archive: publishing cannot be undone, so not in the shared one."""
+    run_dir = tmp_path_factory.mktemp("archive-publish")
+    process, ready = start_local_archive(
+        test_data_dir(), run_dir / "ready.json", run_dir / "archive.log", "--seed", "none",
+        "--no-access-log",
+    )
+    try:
+        yield ready
+    finally:
+        stop_local_archive(process)
+
+
+async def upload_blob(archive: ArchiveClient, dandiset_id: str, data: bytes) -> str:
+    """The upload protocol end to end (single part); returns the blob id."""
+    started = await archive.initialize_upload(dandiset_id, len(data), dandi_etag(data))
+    if isinstance(started, BlobExists):
+        return started.blob_id
+    (part,) = started.parts
+    etag = await archive.objects.put(part.upload_url, data)
+    completion = await archive.complete_upload(
+        started.upload_id, [UploadedPart(part_number=1, size=len(data), etag=etag)]
+    )
+    await archive.objects.complete_multipart(completion.complete_url, completion.body)
+    return (await archive.validate_upload(started.upload_id)).blob_id
+
+
+def test_update_and_publish_a_draft(empty_archive):
+    async def main() -> None:
+        async with ArchiveClient(empty_archive["api_url"], token=empty_archive["token"]) as archive:
+            dandiset = await archive.create_dandiset("to publish", PUBLISHABLE)
+            updated = await archive.update_version(dandiset.identifier, "published name", PUBLISHABLE)
+            assert updated.name == "published name"
+            assert (await archive.get_version_metadata(dandiset.identifier, "draft"))["name"] == "published name"
+            blob_id = await upload_blob(archive, dandiset.identifier, b"published bytes\n" * 64)
+            metadata = {"path": "data.txt", "schemaKey": "Asset", "encodingFormat": "text/plain"}
+            await archive.create_asset(dandiset.identifier, metadata, blob_id=blob_id)
+            with trio.fail_after(60):
+                while (await archive.get_version(dandiset.identifier, "draft")).status.value != "Valid":
+                    await trio.sleep(0.1)
+                await archive.publish(dandiset.identifier, release_notes="first")
+                while (await archive.get_version(dandiset.identifier, "draft")).status.value != "Published":
+                    await trio.sleep(0.1)
+            versions = await archive.list_versions(dandiset.identifier, order="-created")
+            assert versions[-1].version == "draft" and len(versions) == 2
+            published = versions[0].version
+            assert [a.path for a in await archive.list_assets(dandiset.identifier, published)] == ["data.txt"]
+            with pytest.raises(errors.ReadOnly):
+                await archive.update_version(dandiset.identifier, "x", PUBLISHABLE, version=published)
+            with pytest.raises(errors.PermissionDenied):
+                await archive.delete_dandiset(dandiset.identifier)  # it has a published version
 
     run(main)
