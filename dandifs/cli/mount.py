@@ -18,8 +18,12 @@ from functools import partial
 from pathlib import Path
 from typing import AsyncIterator, Callable
 
+from dandifs.errors import DandiFSError
 from dandifs.fuse.operations import DandiOperations
 from dandifs.fuse.options import MountOptions, OptionError, apply_options, from_environment
+
+if sys.version_info < (3, 11):  # trio brings the backport there
+    from exceptiongroup import BaseExceptionGroup
 
 log = logging.getLogger("dandifs.mount")
 
@@ -91,19 +95,29 @@ def check_mountpoint(mountpoint: Path) -> None:
         raise OptionError(f"{mountpoint} is already a mount point")
 
 
+class MountFailed(Exception):
+    """The mount could not be made or kept; the message is for the person who asked."""
+
+
 def mount(options: MountOptions) -> int:
     """Mount and serve: in the foreground, or detached once the mount answers."""
-    serve = partial(_serve, options)
     if options.foreground:
         _configure_logging(options, to_file=options.log_file)
-        return serve(lambda: None)
+        try:
+            return _serve(options, lambda: None)
+        except MountFailed as exc:
+            if options.log_file is not None:  # else the log line already went to stderr
+                print(f"dandifs mount: {exc}", file=sys.stderr)
+            return 1
     from dandifs.fuse.daemon import run_in_background
 
     log_file = options.log_file or options.cache_dir / "mount.log"
-    return run_in_background(
-        lambda ready: (_configure_logging(options, to_file=log_file), serve(ready))[1],
-        log_file=log_file,
-    )
+
+    def serve_detached(ready: Callable[[], None]) -> int:
+        _configure_logging(options, to_file=log_file)
+        return _serve(options, ready)
+
+    return run_in_background(serve_detached, log_file=log_file)
 
 
 def _configure_logging(options: MountOptions, *, to_file: Path | None) -> None:
@@ -128,13 +142,27 @@ def _serve(options: MountOptions, ready: Callable[[], None]) -> int:
 
     fsname = options.fsname or f"dandifs:{options.instance}"
     mount_options = fuse_options(fsname=fsname, allow_other=options.allow_other)
-    trio.run(
-        partial(serve, on_ready=ready),
-        partial(open_filesystem, options),
-        str(options.mountpoint),
-        mount_options,
-    )
+    try:
+        trio.run(
+            partial(serve, on_ready=ready),
+            partial(open_filesystem, options),
+            str(options.mountpoint),
+            mount_options,
+        )
+    except Exception as exc:
+        reason = _innermost(exc)
+        if isinstance(reason, (DandiFSError, OptionError, OSError, RuntimeError)):
+            log.error("mount at %s failed: %s", options.mountpoint, reason)
+            raise MountFailed(str(reason) or type(reason).__name__) from exc
+        raise
     return 0
+
+
+def _innermost(exc: BaseException) -> BaseException:
+    """The one exception inside (nested) single-member exception groups, as trio raises them."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
 
 
 @asynccontextmanager
