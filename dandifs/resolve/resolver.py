@@ -236,8 +236,13 @@ class Resolver:
                 lambda: self._folder(context, ROOT_KEY),
                 lambda: self._dandiset_yaml_entry_or_none(context),
             )
-            children = [self._present(context, entry) for entry in folder.entries]
-            if yaml_entry is not None and folder.child(names.DANDISET_YAML) is None:
+            # The rendered `dandiset.yaml` takes the name, as it does for `stat`.
+            children = [
+                self._present(context, entry)
+                for entry in folder.entries
+                if entry.name != names.DANDISET_YAML
+            ]
+            if yaml_entry is not None:
                 children.append(yaml_entry)
                 children.sort(key=lambda entry: entry.name)
             return children
@@ -289,6 +294,14 @@ class Resolver:
         if data is None:
             raise NotFound(f"{route.path}: the version has no metadata")
         return data
+
+    def statistics(self) -> dict[str, int]:
+        """Cache counters plus the archive client's HTTP counters (when it keeps them)."""
+        counters = self.stats.snapshot()
+        client_stats = getattr(self.client, "stats", None)
+        if client_stats is not None and hasattr(client_stats, "snapshot"):
+            counters.update({f"http_{k}": v for k, v in client_stats.snapshot().items()})
+        return counters
 
     def invalidate(self, path: str) -> None:
         """Forget what is cached about `path` in a draft and every folder above it.
