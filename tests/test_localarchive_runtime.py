@@ -508,6 +508,17 @@ def test_control_endpoints_validate_and_count(s3: Stack) -> None:
     assert httpx.delete(f"{s3.url}/__dandifs__/stats").json()["total_requests"] == 0
 
 
+def test_malformed_requests_get_a_400(s3: Stack) -> None:
+    for garbage in (b"NOT HTTP\r\n\r\n", b"GET / HTTP/1.1\r\nno colon here\r\n\r\n"):
+        with socket.create_connection((s3.proxy.host, s3.proxy.port)) as sock:
+            sock.sendall(garbage)
+            answer = b""
+            while chunk := sock.recv(4096):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 400 ")
+        assert _s3_error_code(answer.partition(b"\r\n\r\n")[2]) == "BadRequest"
+
+
 def test_unreachable_s3_is_a_retryable_503(stack: Stack) -> None:
     from dandifs.localarchive.seaweed import free_ports
 

@@ -140,11 +140,7 @@ class _Head:
 
 
 def _parse_head(raw: bytes) -> _Head:
-    try:
-        text = raw.decode("latin-1")
-    except UnicodeDecodeError as exc:  # pragma: no cover - latin-1 decodes every byte
-        raise BadRequest(str(exc)) from exc
-    lines = text.split("\r\n")
+    lines = raw.decode("latin-1").split("\r\n")  # latin-1 maps every byte: never fails
     headers = []
     for line in lines[1:]:
         if not line:
