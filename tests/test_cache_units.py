@@ -136,6 +136,22 @@ def test_window_is_topped_up_only_after_half_of_it_was_used():
     assert p.after_read(500, 100) == range(10, 14)  # 4 ahead: refill to block 5 + 8
 
 
+def test_a_wide_window_is_topped_up_one_request_at_a_time():
+    p = policy(initial_blocks=8, max_blocks=8, step_blocks=2)
+    p.after_read(0, 100)
+    assert p.after_read(100, 100) == range(2, 10)
+    assert p.after_read(200, 100) == range(0)  # one block free: less than a request
+    assert p.after_read(300, 100) == range(10, 12)  # two free: one full request
+    assert p.after_read(400, 100) == range(0)
+    assert p.after_read(500, 100) == range(12, 14)
+
+
+def test_the_first_window_covers_at_least_one_more_read_of_the_same_size():
+    p = policy(initial_blocks=2, max_blocks=64)
+    p.after_read(0, 500)
+    assert p.after_read(500, 500) == range(10, 15)  # 5-block reads: 5 blocks ahead
+
+
 def test_random_reads_never_read_ahead_and_reset_the_window():
     p = policy()
     for offset in (0, 5000, 1200, 9000, 300, 7000):

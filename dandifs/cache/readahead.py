@@ -1,13 +1,16 @@
 """When and how far to read ahead of one open handle: a pure decision per read.
 
-The first read fetches only its own blocks (an HDF5 open starts with tiny scattered reads).
-A read that starts where the previous one ended, or up to `tolerance` bytes after it, is
-sequential; one up to `tolerance` bytes before it changes nothing (the kernel delivers its
-own read-ahead slightly out of order, and readers re-read headers): the window starts at
-`initial_blocks` and doubles each time the reader enters a new block, up to `max_blocks`.
-Any other read is random and resets the window to nothing.  The window is topped up only
-once the reader has used half of what was asked for, so a steady stream turns into a few
-large GETs rather than one small GET per block.
+- The first read fetches only its own blocks (an HDF5 open starts with tiny scattered reads).
+- A read that starts where the previous one ended, or up to `tolerance` bytes after it, is
+  sequential.  The window opens at `initial_blocks` (or at the size of the read, if larger:
+  the next read of that size must not wait) and doubles each time the reader enters a new
+  block, up to `max_blocks`.
+- A read up to `tolerance` bytes before where the previous one ended changes nothing: the
+  kernel delivers its own read-ahead slightly out of order, and readers re-read headers.
+- Any other read is random: the window closes.
+- The window is topped up once the reader has used half of it or one request's worth
+  (`step_blocks`), whichever is less, in whole requests, so a steady stream becomes a
+  steady flow of full-sized GETs rather than one small GET per block.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ class ReadAheadPolicy:
     initial_blocks: int
     max_blocks: int
     tolerance: int
+    step_blocks: int = 1 << 30
     window: int = 0
     _expected_offset: int | None = None
     _last_block: int = -1
@@ -46,13 +50,17 @@ class ReadAheadPolicy:
             self.window, self._last_block, self._ahead = 0, last, last + 1
             return range(0)
         if self.window == 0:
-            self.window = min(self.initial_blocks, self.max_blocks)
+            # At least one more read of this size ahead, or the next read waits anyway.
+            self.window = min(max(self.initial_blocks, len(blocks)), self.max_blocks)
         elif last > self._last_block:
             self.window = min(self.window * 2, self.max_blocks)
         self._last_block = last
         start = max(self._ahead, last + 1)
-        stop = min(last + 1 + self.window, self.layout.block_count)
-        if start - (last + 1) > self.window // 2 or start >= stop:
+        free = last + 1 + self.window - start
+        if free < min(self.step_blocks, -(-self.window // 2)) or start >= self.layout.block_count:
             return range(0)
+        if free >= self.step_blocks:
+            free -= free % self.step_blocks  # whole requests only: no stray small GETs
+        stop = min(start + free, self.layout.block_count)
         self._ahead = stop
         return range(start, stop)

@@ -31,6 +31,7 @@ class RangeReader:
             initial_blocks=config.readahead_initial_blocks,
             max_blocks=config.readahead_max_blocks,
             tolerance=config.sequential_tolerance,
+            step_blocks=config.request_blocks,
         )
         self._tickets: list[PrefetchTicket] = []
         self._closed = False
