@@ -1,0 +1,105 @@
+"""What the parts of the resolver share: the client, counted calls, caches, lifetimes."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import anyio
+
+from dandifs import errors
+from dandifs.errors import NotFound
+from dandifs.resolve.caching import CacheStats, Clock, MetadataCache
+from dandifs.resolve.source import MetadataSource
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup
+
+T = TypeVar("T")
+
+
+class Lookups:
+    """The archive client behind counted calls, plus the cache settings every part uses."""
+
+    def __init__(
+        self,
+        client: MetadataSource,
+        *,
+        ttl_published: float,
+        ttl_draft: float,
+        ttl_negative: float,
+        clock: Clock,
+    ) -> None:
+        self.client = client
+        self.ttl_published = ttl_published
+        self.ttl_draft = ttl_draft
+        self.ttl_negative = ttl_negative
+        self.clock = clock
+        self.stats = CacheStats()
+
+    @property
+    def api_url(self) -> str:
+        return self.client.instance.api_url
+
+    def ttl(self, *, published: bool) -> float:
+        return self.ttl_published if published else self.ttl_draft
+
+    def cache(self, maxsize: int, weigh: Callable[[Any], int] | None = None) -> MetadataCache:
+        """A cache of `maxsize` items (or entries, with `weigh`) sharing these settings."""
+        return MetadataCache(
+            maxsize, negative_ttl=self.ttl_negative, stats=self.stats, clock=self.clock, weigh=weigh
+        )
+
+    async def call(self, work: Callable[[], Awaitable[T]]) -> T:
+        """One call to the archive client, counted; embargo refusals read as "not found".
+
+        Without a token an embargoed dandiset is invisible (the archive answers 401, or 403
+        to a non-owner), exactly as if it did not exist.  A rejected token is not hidden:
+        the person must fix it.
+        """
+        self.stats.archive_calls += 1
+        try:
+            return await work()
+        except errors.InvalidToken:
+            raise
+        except errors.PermissionDenied as exc:
+            raise NotFound(
+                f"not found (or not visible without an owner's API token): {exc}"
+            ) from exc
+
+
+async def gather(*works: Callable[[], Awaitable[Any]]) -> list[Any]:
+    """Run independent lookups concurrently; results in order.
+
+    A failure is raised as itself (the first one), not wrapped in an exception group:
+    callers and front ends map single domain errors.
+    """
+    results: list[Any] = [None] * len(works)
+
+    async def run(index: int) -> None:
+        results[index] = await works[index]()
+
+    try:
+        async with anyio.create_task_group() as group:
+            for index in range(len(works)):
+                group.start_soon(run, index)
+    except BaseExceptionGroup as group_error:
+        raise first_error(group_error) from None
+    return results
+
+
+def first_error(group: BaseExceptionGroup) -> BaseException:
+    """The first leaf of an exception group that is not a cancellation."""
+    leaves: list[BaseException] = []
+
+    def collect(error: BaseException) -> None:
+        if isinstance(error, BaseExceptionGroup):
+            for inner in error.exceptions:
+                collect(inner)
+        else:
+            leaves.append(error)
+
+    collect(group)
+    cancelled = anyio.get_cancelled_exc_class()
+    return next((e for e in leaves if not isinstance(e, cancelled)), leaves[0])

@@ -1,0 +1,71 @@
+"""Inside Zarr assets: folders derived from the archive's Zarr file list.
+
+The zarr files endpoint lists keys under a prefix with no delimiter, so one walk of a
+whole Zarr yields every folder in it at once; the tree is cached per (version, Zarr) with
+the version's lifetime.  A Zarr bigger than `tree_limit` objects is walked one folder
+prefix at a time instead, so no single walk holds more than that folder's keys.
+"""
+
+from __future__ import annotations
+
+from dandifs.errors import NotFound
+from dandifs.resolve.entries import Listing, tree_from_zarr_files
+from dandifs.resolve.entry import Entry
+from dandifs.resolve.lookups import Lookups
+from dandifs.resolve.versions import VersionContext
+
+Tree = dict[str, Listing]
+
+
+def tree_weight(tree: Tree) -> int:
+    """Trees are weighed by their entries, so the caches bound memory, not item counts."""
+    return sum(len(listing) + 1 for listing in tree.values())
+
+
+def split(relative: str) -> tuple[str, str]:
+    """`a/b/c` -> (`a/b`, `c`); `c` -> (``, `c`)."""
+    parent, _, name = relative.rpartition("/")
+    return parent, name
+
+
+class ZarrFolders:
+    def __init__(self, lookups: Lookups, *, tree_limit: int, cache_entries: int) -> None:
+        self.lookups = lookups
+        self.tree_limit = tree_limit
+        self._trees = lookups.cache(cache_entries, tree_weight)
+
+    async def _tree(self, context: VersionContext, zarr: Entry, key_folder: str) -> Tree:
+        whole = zarr.file_count is None or zarr.file_count <= self.tree_limit
+        prefix = "" if whole else key_folder
+        zarr_id = zarr.zarr_id or ""
+        client = self.lookups.client
+
+        async def fetch() -> Tree:
+            files = await self.lookups.call(
+                lambda: client.list_zarr_files(zarr_id, prefix=f"{prefix}/" if prefix else "")
+            )
+            return tree_from_zarr_files(files, zarr, context.origin, prefix)
+
+        return await self._trees.get((*context.key, zarr.path, prefix), fetch, ttl=context.ttl)
+
+    async def folder(self, context: VersionContext, zarr: Entry, key_folder: str) -> Listing:
+        """The children of folder `key_folder` ("" = the Zarr's root) of the Zarr asset `zarr`."""
+        tree = await self._tree(context, zarr, key_folder)
+        folder = f"{zarr.path}/{key_folder}" if key_folder else zarr.path
+        listing = tree.get(folder)
+        if listing is None:
+            raise NotFound(f"{context.address.path_of(folder)}: no such folder in the Zarr")
+        return listing
+
+    async def entry(self, context: VersionContext, zarr: Entry, key: str) -> Entry:
+        """The object or folder at `key` inside the Zarr asset `zarr`."""
+        key_folder, name = split(key)
+        entry = (await self.folder(context, zarr, key_folder)).child(name)
+        if entry is None:
+            raise NotFound(f"{context.address.path_of(zarr.path + '/' + key)}: not in the Zarr")
+        return entry
+
+    def forget(self, version_key: tuple[str, str], asset_paths: list[str]) -> None:
+        """Forget the trees of Zarrs at any of `asset_paths` in that version (after a write)."""
+        paths = set(asset_paths)
+        self._trees.forget_where(lambda key: key[:2] == version_key and key[2] in paths)
