@@ -115,6 +115,9 @@ def main(argv: list[str]) -> int:
     except DandiFSError as exc:
         print(f"dandifs local-archive: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # e.g. a data directory that cannot be written
+        print(f"dandifs local-archive: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     return 0

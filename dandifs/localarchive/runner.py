@@ -199,7 +199,7 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise Unavailable(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+        raise Unavailable(f"cannot listen for the API on {host}:{port}: {exc.strerror}") from exc
     sock.listen(128)
     sock.setblocking(False)
     return sock
@@ -298,7 +298,13 @@ async def _serve(
             private_keys=PrivateKeys(state.private_keys),
             faults=options.faults,
         )
-        await proxy.start(options.host, options.s3_port)
+        try:
+            await proxy.start(options.host, options.s3_port)
+        except OSError as exc:
+            raise Unavailable(
+                f"cannot listen for S3 on {options.host}:{options.s3_port}: address in use or "
+                "not available"
+            ) from exc
         shown_host = _url_host(_display_host(options.host))
         proxy_url = f"http://{shown_host}:{proxy.port}"
         public_url = (options.s3_public_url or proxy_url).rstrip("/")

@@ -230,7 +230,8 @@ class _Upstream:
                     self.host, self.port, limit=_BUFFER
                 )
             except OSError as exc:
-                raise UpstreamLost(f"cannot connect to S3 at {self.host}:{self.port}: {exc}")
+                where = f"{self.host}:{self.port}"
+                raise UpstreamLost(f"cannot connect to S3 at {where}: {exc}") from exc
         return self.reader, self.writer
 
     def close(self) -> None:
