@@ -20,7 +20,8 @@ import pytest
 from cache_http import ObjectServer
 from dandifs import errors
 from dandifs.archive import ArchiveClient, RetryPolicy
-from dandifs.cache import BlockCache, CacheConfig, RangeReader, open_block_cache
+from dandifs.cache import BlockCache, CacheConfig, ObjectRef, RangeReader, open_block_cache
+from dandifs.cache.disk import DiskStore
 
 pytestmark = pytest.mark.anyio
 
@@ -222,6 +223,39 @@ async def test_a_new_cache_on_the_same_directory_reads_warm_with_zero_requests(s
     assert cold_requests >= 3
     assert server.served() == []
     assert stats.requests == 0 and stats.disk_hits >= 4
+
+
+async def test_blocks_evicted_from_memory_come_back_from_disk(server, tmp_path):
+    data = random_bytes(4 * MiB, seed=16)
+    url = server.put("blob", data, "e1")
+    config = CacheConfig(disk_dir=tmp_path, memory_bytes=1 * MiB, disk_flush_bytes=1 * MiB)
+    async with cache_over(config) as cache:
+        for _ in range(3):
+            reader = RangeReader(cache, url, len(data), "e1")
+            for offset in range(0, len(data), 256 * KiB):
+                assert await reader.read(offset, 256 * KiB) == data[offset : offset + 256 * KiB]
+        stats = cache.statistics()
+    assert stats.bytes_fetched == len(data)
+    assert stats.disk_hits >= 2 * len(data) // BLOCK - 8  # later passes: memory holds 4 blocks
+
+
+async def test_the_disk_store_stays_within_its_capacity_while_streaming(server, tmp_path):
+    data = random_bytes(24 * MiB, seed=17)
+    url = server.put("blob", data, "e1")
+    others = [server.put(f"other{i}", random_bytes(3 * MiB, seed=i), "e1") for i in range(3)]
+    config = CacheConfig(
+        disk_dir=tmp_path, disk_bytes=8 * MiB, memory_bytes=4 * MiB, disk_flush_bytes=1 * MiB
+    )
+    async with cache_over(config) as cache:
+        for other in others:
+            await RangeReader(cache, other, 3 * MiB, "e1").read(0, 3 * MiB)
+        reader = RangeReader(cache, url, len(data), "e1")
+        for offset in range(0, len(data), 1 * MiB):
+            assert await reader.read(offset, 1 * MiB) == data[offset : offset + 1 * MiB]
+    stored = list(DiskStore(tmp_path, block_size=BLOCK, capacity=config.disk_bytes).scan())
+    assert sum(entry.allocated for entry in stored) <= config.disk_bytes
+    assert len(stored) < 4  # the first small objects made room ...
+    assert ObjectRef(url, len(data), "e1").key in {entry.key for entry in stored}  # ... for it
 
 
 async def test_without_an_etag_blocks_stay_in_memory_only(server, tmp_path):
