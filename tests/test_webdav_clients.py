@@ -9,6 +9,7 @@ how "no archive request for what cannot exist" is checked.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import re
 import shutil
@@ -281,3 +282,247 @@ def test_chromium_renders_a_listing(server, published, tmp_path):
     )
     data = shot.read_bytes()
     assert data.startswith(b"\x89PNG") and len(data) > 10_000
+
+
+# -- protocol details, with plain HTTP ---------------------------------------------------------
+
+FILE = "sub-mouse02/sub-mouse02_ses-20240103_ecephys.nwb"
+
+
+def raw_request(server: Server, method: str, target: str, headers: dict | None = None,
+                body: bytes | None = None) -> tuple[int, dict, bytes]:
+    """A request whose target is sent exactly as written (httpx would normalise `..`)."""
+    host, port = server.url.split("//")[1].rstrip("/").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        connection.request(method, target, body=body, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()
+
+
+def asset_digest(local_archive, published: str, path: str) -> str:
+    assets = httpx.get(
+        f"{local_archive.api_url}/dandisets/000001/versions/{published}/assets/",
+        params={"path": path, "metadata": "1"},
+    ).json()["results"]
+    (asset,) = [a for a in assets if a["path"] == path]
+    return asset["metadata"]["digest"]["dandi:dandi-etag"]
+
+
+def test_options_advertise_class_1_read_only(server, published):
+    response, cost = server.archive_requests(lambda: httpx.options(version_url(server, published)))
+    assert response.status_code == 200
+    assert response.headers["DAV"] == "1"
+    assert set(response.headers["Allow"].replace(" ", "").split(",")) == {"OPTIONS", "GET", "HEAD", "PROPFIND"}
+    assert cost == 0
+
+
+def test_propfind_properties(server, local_archive, published, reference):
+    url = version_url(server, published)
+    listing = propfind(url, "1")
+    assert listing.status_code == 207
+    root = f"/dandisets/000001/{published}/"
+    assert sorted(hrefs(listing)) == sorted(
+        [root, f"{root}dandiset.yaml", f"{root}sub-mouse01/", f"{root}sub-mouse02/"]
+    )
+    one = propfind(url + FILE, "0")
+    assert hrefs(one) == [root + FILE]
+    prop = ET.fromstring(one.content).find(f".//{DAV}prop")
+    value = lambda name: prop.find(f"{DAV}{name}").text  # noqa: E731
+    assert int(value("getcontentlength")) == (reference / FILE).stat().st_size
+    assert value("getetag") == f'"{asset_digest(local_archive, published, FILE)}"'
+    assert value("getcontenttype") == "application/x-nwb"
+    assert value("displayname") == Path(FILE).name
+    assert value("getlastmodified").endswith(" GMT")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", value("creationdate"))
+    assert prop.find(f"{DAV}resourcetype/{DAV}collection") is None
+    folder = ET.fromstring(propfind(url + "sub-mouse02/", "0").content)
+    assert folder.find(f".//{DAV}resourcetype/{DAV}collection") is not None
+
+
+@pytest.mark.parametrize("depth", ["infinity", None])
+def test_propfind_infinite_depth_is_refused_without_archive_requests(server, published, depth):
+    headers = {} if depth is None else {"Depth": depth}
+    response, cost = server.archive_requests(
+        lambda: httpx.request("PROPFIND", version_url(server, published), headers=headers)
+    )
+    assert response.status_code == 403
+    assert ET.fromstring(response.content).find(f"{DAV}propfind-finite-depth") is not None
+    assert cost == 0
+
+
+def test_head_and_conditional_gets_are_answered_locally(server, local_archive, published):
+    url = version_url(server, published) + FILE
+    httpx.head(url)  # warm the metadata cache
+    s3_before = local_archive.s3_stats()["total_requests"]
+    head, cost = server.archive_requests(lambda: httpx.head(url))
+    assert head.status_code == 200 and "location" not in head.headers
+    assert cost == 0
+    etag, modified = head.headers["ETag"], head.headers["Last-Modified"]
+    for conditional in ({"If-None-Match": etag}, {"If-Modified-Since": modified}):
+        response, cost = server.archive_requests(lambda: httpx.get(url, headers=conditional))
+        assert response.status_code == 304 and cost == 0
+    changed, _ = server.archive_requests(lambda: httpx.get(url, headers={"If-None-Match": '"other"'}))
+    assert changed.status_code == 307
+    assert local_archive.s3_stats()["total_requests"] == s3_before
+
+
+def test_get_redirects_to_s3_and_the_token_stays_here(server, local_archive, published, reference):
+    response = httpx.get(version_url(server, published) + FILE, auth=("me", local_archive.token))
+    assert response.status_code == 307
+    location = response.headers["Location"]
+    assert location.startswith(local_archive.s3_url) and local_archive.token not in location
+    assert httpx.get(location).content == (reference / FILE).read_bytes()
+
+
+def test_neon_clients_get_bytes_streamed_with_ranges(server, published, reference):
+    url = version_url(server, published) + FILE
+    expected = (reference / FILE).read_bytes()
+    whole = httpx.get(url, headers={"User-Agent": NEON_AGENT})
+    assert whole.status_code == 200 and whole.content == expected
+    part = httpx.get(url, headers={"User-Agent": NEON_AGENT, "Range": "bytes=1000-1999"})
+    assert part.status_code == 206 and part.content == expected[1000:2000]
+    assert part.headers["Content-Range"] == f"bytes 1000-1999/{len(expected)}"
+
+
+@pytest.mark.parametrize("mode", ["api", "stream"])
+def test_redirect_modes(local_archive, published, reference, tmp_path, mode):
+    other = start_server(tmp_path, local_archive.api_url, "--redirect", mode)
+    try:
+        response = httpx.get(version_url(other, published) + FILE)
+        if mode == "api":
+            assert response.status_code == 307
+            assert re.fullmatch(
+                re.escape(local_archive.api_url) + r"/assets/[0-9a-f-]{36}/download/",
+                response.headers["Location"],
+            )
+            assert httpx.get(response.headers["Location"], follow_redirects=True).content == (
+                reference / FILE
+            ).read_bytes()
+        else:
+            assert response.status_code == 200
+            assert response.content == (reference / FILE).read_bytes()
+    finally:
+        stop_server(other)
+
+
+def test_dandiset_yaml_is_a_file(server, published, reference):
+    response = httpx.get(version_url(server, published) + "dandiset.yaml")
+    assert response.status_code == 200
+    assert response.content == (reference / "dandiset.yaml").read_bytes()
+
+
+def test_zarr_interiors_browse_and_download(server):
+    folder = f"{server.url}dandisets/000002/draft/sub-mouse04/"
+    (zarr,) = [h for h in hrefs(propfind(folder, "1")) if h.endswith(".zarr/")]
+    zarr_url = server.url.rstrip("/") + zarr
+    inside = hrefs(propfind(zarr_url, "1"))
+    assert f"{zarr}.zattrs" in inside and f"{zarr}0/" in inside
+    page = httpx.get(zarr_url)
+    assert page.status_code == 200 and 'href="0/"' in page.text and 'href=".zattrs"' in page.text
+    chunks = [h for h in hrefs(propfind(zarr_url + "0/", "1")) if not h.endswith("/")]
+    target = chunks[0] if chunks else f"{zarr}.zattrs"
+    redirected = httpx.get(server.url.rstrip("/") + target, follow_redirects=True)
+    streamed = httpx.get(server.url.rstrip("/") + target, headers={"User-Agent": NEON_AGENT})
+    assert redirected.status_code == streamed.status_code == 200
+    assert redirected.content == streamed.content and redirected.content
+    attrs = httpx.get(zarr_url + ".zattrs", follow_redirects=True).json()
+    assert "multiscales" in attrs
+
+
+def test_latest_and_releases_resolve(server, published):
+    names = {}
+    for alias in (published, "latest", f"releases/{published}"):
+        base = f"/dandisets/000001/{alias}/"
+        found = hrefs(propfind(f"{server.url.rstrip('/')}{base}", "1"))
+        assert all(href.startswith(base) for href in found)
+        names[alias] = sorted(href[len(base):] for href in found)
+    assert names[published] == names["latest"] == names[f"releases/{published}"]
+    page = httpx.get(f"{server.url}dandisets/000001/")
+    assert 'href="latest/"' in page.text and f'href="{published}/"' in page.text
+
+
+def test_listing_page_for_people_and_wget(server, published):
+    page = httpx.get(version_url(server, published))
+    assert page.headers["Content-Type"].startswith("text/html")
+    links = re.findall(r'href="([^"]+)"', page.text)
+    assert "sub-mouse01/" in links and "dandiset.yaml" in links
+    assert not any(link.startswith(("/", "http")) or "?" in link for link in links)
+    assert re.search(r"\d+(\.\d+)? MiB", page.text) and "Z</td>" in page.text
+    moved = httpx.get(version_url(server, published).rstrip("/"))
+    assert moved.status_code == 301 and moved.headers["Location"].endswith(f"{published}/")
+    (metadata_link,) = [link for link in links if link.endswith("sub-mouse01")]
+    view = httpx.get(httpx.URL(version_url(server, published)).join(metadata_link))
+    assert view.json()["entry"]["kind"] == "folder"
+    file_view = httpx.get(f"{server.url}.metadata/dandisets/000001/{published}/{FILE}").json()
+    assert file_view["metadata"]["digest"]["dandi:dandi-etag"] == file_view["entry"]["etag"]
+
+
+def test_embargoed_dandiset_needs_a_token(server, local_archive):
+    token = local_archive.token
+    embargoed = f"{server.url}dandisets/000003/draft/"
+    assert "/dandisets/000003/" not in hrefs(propfind(f"{server.url}dandisets/", "1"))
+    anonymous = httpx.get(embargoed)
+    assert anonymous.status_code == 401 and anonymous.headers["WWW-Authenticate"].startswith("Basic")
+    for auth in ({"auth": ("anyone", token)}, {"headers": {"Authorization": f"Bearer {token}"}}):
+        assert httpx.get(embargoed, **auth).status_code == 200
+        assert "/dandisets/000003/" in hrefs(propfind(f"{server.url}dandisets/", "1", **auth))
+    assert httpx.get(embargoed).status_code == 401  # nothing leaked through a cache
+    wrong = httpx.get(embargoed, auth=("anyone", "not-a-token"))
+    assert wrong.status_code == 401 and wrong.headers["WWW-Authenticate"].startswith("Basic")
+    (file_href,) = [h for h in hrefs(propfind(embargoed + "sub-rat01/", "1", auth=("u", token)))
+                    if h.endswith("_ses-20240301_ecephys.nwb")]
+    redirect = httpx.get(server.url.rstrip("/") + file_href, auth=("u", token))
+    assert redirect.status_code == 307 and token not in redirect.headers["Location"]
+    body = httpx.get(redirect.headers["Location"])  # presigned: no credentials needed
+    streamed = httpx.get(server.url.rstrip("/") + file_href, auth=("u", token),
+                         headers={"User-Agent": NEON_AGENT})
+    assert body.status_code == 200 and body.content == streamed.content
+
+
+@pytest.mark.parametrize(
+    "method, target, status",
+    [
+        ("GET", "/dandisets/000001/draft/../../../etc/passwd", 400),
+        ("GET", "/dandisets/%2e%2e/%2e%2e/etc/passwd", 400),
+        ("GET", "/dandisets/000001%2fdraft/", 400),
+        ("GET", "/dandisets/000001/draft/a%00b", 400),
+        ("GET", "/dandisets/12345/", 404),
+        ("GET", "/dandisets/000001/not-a-version/", 404),
+        ("GET", "/dandisets/000001/draft/" + "x" * 300, 404),
+        ("GET", "/dandisets/000001/draft/.git/config", 404),
+        ("GET", "/etc/passwd", 404),
+        ("GET", "/robots.txt", 404),
+        ("PROPFIND", "/dandisets/000001/draft/.DS_Store", 404),
+        ("PUT", "/dandisets/000001/draft/new.nwb", 403),
+        ("DELETE", "/dandisets/000001/draft/", 403),
+        ("MKCOL", "/dandisets/000001/draft/new/", 403),
+        ("LOCK", "/dandisets/000001/draft/", 403),
+    ],
+)
+def test_bad_input_is_refused_before_any_archive_request(server, method, target, status):
+    headers = {"Depth": "0"} if method == "PROPFIND" else {}
+    (code, _, body), cost = server.archive_requests(
+        lambda: raw_request(server, method, target, headers, b"x" if method == "PUT" else None)
+    )
+    assert code == status
+    assert cost == 0
+    assert b"Traceback" not in body and len(body) < 2000
+
+
+def test_malformed_propfind_body_is_a_clear_400(server, published):
+    url = version_url(server, published)
+    propfind(url, "0")
+    for body in ("<not xml", "<?xml version='1.0'?><other xmlns='DAV:'/>"):
+        response, cost = server.archive_requests(lambda: propfind(url, "0", body))
+        assert response.status_code == 400 and b"Traceback" not in response.content
+        assert cost == 0
+
+
+def test_unknown_dandiset(server, local_archive):
+    anonymous = httpx.get(f"{server.url}dandisets/999999/draft/")
+    assert anonymous.status_code == 401  # the same answer as for an embargoed one: nothing leaks
+    known = httpx.get(f"{server.url}dandisets/999999/draft/", auth=("u", local_archive.token))
+    assert known.status_code == 404 and b"999999" in known.content

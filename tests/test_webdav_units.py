@@ -13,6 +13,7 @@ import trio.testing
 from dandifs import errors
 from dandifs.resolve.entry import Entry, EntryKind
 from dandifs.webdav.auth import MalformedCredentials, caller_label, token_from_authorization
+from dandifs.webdav.conditional import evaluate
 from dandifs.webdav.delivery import RedirectMode, choose_target, follows_redirects, redirect_target
 from dandifs.webdav.errors import status_for, to_dav_error
 from dandifs.webdav.guard import refusal
@@ -260,3 +261,30 @@ def test_sessions_validate_once_reject_and_evict():
 
     trio.run(scenario)
     assert opened == [None, "a", "bad", "b", "c"]
+
+
+# -- conditional requests --------------------------------------------------------------
+
+MODIFIED = 1_700_000_000.0  # Tue, 14 Nov 2023 22:13:20 GMT
+
+
+@pytest.mark.parametrize(
+    "headers, outcome",
+    [
+        ({}, None),
+        ({"HTTP_IF_NONE_MATCH": '"abc-1"'}, 304),
+        ({"HTTP_IF_NONE_MATCH": 'W/"abc-1", "x"'}, 304),
+        ({"HTTP_IF_NONE_MATCH": "*"}, 304),
+        ({"HTTP_IF_NONE_MATCH": '"other"'}, None),
+        # If-None-Match wins over If-Modified-Since when both are sent (davfs2 sends both).
+        ({"HTTP_IF_NONE_MATCH": '"other"', "HTTP_IF_MODIFIED_SINCE": "Tue, 14 Nov 2023 22:13:20 GMT"}, None),
+        ({"HTTP_IF_MODIFIED_SINCE": "Tue, 14 Nov 2023 22:13:20 GMT"}, 304),  # equal: unchanged
+        ({"HTTP_IF_MODIFIED_SINCE": "Tue, 14 Nov 2023 22:13:19 GMT"}, None),
+        ({"HTTP_IF_MODIFIED_SINCE": "not a date"}, None),
+        ({"HTTP_IF_MATCH": '"abc-1"'}, None),
+        ({"HTTP_IF_MATCH": '"other"'}, 412),
+        ({"HTTP_IF_UNMODIFIED_SINCE": "Tue, 14 Nov 2023 22:13:19 GMT"}, 412),
+    ],
+)
+def test_conditional_requests(headers, outcome):
+    assert evaluate(headers, "abc-1", MODIFIED) == outcome

@@ -1,7 +1,8 @@
 """The WSGI application: WsgiDAV configured for the archive, plus an access log.
 
-The middleware stack is WsgiDAV's own error printer, then the request guard (refusals
-that need no I/O), the token authenticator, and WsgiDAV's request resolver.  WsgiDAV's
+In front of WsgiDAV: the access log, then the request guard (refusals that need no I/O).
+Inside it, the middleware stack is WsgiDAV's own error printer, the token authenticator
+and WsgiDAV's request resolver.  WsgiDAV's
 directory browser, lock manager and property manager are left out: listings are rendered
 by the provider, and a read-only archive has nothing to lock and no dead properties.
 """
@@ -29,7 +30,7 @@ STREAM_BLOCK_SIZE = 1 << 20
 def wsgidav_config(provider: DandiProvider) -> dict:
     return {
         "provider_mapping": {"/": provider},
-        "middleware_stack": [ErrorPrinter, RequestGuard, TokenAuthenticator, RequestResolver],
+        "middleware_stack": [ErrorPrinter, TokenAuthenticator, RequestResolver],
         "lock_storage": None,
         "property_manager": None,
         "block_size": STREAM_BLOCK_SIZE,
@@ -81,4 +82,5 @@ class AccessLog:
 
 
 def make_app(provider: DandiProvider):
-    return AccessLog(WsgiDAVApp(wsgidav_config(provider)), provider.sessions.requests_made)
+    dav = WsgiDAVApp(wsgidav_config(provider))
+    return AccessLog(RequestGuard(dav), provider.sessions.requests_made)

@@ -1,9 +1,10 @@
 """Requests refused before any I/O: path tricks, names that cannot exist, writes.
 
-Runs before authentication and before any archive request, so a malformed or hostile
-request costs nothing but this check.  The raw request URI is inspected because the
-WSGI server has already decoded PATH_INFO: `%2f` (a slash inside a name) and `%2e%2e`
-(a disguised `..`) are only visible there.
+Runs outside WsgiDAV, before authentication and before any archive request, so a
+malformed or hostile request costs nothing but this check (and WsgiDAV never sees a path
+it would try to normalise).  The raw request URI is inspected because the WSGI server has
+already decoded PATH_INFO: `%2f` (a slash inside a name) and `%2e%2e` (a disguised `..`)
+are only visible there.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from __future__ import annotations
 import re
 from urllib.parse import unquote
 
+from wsgidav import util
 from wsgidav.dav_error import DAVError
-from wsgidav.mw.base_mw import BaseMiddleware
 
 from dandifs import errors
 from dandifs.namespace import routes
@@ -51,25 +52,42 @@ def namespace_path(path: str) -> str:
     return path
 
 
-class RequestGuard(BaseMiddleware):
-    def __call__(self, environ, start_response):
-        method = environ["REQUEST_METHOD"]
-        if method not in READ_METHODS:
-            raise to_dav_error(
-                errors.ReadOnly(
-                    f"{method} refused: this WebDAV server is read-only; change drafts with "
-                    "dandi-cli, the web interface or the FUSE mount"
-                )
+def check(environ: dict) -> None:
+    """Raise the `DAVError` that refuses this request, if any."""
+    method = environ["REQUEST_METHOD"]
+    if method not in READ_METHODS:
+        raise to_dav_error(
+            errors.ReadOnly(
+                f"{method} refused: this WebDAV server is read-only; change drafts with "
+                "dandi-cli, the web interface or the FUSE mount"
             )
-        reason = refusal(environ)
-        if reason:
-            raise DAVError(400, context_info=reason)
-        if method != "OPTIONS":
-            path = namespace_path(environ["PATH_INFO"])
-            try:
-                route = routes.parse_path(path)
-            except errors.InvalidPath as exc:
-                raise to_dav_error(exc) from None
-            if isinstance(route, routes.InVersion) and route.never_exists:
-                raise to_dav_error(errors.NotFound(f"{path}: no archive object has this name"))
-        return self.next_app(environ, start_response)
+        )
+    reason = refusal(environ)
+    if reason:
+        raise DAVError(400, context_info=reason)
+    if method == "OPTIONS":
+        return
+    path = namespace_path(environ.get("PATH_INFO") or "/")
+    try:
+        route = routes.parse_path(path)
+    except errors.InvalidPath as exc:
+        raise to_dav_error(exc) from None
+    if isinstance(route, routes.InVersion) and route.never_exists:
+        raise to_dav_error(errors.NotFound(f"{path}: no archive object has this name"))
+
+
+class RequestGuard:
+    """WSGI middleware that answers refused requests itself and passes the rest on."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        try:
+            check(environ)
+        except DAVError as refused:
+            environ["wsgidav.auth.user_name"] = "-"
+            return util.send_status_response(
+                environ, start_response, refused, is_head=environ["REQUEST_METHOD"] == "HEAD"
+            )
+        return self.app(environ, start_response)

@@ -24,6 +24,7 @@ from wsgidav.dav_provider import DAVProvider
 from dandifs import errors
 from dandifs.namespace import routes
 from dandifs.resolve.entry import Entry
+from dandifs.webdav import conditional
 from dandifs.webdav.auth import TOKEN_KEY
 from dandifs.webdav.delivery import RedirectMode, choose_target, needs_token
 from dandifs.webdav.errors import to_dav_error
@@ -160,15 +161,15 @@ class DandiProvider(DAVProvider):
         resource = self.get_resource_inst(path, environ)
         if resource.is_collection:
             return self._listing(environ, start_response, resource)
+        precondition = conditional.evaluate(environ, resource.get_etag(), resource.get_last_modified())
+        if precondition is not None:
+            # Revalidations (davfs2, browsers, wget -N) are answered here, without S3.
+            return self._unchanged(start_response, resource, precondition)
         target = choose_target(
             resource.entry, self.redirect, self.api_url, environ.get("HTTP_USER_AGENT", "")
         )
         if method == "HEAD" or target is None:
             return default_handler(environ, start_response)
-        # Conditional GETs (davfs2 revalidating its cache) are answered here, without S3.
-        util.evaluate_http_conditionals(
-            resource, resource.get_last_modified(), resource.get_etag(), environ
-        )
         if needs_token(resource.entry):
             target = self._call(environ, lambda session: session.locate(target))
         return self._redirect(start_response, resource, target)
@@ -198,6 +199,12 @@ class DandiProvider(DAVProvider):
             )
         if depth not in ("0", "1"):
             raise DAVError(400, context_info=f"invalid Depth header {depth!r}: use 0 or 1")
+
+    @staticmethod
+    def _unchanged(start_response, resource: FileResource, status: int):
+        reason = {304: "Not Modified", 412: "Precondition Failed"}[status]
+        start_response(f"{status} {reason}", [("Content-Length", "0"), *validators(resource)])
+        return [b""]
 
     @staticmethod
     def _redirect(start_response, resource: FileResource, target: str):

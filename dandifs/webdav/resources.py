@@ -7,7 +7,9 @@ the entry, so rendering a listing of N children costs one `listdir`, never N loo
 from __future__ import annotations
 
 import io
+import math
 import mimetypes
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from wsgidav.dav_provider import DAVCollection, DAVNonCollection
@@ -37,6 +39,10 @@ def plain_etag(etag: str | None) -> str | None:
     return etag.strip('"') or None
 
 
+def whole_seconds(moment: datetime | None) -> float | None:
+    return float(math.floor(moment.timestamp())) if moment else None
+
+
 def join(folder: str, name: str) -> str:
     return folder.rstrip("/") + "/" + name
 
@@ -48,11 +54,13 @@ class EntryProperties:
 
     def get_creation_date(self) -> float | None:
         moment = self.entry.ctime or self.entry.mtime
-        return moment.timestamp() if moment else None
+        return whole_seconds(moment)
 
     def get_last_modified(self) -> float | None:
+        # Whole seconds, as HTTP dates have: else If-Modified-Since with the very
+        # Last-Modified a client was given would compare as "modified since".
         moment = self.entry.mtime or self.entry.ctime
-        return moment.timestamp() if moment else None
+        return whole_seconds(moment)
 
     def get_etag(self) -> str | None:
         return plain_etag(self.entry.etag)
