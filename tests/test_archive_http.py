@@ -11,11 +11,10 @@ import json
 import socket
 import struct
 from collections.abc import Awaitable, Callable
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from functools import partial
 from urllib.parse import parse_qsl, urlsplit
-
-from contextlib import aclosing
 
 import pytest
 import trio
@@ -23,6 +22,7 @@ import trio.testing
 
 from dandifs import errors
 from dandifs.archive import ArchiveClient, RetryPolicy
+from dandifs.archive.pagination import DEFAULT_CONCURRENCY
 from dandifs.archive.values import BlobExists
 
 # -- the scripted server ----------------------------------------------------------------
@@ -52,6 +52,7 @@ class Reply:
     send_only: int | None = None  # send this many body bytes, then close: a truncated body
     reset: bool = False  # abort the connection instead of answering
     silent: bool = False  # never answer (the client's read timeout fires)
+    delay: float = 0.0  # seconds (of virtual time) before answering
 
 
 REASONS = {200: "OK", 206: "Partial Content", 302: "Found", 416: "Range Not Satisfiable"}
@@ -62,6 +63,8 @@ class ScriptedServer:
     def __init__(self, handler: Handler) -> None:
         self.handler = handler
         self.requests: list[Request] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
         self.port = 0
 
     @property
@@ -84,7 +87,8 @@ class ScriptedServer:
                 head, buffer = buffer.split(b"\r\n\r\n", 1)
                 lines = head.decode("latin-1").split("\r\n")
                 method, target, _ = lines[0].split(" ", 2)
-                headers = {k.strip().lower(): v.strip() for k, v in (l.split(":", 1) for l in lines[1:])}
+                fields = (line.split(":", 1) for line in lines[1:])
+                headers = {name.strip().lower(): value.strip() for name, value in fields}
                 length = int(headers.get("content-length", "0"))
                 while len(buffer) < length:
                     buffer += await stream.receive_some(65536)
@@ -92,8 +96,16 @@ class ScriptedServer:
                 request = Request(method, target, headers, body)
                 self.requests.append(request)
                 reply = self.handler(request)
+                self.in_flight += 1
+                self.max_in_flight = max(self.max_in_flight, self.in_flight)
+                try:
+                    await trio.sleep(reply.delay)
+                finally:
+                    self.in_flight -= 1
                 if reply.reset:
-                    stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    stream.socket.setsockopt(
+                        socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                    )
                     return
                 if reply.silent:
                     await trio.sleep_forever()
@@ -172,7 +184,9 @@ INFO = {"schema_version": "0.7.0", "services": {}}
 
 def test_gateway_errors_are_retried_with_exponential_backoff():
     async def test(nursery):
-        server = await started(nursery, sequence(Reply(503), Reply(502), Reply(500), json_reply(INFO)))
+        server = await started(
+            nursery, sequence(Reply(503), Reply(502), Reply(500), json_reply(INFO))
+        )
         async with client_for(server) as archive:
             start = trio.current_time()
             assert await archive.info() == INFO
@@ -222,7 +236,9 @@ def test_persistent_failure_becomes_unavailable_naming_url_and_cause():
 def test_total_time_bounds_retries():
     async def test(nursery):
         server = await started(nursery, sequence(Reply(502)))
-        policy = RetryPolicy(max_attempts=100, total_time=20, base_delay=1, multiplier=2, random=lambda: 0.0)
+        policy = RetryPolicy(
+            max_attempts=100, total_time=20, base_delay=1, multiplier=2, random=lambda: 0.0
+        )
         async with client_for(server, policy=policy) as archive:
             start = trio.current_time()
             with pytest.raises(errors.Unavailable, match="HTTP 502"):
@@ -286,9 +302,19 @@ def test_post_is_not_repeated_after_the_server_may_have_acted():
     ("status", "body", "token", "expected"),
     [
         (404, {"detail": "Not found."}, None, errors.NotFound),
-        (401, {"detail": "Authentication credentials were not provided."}, None, errors.AuthenticationRequired),
+        (
+            401,
+            {"detail": "Authentication credentials were not provided."},
+            None,
+            errors.AuthenticationRequired,
+        ),
         (401, {"detail": "Invalid token."}, "wrong", errors.InvalidToken),
-        (403, {"detail": "You do not have permission to perform this action."}, "t", errors.PermissionDenied),
+        (
+            403,
+            {"detail": "You do not have permission to perform this action."},
+            "t",
+            errors.PermissionDenied,
+        ),
         (405, "Only draft versions can be modified.", "t", errors.ReadOnly),
         (409, "An asset with that path already exists", "t", errors.AlreadyExists),
         (412, "", "t", errors.Stale),
@@ -361,7 +387,9 @@ def test_expired_presigned_target_is_fetched_again():
 
 def test_unsigned_s3_403_is_permission_denied():
     async def test(nursery):
-        s3 = await started(nursery, sequence(Reply(403, {}, b"<Error><Code>AccessDenied</Code></Error>")))
+        s3 = await started(
+            nursery, sequence(Reply(403, {}, b"<Error><Code>AccessDenied</Code></Error>"))
+        )
         async with objects_client() as archive:
             with pytest.raises(errors.PermissionDenied):
                 await archive.objects.read_range(f"{s3.origin}/b/k", 0, 5)
@@ -460,6 +488,47 @@ def test_streaming_resumes_after_a_cut_and_keeps_the_etag():
     run(test)
 
 
+def test_a_long_stream_may_fail_more_often_than_the_attempt_limit_if_it_progresses():
+    data = bytes(range(256)) * 1000
+    cuts = [30_000] * 6
+
+    async def test(nursery):
+        def handler(request: Request) -> Reply:
+            reply = serve_object(request, data, etag="same")
+            if cuts:
+                reply.send_only = cuts.pop(0)
+            return reply
+
+        s3 = await started(nursery, handler)
+        async with objects_client(
+            policy=RetryPolicy(max_attempts=2, random=lambda: 0.0)
+        ) as archive:
+            async with aclosing(
+                archive.objects.stream_range(f"{s3.origin}/o", 0, len(data))
+            ) as chunks:
+                assert b"".join([chunk async for chunk in chunks]) == data
+        assert len(s3.requests) == 7
+
+    run(test)
+
+
+def test_a_stream_without_progress_gives_up():
+    async def test(nursery):
+        s3 = await started(nursery, sequence(Reply(reset=True)))
+        async with objects_client(
+            policy=RetryPolicy(max_attempts=3, random=lambda: 0.0)
+        ) as archive:
+            with pytest.raises(errors.Unavailable, match="3 attempts"):
+                async with aclosing(
+                    archive.objects.stream_range(f"{s3.origin}/o", 0, 10)
+                ) as chunks:
+                    async for _ in chunks:
+                        pass
+        assert len(s3.requests) == 3
+
+    run(test)
+
+
 def test_streaming_refuses_a_changed_object_after_resuming():
     data = bytes(range(256)) * 1000
     etags = ["first", "second"]
@@ -473,7 +542,9 @@ def test_streaming_refuses_a_changed_object_after_resuming():
         s3 = await started(nursery, handler)
         async with objects_client() as archive:
             with pytest.raises(errors.Stale, match="second"):
-                async with aclosing(archive.objects.stream_range(f"{s3.origin}/o", 0, 100_000)) as chunks:
+                async with aclosing(
+                    archive.objects.stream_range(f"{s3.origin}/o", 0, 100_000)
+                ) as chunks:
                     async for _ in chunks:
                         pass
 
@@ -485,13 +556,22 @@ def test_streaming_refuses_a_changed_object_after_resuming():
 
 def dandiset_record(number: int) -> dict:
     version = {
-        "version": "draft", "name": f"d{number}", "asset_count": 0, "size": 0,
-        "status": "Valid", "created": "2026-01-01T00:00:00Z", "modified": "2026-01-01T00:00:00Z",
+        "version": "draft",
+        "name": f"d{number}",
+        "asset_count": 0,
+        "size": 0,
+        "status": "Valid",
+        "created": "2026-01-01T00:00:00Z",
+        "modified": "2026-01-01T00:00:00Z",
     }
     return {
-        "identifier": f"{number:06d}", "created": "2026-01-01T00:00:00Z",
-        "modified": "2026-01-01T00:00:00Z", "contact_person": "", "embargo_status": "OPEN",
-        "draft_version": version, "most_recent_published_version": None,
+        "identifier": f"{number:06d}",
+        "created": "2026-01-01T00:00:00Z",
+        "modified": "2026-01-01T00:00:00Z",
+        "contact_person": "",
+        "embargo_status": "OPEN",
+        "draft_version": version,
+        "most_recent_published_version": None,
     }
 
 
@@ -499,23 +579,36 @@ def test_pages_after_the_first_are_fetched_concurrently_and_kept_in_order():
     total = 9_500
 
     async def test(nursery):
-        in_flight = {"now": 0, "max": 0}
-
         def handler(request: Request) -> Reply:
             page, size = int(request.query.get("page", 1)), int(request.query["page_size"])
             numbers = range((page - 1) * size + 1, min(page * size, total) + 1)
             nxt = None
             if page * size < total:
                 query = dict(request.query, page=str(page + 1))
-                nxt = f"{server.origin}{request.path}?" + "&".join(f"{k}={v}" for k, v in query.items())
-            return json_reply({"count": total, "next": nxt, "previous": None,
-                               "results": [dandiset_record(n) for n in numbers]})
+                nxt = f"{server.origin}{request.path}?" + "&".join(
+                    f"{k}={v}" for k, v in query.items()
+                )
+            reply = json_reply(
+                {
+                    "count": total,
+                    "next": nxt,
+                    "previous": None,
+                    "results": [dandiset_record(n) for n in numbers],
+                }
+            )
+            reply.delay = 1.0 + 0.01 * (10 - page)  # later pages answer first
+            return reply
 
         server = await started(nursery, handler)
         async with client_for(server) as archive:
+            start = trio.current_time()
             dandisets = await archive.list_dandisets()
+            elapsed = trio.current_time() - start
         assert [d.identifier for d in dandisets] == [f"{n:06d}" for n in range(1, total + 1)]
         assert sorted(int(r.query.get("page", 1)) for r in server.requests) == list(range(1, 11))
+        # Page 1 alone, then pages 2..10 at most DEFAULT_CONCURRENCY at a time: two rounds.
+        assert server.max_in_flight == DEFAULT_CONCURRENCY
+        assert elapsed == pytest.approx(3.0, abs=0.2)
 
     run(test)
 
@@ -527,9 +620,20 @@ def test_an_unfamiliar_next_link_is_followed():
             files = {"": (["a", "b"], "b"), "b": (["c"], None)}[after]
             names, last = files
             nxt = f"{server.origin}/api/zarr/z/files/?after={last}" if last else None
-            return json_reply({"next": nxt, "results": [
-                {"Key": n, "Size": 1, "ETag": "e", "LastModified": "2026-01-01 00:00:00+00:00"} for n in names
-            ]})
+            return json_reply(
+                {
+                    "next": nxt,
+                    "results": [
+                        {
+                            "Key": n,
+                            "Size": 1,
+                            "ETag": "e",
+                            "LastModified": "2026-01-01 00:00:00+00:00",
+                        }
+                        for n in names
+                    ],
+                }
+            )
 
         server = await started(nursery, handler)
         async with client_for(server) as archive:
@@ -542,7 +646,12 @@ def test_an_unfamiliar_next_link_is_followed():
 def test_initialize_409_gives_the_existing_blob():
     async def test(nursery):
         server = await started(
-            nursery, sequence(json_reply("Blob already exists.", 409, Location="0d9a3c5e-1111-4222-8333-444455556666"))
+            nursery,
+            sequence(
+                json_reply(
+                    "Blob already exists.", 409, Location="0d9a3c5e-1111-4222-8333-444455556666"
+                )
+            ),
         )
         async with client_for(server, token="t") as archive:
             started_upload = await archive.initialize_upload("000001", 10, "abc-1")

@@ -13,7 +13,8 @@ from typing import Any, TypeVar
 
 import pytest
 import trio
-from conftest import start_local_archive, stop_local_archive, test_data_dir
+from conftest import start_local_archive, stop_local_archive
+from conftest import test_data_dir as shared_test_data_dir
 
 from dandifs import errors
 from dandifs.archive import ArchiveClient, BlobExists, RetryPolicy, UploadedPart, UploadStarted
@@ -82,7 +83,9 @@ def test_dandisets_versions_and_assets(local_archive):
 
             for version in (published.version, "draft"):
                 assets = await archive.list_assets("000001", version)
-                summary = next(v for v in await archive.list_versions("000001") if v.version == version)
+                summary = next(
+                    v for v in await archive.list_versions("000001") if v.version == version
+                )
                 assert len(assets) == summary.asset_count > 0
                 assert sum(a.size for a in assets) == summary.size
                 assert any(a.path.endswith(".nwb") for a in assets)
@@ -146,7 +149,9 @@ def test_zarr_files(local_archive):
             after = await archive.list_zarr_files(zarr.zarr_id, after=files[0].key)
             assert after == files[1:]
             # A Zarr object is read by its S3 URL: the zarr prefix URL + key.
-            prefix_url = s3_url(await archive.get_asset("000002", "draft", zarrs[0].asset_id), local_archive)
+            prefix_url = s3_url(
+                await archive.get_asset("000002", "draft", zarrs[0].asset_id), local_archive
+            )
             key = files[0]
             data = await archive.objects.read_range(prefix_url + key.key, 0, key.size)
             assert hashlib.md5(data).hexdigest() == key.etag
@@ -171,10 +176,15 @@ def test_ranged_reads_equal_slices_of_the_whole_object(local_archive):
             for _ in range(25):
                 start = rng.randrange(asset.size)
                 end = min(asset.size + 100, start + rng.choice([1, 100, 4096, 65536, MIB]))
-                assert await archive.objects.read_range(url, start, end, etag=info.etag) == whole[start:end]
+                assert (
+                    await archive.objects.read_range(url, start, end, etag=info.etag)
+                    == whole[start:end]
+                )
             assert await archive.objects.read_range(url, asset.size, asset.size + 10) == b""
 
-            async with aclosing(archive.objects.stream_range(url, 5, asset.size, chunk_size=65536)) as chunks:
+            async with aclosing(
+                archive.objects.stream_range(url, 5, asset.size, chunk_size=65536)
+            ) as chunks:
                 streamed = b"".join([chunk async for chunk in chunks])
             assert streamed == whole[5:]
 
@@ -190,7 +200,9 @@ def test_etag_mismatch_is_stale(local_archive):
         async with anonymous(local_archive) as archive:
             asset = await smallest_blob(archive, "000001", "draft")
             with pytest.raises(errors.Stale):
-                await archive.objects.read_range(s3_url(asset, local_archive), 0, 100, etag="0" * 32 + "-1")
+                await archive.objects.read_range(
+                    s3_url(asset, local_archive), 0, 100, etag="0" * 32 + "-1"
+                )
 
     run(main)
 
@@ -209,13 +221,20 @@ def test_reads_stay_byte_correct_under_s3_faults(local_archive):
                 ranges.append((start, min(asset.size, start + rng.choice([1000, 100_000, MIB]))))
 
             async def read(start: int, end: int) -> None:
-                assert await archive.objects.read_range(url, start, end, etag=asset.digest) == whole[start:end]
+                assert (
+                    await archive.objects.read_range(url, start, end, etag=asset.digest)
+                    == whole[start:end]
+                )
 
-            with local_archive.s3_faults(error_rate=0.2, reset_rate=0.05, truncate_rate=0.05, seed=5):
+            with local_archive.s3_faults(
+                error_rate=0.2, reset_rate=0.05, truncate_rate=0.05, seed=5
+            ):
                 async with trio.open_nursery() as nursery:
                     for start, end in ranges:
                         nursery.start_soon(read, start, end)
-                async with aclosing(archive.objects.stream_range(url, 0, asset.size, chunk_size=65536)) as chunks:
+                async with aclosing(
+                    archive.objects.stream_range(url, 0, asset.size, chunk_size=65536)
+                ) as chunks:
                     assert b"".join([chunk async for chunk in chunks]) == whole
                 proxy_faults = local_archive.s3_stats()["faults"]
             assert archive.stats.failed_attempts > failed_before  # faults really happened
@@ -225,14 +244,19 @@ def test_reads_stay_byte_correct_under_s3_faults(local_archive):
 
 
 def test_total_s3_failure_is_unavailable_within_bounded_time(local_archive):
-    policy = RetryPolicy(max_attempts=6, total_time=5, base_delay=0.05, max_delay=1, max_retry_after=1)
+    policy = RetryPolicy(
+        max_attempts=6, total_time=5, base_delay=0.05, max_delay=1, max_retry_after=1
+    )
 
     async def main() -> None:
         async with anonymous(local_archive, policy=policy) as archive:
             asset = await smallest_blob(archive, "000001", "draft")
             url = s3_url(asset, local_archive)
             started = time.monotonic()
-            with local_archive.s3_faults(error_rate=1.0), pytest.raises(errors.Unavailable) as caught:
+            with (
+                local_archive.s3_faults(error_rate=1.0),
+                pytest.raises(errors.Unavailable) as caught,
+            ):
                 await archive.objects.read_range(url, 0, 100)
             assert time.monotonic() - started < policy.total_time + 2
             message = str(caught.value)
@@ -256,7 +280,9 @@ def test_embargoed_dandiset_needs_the_token(local_archive):
             assert "000003" in mine
             assert (await archive.get_dandiset("000003")).embargoed
             asset = await smallest_blob(archive, "000003", "draft")
-            data = await archive.objects.read_range(archive.download_url(asset.asset_id), 0, asset.size)
+            data = await archive.objects.read_range(
+                archive.download_url(asset.asset_id), 0, asset.size
+            )
             assert dandi_etag(data) == asset.digest
             # The bare S3 URL of an embargoed blob is private, token or not (it never goes to S3).
             with pytest.raises(errors.PermissionDenied):
@@ -307,7 +333,9 @@ def test_blob_upload_round_trip(local_archive):
 
     async def main() -> None:
         async with owner(local_archive) as archive:
-            dandiset = await archive.create_dandiset("archive client upload test", {"description": "x"})
+            dandiset = await archive.create_dandiset(
+                "archive client upload test", {"description": "x"}
+            )
             try:
                 started = await archive.initialize_upload(dandiset.identifier, len(data), etag)
                 assert isinstance(started, UploadStarted)
@@ -318,26 +346,46 @@ def test_blob_upload_round_trip(local_archive):
                     offset += part.size
                     part_etag = await archive.objects.put(part.upload_url, chunk)
                     assert part_etag == hashlib.md5(chunk).hexdigest()
-                    done.append(UploadedPart(part_number=part.part_number, size=part.size, etag=part_etag))
+                    done.append(
+                        UploadedPart(part_number=part.part_number, size=part.size, etag=part_etag)
+                    )
                 completion = await archive.complete_upload(started.upload_id, done)
-                assert await archive.objects.complete_multipart(completion.complete_url, completion.body) == etag
+                assert (
+                    await archive.objects.complete_multipart(
+                        completion.complete_url, completion.body
+                    )
+                    == etag
+                )
                 blob = await archive.validate_upload(started.upload_id)
                 assert (blob.etag, blob.size) == (etag, len(data))
-                assert await archive.initialize_upload(dandiset.identifier, len(data), etag) == BlobExists(
-                    blob_id=blob.blob_id
-                )
+                assert await archive.initialize_upload(
+                    dandiset.identifier, len(data), etag
+                ) == BlobExists(blob_id=blob.blob_id)
                 assert (await archive.blob_by_digest(etag)).blob_id == blob.blob_id
 
-                metadata = {"path": "a/b.bin", "schemaKey": "Asset", "encodingFormat": "application/octet-stream"}
-                asset = await archive.create_asset(dandiset.identifier, metadata, blob_id=blob.blob_id)
+                metadata = {
+                    "path": "a/b.bin",
+                    "schemaKey": "Asset",
+                    "encodingFormat": "application/octet-stream",
+                }
+                asset = await archive.create_asset(
+                    dandiset.identifier, metadata, blob_id=blob.blob_id
+                )
                 with pytest.raises(errors.AlreadyExists):
                     await archive.create_asset(dandiset.identifier, metadata, blob_id=blob.blob_id)
                 url = s3_url(asset, local_archive)
-                assert await archive.objects.read_range(url, 1000, 2000, etag=etag) == data[1000:2000]
-                renamed = await archive.replace_asset(
-                    dandiset.identifier, asset.asset_id, {**metadata, "path": "c.bin"}, blob_id=blob.blob_id
+                assert (
+                    await archive.objects.read_range(url, 1000, 2000, etag=etag) == data[1000:2000]
                 )
-                assert [a.path for a in await archive.list_assets(dandiset.identifier, "draft")] == ["c.bin"]
+                renamed = await archive.replace_asset(
+                    dandiset.identifier,
+                    asset.asset_id,
+                    {**metadata, "path": "c.bin"},
+                    blob_id=blob.blob_id,
+                )
+                assert [
+                    a.path for a in await archive.list_assets(dandiset.identifier, "draft")
+                ] == ["c.bin"]
                 await archive.delete_asset(dandiset.identifier, renamed.asset_id)
                 assert await archive.list_assets(dandiset.identifier, "draft") == []
             finally:
@@ -355,12 +403,17 @@ def test_zarr_upload_round_trip(local_archive):
 
     async def main() -> None:
         async with owner(local_archive) as archive:
-            dandiset = await archive.create_dandiset("archive client zarr test", {"description": "x"})
+            dandiset = await archive.create_dandiset(
+                "archive client zarr test", {"description": "x"}
+            )
             try:
                 zarr = await archive.create_zarr("x.zarr", dandiset.identifier)
-                md5s = [(p, base64.b64encode(hashlib.md5(b).digest()).decode()) for p, b in files.items()]
+                md5s = [
+                    (p, base64.b64encode(hashlib.md5(b).digest()).decode())
+                    for p, b in files.items()
+                ]
                 urls = await archive.zarr_upload_urls(zarr.zarr_id, md5s)
-                for (path, md5), url in zip(md5s, urls):
+                for (path, md5), url in zip(md5s, urls, strict=True):
                     await archive.objects.put(url, files[path], headers={"Content-MD5": md5})
                 await archive.finalize_zarr(zarr.zarr_id)
                 with trio.fail_after(30):
@@ -369,10 +422,17 @@ def test_zarr_upload_round_trip(local_archive):
                 # The worked example of dandi-api.md §8.2 plus one more file.
                 assert (zarr.file_count, zarr.size) == (3, 9)
                 listed = await archive.list_zarr_files(zarr.zarr_id)
-                assert {f.key: f.etag for f in listed} == {p: hashlib.md5(b).hexdigest() for p, b in files.items()}
+                assert {f.key: f.etag for f in listed} == {
+                    p: hashlib.md5(b).hexdigest() for p, b in files.items()
+                }
                 await archive.delete_zarr_files(zarr.zarr_id, ["arr/1"])
-                assert [f.key for f in await archive.list_zarr_files(zarr.zarr_id)] == [".zgroup", "arr/0"]
-                assert [z.zarr_id for z in await archive.list_zarrs(dandiset_id=dandiset.identifier)] == [zarr.zarr_id]
+                assert [f.key for f in await archive.list_zarr_files(zarr.zarr_id)] == [
+                    ".zgroup",
+                    "arr/0",
+                ]
+                assert [
+                    z.zarr_id for z in await archive.list_zarrs(dandiset_id=dandiset.identifier)
+                ] == [zarr.zarr_id]
             finally:
                 await archive.delete_dandiset(dandiset.identifier)
 
@@ -398,7 +458,11 @@ def empty_archive(tmp_path_factory):
     """A private, unseeded archive: publishing cannot be undone, so not in the shared one."""
     run_dir = tmp_path_factory.mktemp("archive-publish")
     process, ready = start_local_archive(
-        test_data_dir(), run_dir / "ready.json", run_dir / "archive.log", "--seed", "none",
+        shared_test_data_dir(),
+        run_dir / "ready.json",
+        run_dir / "archive.log",
+        "--seed",
+        "none",
         "--no-access-log",
     )
     try:
@@ -425,24 +489,36 @@ def test_update_and_publish_a_draft(empty_archive):
     async def main() -> None:
         async with ArchiveClient(empty_archive["api_url"], token=empty_archive["token"]) as archive:
             dandiset = await archive.create_dandiset("to publish", PUBLISHABLE)
-            updated = await archive.update_version(dandiset.identifier, "published name", PUBLISHABLE)
+            updated = await archive.update_version(
+                dandiset.identifier, "published name", PUBLISHABLE
+            )
             assert updated.name == "published name"
-            assert (await archive.get_version_metadata(dandiset.identifier, "draft"))["name"] == "published name"
+            assert (await archive.get_version_metadata(dandiset.identifier, "draft"))[
+                "name"
+            ] == "published name"
             blob_id = await upload_blob(archive, dandiset.identifier, b"published bytes\n" * 64)
             metadata = {"path": "data.txt", "schemaKey": "Asset", "encodingFormat": "text/plain"}
             await archive.create_asset(dandiset.identifier, metadata, blob_id=blob_id)
             with trio.fail_after(60):
-                while (await archive.get_version(dandiset.identifier, "draft")).status.value != "Valid":
+                while (
+                    await archive.get_version(dandiset.identifier, "draft")
+                ).status.value != "Valid":
                     await trio.sleep(0.1)
                 await archive.publish(dandiset.identifier, release_notes="first")
-                while (await archive.get_version(dandiset.identifier, "draft")).status.value != "Published":
+                while (
+                    await archive.get_version(dandiset.identifier, "draft")
+                ).status.value != "Published":
                     await trio.sleep(0.1)
             versions = await archive.list_versions(dandiset.identifier, order="-created")
             assert versions[-1].version == "draft" and len(versions) == 2
             published = versions[0].version
-            assert [a.path for a in await archive.list_assets(dandiset.identifier, published)] == ["data.txt"]
+            assert [a.path for a in await archive.list_assets(dandiset.identifier, published)] == [
+                "data.txt"
+            ]
             with pytest.raises(errors.ReadOnly):
-                await archive.update_version(dandiset.identifier, "x", PUBLISHABLE, version=published)
+                await archive.update_version(
+                    dandiset.identifier, "x", PUBLISHABLE, version=published
+                )
             with pytest.raises(errors.PermissionDenied):
                 await archive.delete_dandiset(dandiset.identifier)  # it has a published version
 

@@ -17,7 +17,12 @@ from dandifs.archive.instances import (
     origin_of,
     resolve_instance,
 )
-from dandifs.archive.objects import ContentRange, normalize_etag, parse_content_range
+from dandifs.archive.objects import (
+    ContentRange,
+    normalize_etag,
+    parse_content_range,
+    signed_tagging,
+)
 from dandifs.archive.pagination import is_next_page_of, page_count
 from dandifs.archive.presigned import PresignedTargets, presigned_expiry
 from dandifs.archive.retry import RetryPolicy, parse_retry_after
@@ -190,7 +195,9 @@ def test_token_goes_to_the_api_origin_only():
 def test_backoff_grows_exponentially_with_bounded_jitter():
     no_jitter = RetryPolicy(base_delay=0.5, multiplier=2, max_delay=3, random=lambda: 0.0)
     assert [no_jitter.backoff(n) for n in range(1, 6)] == [0.5, 1.0, 2.0, 3.0, 3.0]
-    full_jitter = RetryPolicy(base_delay=0.5, multiplier=2, max_delay=3, jitter=0.5, random=lambda: 1.0)
+    full_jitter = RetryPolicy(
+        base_delay=0.5, multiplier=2, max_delay=3, jitter=0.5, random=lambda: 1.0
+    )
     assert [full_jitter.backoff(n) for n in range(1, 4)] == [0.25, 0.5, 1.0]
 
 
@@ -230,7 +237,10 @@ def test_content_range_and_etag_parsing():
     assert parse_content_range("bytes */1000") == ContentRange(None, None, 1000)
     assert parse_content_range("bytes 0-9/*") == ContentRange(0, 9, None)
     assert parse_content_range("items 0-9/10") is None
-    assert normalize_etag('"af5da9f45af7a300e3aded972f8ff687-1"') == "af5da9f45af7a300e3aded972f8ff687-1"
+    assert (
+        normalize_etag('"af5da9f45af7a300e3aded972f8ff687-1"')
+        == "af5da9f45af7a300e3aded972f8ff687-1"
+    )
     assert normalize_etag('W/"abc"') == "abc"
     assert normalize_etag(None) == ""
 
@@ -253,3 +263,10 @@ def test_presigned_expiry_and_cache():
     assert targets.get("api/2") == "http://s3/b/unsigned"
     now[0] += 2
     assert targets.get("api/2") is None
+
+
+def test_embargoed_zarr_puts_carry_the_signed_tag():
+    tagged = "http://s3/b/zarr/z/0?X-Amz-SignedHeaders=content-md5%3Bhost%3Bx-amz-tagging&X-Amz-Signature=s"
+    assert signed_tagging(tagged) == {"x-amz-tagging": "embargoed=true"}
+    assert signed_tagging("http://s3/b/zarr/z/0?X-Amz-SignedHeaders=content-md5%3Bhost") == {}
+    assert signed_tagging("http://s3/b/zarr/z/0") == {}

@@ -64,6 +64,20 @@ def _parse(model: type[M], data: Any, what: str) -> M:
         ) from exc
 
 
+def _decode(response: httpx.Response) -> Any:
+    """The JSON body of a successful answer (None when there is none)."""
+    if response.status_code == 204 or not response.content:
+        return None
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise ArchiveRejected(
+            f"{response.request.method} {response.request.url}: answer is not JSON",
+            status=response.status_code,
+            body=response.text[:500],
+        ) from exc
+
+
 class ArchiveClient:
     """One archive instance, with or without a token; use as an async context manager.
 
@@ -154,28 +168,17 @@ class ArchiveClient:
         return response
 
     async def _json(self, method: str, url: str, **kwargs: Any) -> Any:
-        response = await self._call(method, url, **kwargs)
-        if response.status_code == 204 or not response.content:
-            return None
-        try:
-            return response.json()
-        except ValueError as exc:
-            raise ArchiveRejected(
-                f"{method} {url}: answer is not JSON", status=response.status_code, body=response.text[:500]
-            ) from exc
+        return _decode(await self._call(method, url, **kwargs))
 
     async def _fetch_page(
         self, url: str, params: dict[str, Any] | None
     ) -> tuple[dict[str, Any], str]:
         response = await self._call("GET", url, params=params)
-        try:
-            page = response.json()
-        except ValueError as exc:
-            raise ArchiveRejected(
-                f"GET {url}: page is not JSON", status=response.status_code, body=response.text[:500]
-            ) from exc
+        page = _decode(response)
         if not isinstance(page, dict):
-            raise ArchiveRejected(f"GET {url}: page is not an object", status=200, body=str(page)[:500])
+            raise ArchiveRejected(
+                f"GET {url}: page is not an object", status=200, body=str(page)[:500]
+            )
         return page, str(response.request.url)
 
     async def _list(self, model: type[M], url: str, params: dict[str, Any]) -> list[M]:
@@ -228,7 +231,10 @@ class ArchiveClient:
     ) -> Dandiset:
         url = self.url("dandisets")
         data = await self._json(
-            "POST", url, params={"embargo": _flag(embargo)}, json={"name": name, "metadata": metadata}
+            "POST",
+            url,
+            params={"embargo": _flag(embargo)},
+            json={"name": name, "metadata": metadata},
         )
         return _parse(Dandiset, data, f"POST {url}")
 
@@ -237,12 +243,16 @@ class ArchiveClient:
 
     # -- versions ---------------------------------------------------------------------
 
-    async def list_versions(self, dandiset_id: str, *, order: str | None = None) -> list[VersionSummary]:
+    async def list_versions(
+        self, dandiset_id: str, *, order: str | None = None
+    ) -> list[VersionSummary]:
         """Versions oldest first (draft first), or as `order` (`created` / `-created`) says."""
         params: dict[str, Any] = {"page_size": LIST_PAGE_SIZE}
         if order:
             params["order"] = order
-        return await self._list(VersionSummary, self.url("dandisets", dandiset_id, "versions"), params)
+        return await self._list(
+            VersionSummary, self.url("dandisets", dandiset_id, "versions"), params
+        )
 
     async def get_version(self, dandiset_id: str, version: str) -> VersionInfo:
         """The version with its metadata (`…/versions/<v>/info/`)."""
@@ -263,7 +273,9 @@ class ArchiveClient:
     async def publish(self, dandiset_id: str, *, release_notes: str | None = None) -> None:
         """Start publishing the draft; the archive finishes asynchronously (poll the draft)."""
         body = {"release_notes": release_notes} if release_notes is not None else None
-        await self._call("POST", self.url("dandisets", dandiset_id, "versions", "draft", "publish"), json=body)
+        await self._call(
+            "POST", self.url("dandisets", dandiset_id, "versions", "draft", "publish"), json=body
+        )
 
     # -- assets -----------------------------------------------------------------------
 
@@ -283,9 +295,7 @@ class ArchiveClient:
     ) -> list[Asset]:
         """Assets of a version; `path` is the archive's prefix filter (or exact match), `glob`
         matches whole paths with `*`."""
-        params: dict[str, Any] = {
-            "page_size": METADATA_PAGE_SIZE if metadata else LIST_PAGE_SIZE
-        }
+        params: dict[str, Any] = {"page_size": METADATA_PAGE_SIZE if metadata else LIST_PAGE_SIZE}
         if path is not None:
             params["path"] = path
         if glob is not None:
@@ -384,14 +394,14 @@ class ArchiveClient:
             params["after"] = after
         return await self._list(ZarrFile, self.url("zarr", zarr_id, "files"), params)
 
-    async def zarr_upload_urls(
-        self, zarr_id: str, files: Sequence[tuple[str, str]]
-    ) -> list[str]:
+    async def zarr_upload_urls(self, zarr_id: str, files: Sequence[tuple[str, str]]) -> list[str]:
         """Presigned PUT URLs for `(path, base64 MD5)` pairs, in the same order.
 
         The PUTs must send `Content-MD5` (and `x-amz-tagging` when the URL signs it)."""
         body = [{"path": path, "base64md5": md5} for path, md5 in files]
-        urls = await self._json("POST", self.url("zarr", zarr_id, "files"), json=body, idempotent=True)
+        urls = await self._json(
+            "POST", self.url("zarr", zarr_id, "files"), json=body, idempotent=True
+        )
         return [str(url) for url in urls]
 
     async def delete_zarr_files(self, zarr_id: str, paths: Iterable[str]) -> None:
@@ -418,7 +428,7 @@ class ArchiveClient:
         if response.status_code == 409 and response.headers.get("location"):
             return BlobExists(blob_id=response.headers["location"].rstrip("/").rsplit("/", 1)[-1])
         self.api.raise_for_status(response, what=f"POST {url}")
-        return _parse(UploadStarted, response.json(), f"POST {url}")
+        return _parse(UploadStarted, _decode(response), f"POST {url}")
 
     async def complete_upload(self, upload_id: str, parts: Sequence[UploadedPart]) -> Completion:
         url = self.url("uploads", upload_id, "complete")
@@ -433,11 +443,15 @@ class ArchiveClient:
 
     async def blob_by_digest(self, value: str, *, algorithm: str = "dandi:dandi-etag") -> Blob:
         url = self.url("blobs", "digest")
-        data = await self._json("POST", url, json={"algorithm": algorithm, "value": value}, idempotent=True)
+        data = await self._json(
+            "POST", url, json={"algorithm": algorithm, "value": value}, idempotent=True
+        )
         return _parse(Blob, data, f"POST {url}")
 
 
-def _asset_body(metadata: dict[str, Any], blob_id: str | None, zarr_id: str | None) -> dict[str, Any]:
+def _asset_body(
+    metadata: dict[str, Any], blob_id: str | None, zarr_id: str | None
+) -> dict[str, Any]:
     if (blob_id is None) == (zarr_id is None):
         raise ValueError("exactly one of blob_id and zarr_id is needed")
     key, value = ("blob_id", blob_id) if blob_id is not None else ("zarr_id", zarr_id)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import TypeVar
-from urllib.parse import urljoin
+from urllib.parse import parse_qsl, urljoin, urlsplit
 
 import httpx
 
@@ -149,7 +149,10 @@ class ObjectStore:
                 return self._info(url, response, size)
 
         return await self._with_fresh_target(
-            url, lambda target: call_with_retries(self.session.policy, f"GET {target}", lambda: attempt(target))
+            url,
+            lambda target: call_with_retries(
+                self.session.policy, f"GET {target}", lambda: attempt(target)
+            ),
         )
 
     async def _stat_by_head(self, url: str, target: str) -> ObjectInfo:
@@ -167,9 +170,7 @@ class ObjectStore:
             last_modified=parse_http_date(response.headers.get("last-modified")),
         )
 
-    async def read_range(
-        self, url: str, start: int, end: int, *, etag: str | None = None
-    ) -> bytes:
+    async def read_range(self, url: str, start: int, end: int, *, etag: str | None = None) -> bytes:
         """Bytes `[start, end)` of the object; fewer only where the object ends first."""
         if start < 0 or end < start:
             raise ValueError(f"bad byte range [{start}, {end})")
@@ -177,7 +178,9 @@ class ObjectStore:
             return b""
 
         async def attempt(target: str) -> bytes:
-            async with self.session.open("GET", target, headers=range_header(start, end)) as response:
+            async with self.session.open(
+                "GET", target, headers=range_header(start, end)
+            ) as response:
                 if response.status_code == 416:
                     return b""
                 if response.status_code not in (200, 206):
@@ -197,7 +200,9 @@ class ObjectStore:
         return await self._with_fresh_target(
             url,
             lambda target: call_with_retries(
-                self.session.policy, f"GET {target} bytes {start}-{end - 1}", lambda: attempt(target)
+                self.session.policy,
+                f"GET {target} bytes {start}-{end - 1}",
+                lambda: attempt(target),
             ),
         )
 
@@ -221,6 +226,7 @@ class ObjectStore:
         target = await self.locate(url)
         attempts = Attempts(self.session.policy, f"GET {target} bytes {start}-{end - 1}")
         position, pinned, refreshed = start, etag, False
+        progress_mark = position  # where the last failure happened
         while position < end:
             try:
                 async with self.session.open(
@@ -248,10 +254,18 @@ class ObjectStore:
                     raise refused.error from None
                 self.targets.forget(url)
                 target, refreshed = await self.locate(url, fresh=True), True
+                continue
             except httpx.TransportError as exc:
-                await attempts.failed(TransientFailure(f"body cut short: {describe(exc)}"))
-            except TransientFailure as failure:
-                await attempts.failed(failure)
+                failure = TransientFailure(f"body cut short: {describe(exc)}")
+            except TransientFailure as caught:
+                failure = caught
+            else:
+                continue
+            if position > progress_mark:
+                # Bytes arrived since the last failure: a long stream gets a fresh budget.
+                attempts.restart()
+                progress_mark = position
+            await attempts.failed(failure)
 
     async def _read_small(self, response: httpx.Response, target: str) -> None:
         """Read a small (error or one-byte) body so the connection can be reused, and turn a
@@ -270,7 +284,12 @@ class ObjectStore:
     # -- writing (uploads) --------------------------------------------------------------
 
     async def put(self, url: str, data: bytes, *, headers: dict[str, str] | None = None) -> str:
-        """PUT bytes to a presigned URL (a multipart part or a Zarr file); returns the ETag."""
+        """PUT bytes to a presigned URL (a multipart part or a Zarr file); returns the ETag.
+
+        A URL that signs `x-amz-tagging` (Zarr files of embargoed dandisets) gets the
+        `embargoed=true` tag header it was signed with.
+        """
+        headers = {**signed_tagging(url), **(headers or {})}
         response = await self.session.request("PUT", url, content=data, headers=headers)
         self.session.raise_for_status(response, what=f"PUT {url}")
         return normalize_etag(response.headers.get("etag"))
@@ -310,6 +329,11 @@ class _TargetRefused(Exception):
     def __init__(self, error: DandiFSError) -> None:
         super().__init__(str(error))
         self.error = error
+
+
+def signed_tagging(url: str) -> dict[str, str]:
+    signed = dict(parse_qsl(urlsplit(url).query)).get("X-Amz-SignedHeaders", "")
+    return {"x-amz-tagging": "embargoed=true"} if "x-amz-tagging" in signed.split(";") else {}
 
 
 def check_etag(response: httpx.Response, expected: str | None, target: str) -> str | None:

@@ -100,6 +100,11 @@ class Attempts:
         self.failures = 0
         self.started = anyio.current_time()
 
+    def restart(self) -> None:
+        """Start a fresh budget (after progress, so one long transfer is not one attempt)."""
+        self.failures = 0
+        self.started = anyio.current_time()
+
     @property
     def deadline(self) -> float:
         return self.started + self.policy.total_time

@@ -19,6 +19,7 @@ import anyio
 import httpx
 
 from dandifs.archive.auth import TokenPolicy
+from dandifs.archive.instances import origin_of
 from dandifs.archive.retry import (
     RETRYABLE_STATUSES,
     RetryPolicy,
@@ -26,7 +27,6 @@ from dandifs.archive.retry import (
     call_with_retries,
     parse_retry_after,
 )
-from dandifs.archive.instances import origin_of
 from dandifs.archive.status import error_for
 from dandifs.errors import ArchiveRejected, DandiFSError, Unavailable
 
