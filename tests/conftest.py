@@ -44,6 +44,7 @@ class LocalArchive:
     api_url: str
     s3_url: str
     s3_proxy_url: str
+    s3_direct_url: str  # SeaweedFS without the proxy: no faults, latency or embargo
     token: str
     data_dir: Path
     pid: int
@@ -173,6 +174,7 @@ def local_archive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalArc
         api_url=ready["api_url"],
         s3_url=ready["s3_url"],
         s3_proxy_url=ready["s3_proxy_url"],
+        s3_direct_url=ready["s3_direct_url"],
         token=ready["token"],
         data_dir=Path(ready["data_dir"]),
         pid=ready["pid"],

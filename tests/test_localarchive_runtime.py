@@ -564,6 +564,7 @@ def test_ready_file_token_and_sigterm_shutdown(tmp_path: Path) -> None:
         assert info["pid"] == process.pid and info["data_dir"] == str(data.resolve())
         assert info["api_url"].endswith("/api") and len(info["token"]) == 40
         assert httpx.get(f"{info['api_url']}/info/").status_code == 200
+        assert httpx.get(f"{info['s3_direct_url']}/{DEFAULT_BUCKET}").status_code == 200
         faults = httpx.get(f"{info['s3_proxy_url']}/__dandifs__/faults").json()
         assert faults["latency_ms"] == 20
         run_dir = data / "runs" / str(process.pid)

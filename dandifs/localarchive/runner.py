@@ -75,6 +75,7 @@ class ArchiveEndpoints:
     api_url: str
     s3_url: str  # the public S3 base in presigned URLs
     s3_proxy_url: str  # our proxy, which answers /__dandifs__/ control requests
+    s3_direct_url: str  # SeaweedFS itself: no latency, faults or embargo (for comparisons)
     token: str
     pid: int
     data_dir: str
@@ -338,6 +339,7 @@ async def _serve(
             api_url=api_url,
             s3_url=public_url,
             s3_proxy_url=proxy_url,
+            s3_direct_url=seaweed.s3_url,
             token=token,
             pid=os.getpid(),
             data_dir=str(data.root),
