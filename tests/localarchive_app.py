@@ -43,7 +43,7 @@ PUBLISHABLE_METADATA = {
 }
 
 
-def start_app(local_archive: Any, state_dir: Path) -> Iterator[TestClient]:
+def start_app(local_archive: Any, state_dir: Path, **overrides: Any) -> Iterator[TestClient]:
     store = ObjectStore(local_archive.s3_url, local_archive.s3_url)
     settings = ArchiveSettings(
         api_url=API,
@@ -58,6 +58,7 @@ def start_app(local_archive: Any, state_dir: Path) -> Iterator[TestClient]:
             ArchiveUser("admin@example.com", "admin@example.com", "Ada", "Admin", ADMIN_TOKEN,
                         admin=True),
         ),
+        **overrides,
     )
     with TestClient(create_app(settings, store), base_url="http://testserver") as client:
         yield client

@@ -43,7 +43,7 @@ class ArchiveSettings:
     demo_first_name: str = "Demo"
     demo_last_name: str = "User"
     extra_users: tuple[ArchiveUser, ...] = field(default_factory=tuple)
-    validation_delay: float = 0.0
+    validation_delay: float = 0.0  # seconds the background jobs wait after a change
 
     def __post_init__(self) -> None:
         if not self.api_url.rstrip("/").endswith("/api"):

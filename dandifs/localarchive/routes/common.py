@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.datastructures import QueryParams
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, Response
 
 from dandifs.localarchive.auth import User
 from dandifs.localarchive.context import ArchiveContext
@@ -128,7 +128,9 @@ def no_content(status: int = 204) -> Response:
 
 
 def redirect(location: str, status: int = 302) -> Response:
-    return RedirectResponse(location, status_code=status)
+    """An empty-bodied redirect, typed `text/html` as Django's are."""
+    return Response(status_code=status, headers={"Location": location},
+                    media_type="text/html; charset=utf-8")
 
 
 def error_response(error: ApiError) -> Response:

@@ -29,9 +29,10 @@ def _json_only(call: Call) -> dict:
 def initialize(call: Call) -> Response:
     user = call.writer
     data = _json_only(call)
-    require_fields(data, "contentSize", "digest", "dandiset")
+    require_fields(data, "contentSize", "dandiset")
     size = integer_field(data, "contentSize", minimum=1)
     identifier = dandiset_field(data["dandiset"])
+    require_fields(data, "digest")
     digest = data["digest"]
     if not isinstance(digest, dict) or not isinstance(digest.get("value"), str):
         raise fields(400, digest="Invalid digest.")

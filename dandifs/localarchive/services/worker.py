@@ -135,6 +135,10 @@ class Worker:
             self._ctx.pending_work.clear()
             if self._stopping.is_set():
                 return
+            # Like the real archive's validation interval: changes wait a moment before the
+            # jobs see them (0 by default; tests use it to observe the `Pending` states).
+            if self._stopping.wait(self._ctx.settings.validation_delay):
+                return
             try:
                 run_once(self._ctx)
             except Exception:  # noqa: BLE001 - a failed pass is retried on the next wake-up
