@@ -266,3 +266,17 @@ def test_writes_are_refused_with_erofs_and_a_log_line(mount, published) -> None:
     assert refused.value.errno == errno.EROFS
     time.sleep(0.2)
     assert "read-only" in mount.log() and "new-file.txt" in mount.log()
+
+
+def test_the_root_reports_mount_statistics(mount, published) -> None:
+    path = version_path(mount.mountpoint, "000001", published) / LARGE_NWB
+    before = json.loads(os.getxattr(mount.mountpoint, "user.dandifs.stats"))
+    with open(path, "rb") as handle:
+        handle.seek(123_456_789)
+        handle.read(4096)
+    after = json.loads(os.getxattr(mount.mountpoint, "user.dandifs.stats"))
+    assert "user.dandifs.stats" in os.listxattr(mount.mountpoint)
+    assert set(after) == {"archive", "metadata", "blocks"}
+    assert after["archive"]["requests"] >= before["archive"]["requests"]
+    reads = after["blocks"]["misses"] + after["blocks"]["memory_hits"] + after["blocks"]["disk_hits"]
+    assert reads > 0

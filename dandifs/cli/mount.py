@@ -9,18 +9,25 @@ background; `fusermount3 -u MOUNTPOINT` or SIGTERM/SIGINT to the daemon unmounts
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import shutil
 import sys
 from contextlib import asynccontextmanager
+from dataclasses import asdict
 from functools import partial
 from pathlib import Path
-from typing import AsyncIterator, Callable
+from typing import Any, AsyncIterator, Callable
 
+from dandifs.archive.client import ArchiveClient
+from dandifs.cache import BlockCache, CacheConfig, open_block_cache
 from dandifs.errors import DandiFSError
+from dandifs.fuse.attrs import AttrPolicy
+from dandifs.fuse.content import ContentOpener
 from dandifs.fuse.operations import DandiOperations
 from dandifs.fuse.options import MountOptions, OptionError, apply_options, from_environment
+from dandifs.resolve.resolver import Resolver
 
 if sys.version_info < (3, 11):  # trio brings the backport there
     from exceptiongroup import BaseExceptionGroup
@@ -169,12 +176,6 @@ def _innermost(exc: BaseException) -> BaseException:
 async def open_filesystem(options: MountOptions) -> AsyncIterator[DandiOperations]:
     """The layers under the mount, built inside the trio run and closed after the unmount:
     archive client -> resolver (metadata) and block cache (bytes) -> FUSE handlers."""
-    from dandifs.archive.client import ArchiveClient
-    from dandifs.cache import CacheConfig, open_block_cache
-    from dandifs.fuse.attrs import AttrPolicy
-    from dandifs.fuse.content import ContentOpener
-    from dandifs.resolve.resolver import Resolver
-
     cache_config = CacheConfig(
         memory_bytes=options.memory_size,
         disk_dir=options.cache_dir / "blocks",
@@ -203,9 +204,18 @@ async def open_filesystem(options: MountOptions) -> AsyncIterator[DandiOperation
                 policy,
                 ttl_negative=resolver.ttl_negative,
                 total_bytes=options.cache_size,
+                statistics=lambda: mount_statistics(client, resolver, cache),
             )
             try:
                 yield operations
             finally:
-                log.info("archive requests: %s; cache: %s", client.stats.snapshot(),
-                         cache.statistics())
+                log.info("statistics: %s", json.dumps(mount_statistics(client, resolver, cache)))
+
+
+def mount_statistics(client: ArchiveClient, resolver: Resolver, cache: BlockCache) -> dict[str, Any]:
+    """What the mount has asked of the archive and how its caches served it."""
+    return {
+        "archive": client.stats.snapshot(),
+        "metadata": resolver.stats.snapshot(),
+        "blocks": asdict(cache.statistics()),
+    }

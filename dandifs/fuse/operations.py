@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import itertools
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -20,8 +21,8 @@ import pyfuse3
 from dandifs import errors
 from dandifs.fuse.attrs import PREFERRED_IO_SIZE, AttrPolicy
 from dandifs.fuse.errnos import fuse_errors
-from dandifs.fuse.inodes import InodeTable, child_path
-from dandifs.fuse.xattrs import xattr_names, xattr_value
+from dandifs.fuse.inodes import ROOT_INODE, InodeTable, child_path
+from dandifs.fuse.xattrs import STATS, xattr_names, xattr_value
 from dandifs.resolve.entry import Entry, EntryKind
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,7 @@ class DandiOperations(pyfuse3.Operations):
         *,
         ttl_negative: float = 5.0,
         total_bytes: int = 0,
+        statistics: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         super().__init__()
         self.namespace = namespace
@@ -83,6 +85,7 @@ class DandiOperations(pyfuse3.Operations):
         self.policy = policy
         self.ttl_negative = ttl_negative
         self.total_bytes = total_bytes
+        self.statistics = statistics
         self.inodes = InodeTable()
         self._dirs: dict[int, _DirSnapshot] = {}
         self._files: dict[int, FileHandle] = {}
@@ -195,6 +198,8 @@ class DandiOperations(pyfuse3.Operations):
 
     async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
         with fuse_errors("getxattr", inode):
+            if inode == ROOT_INODE and self.statistics and os.fsdecode(name) == STATS:
+                return json.dumps(self.statistics(), sort_keys=True).encode()
             entry = await self.namespace.stat(self.inodes.path(inode))
             value = await xattr_value(entry, os.fsdecode(name), self.namespace.asset_metadata)
             if value is None:
@@ -204,7 +209,10 @@ class DandiOperations(pyfuse3.Operations):
     async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> list[bytes]:
         with fuse_errors("listxattr", inode):
             entry = await self.namespace.stat(self.inodes.path(inode))
-            return [os.fsencode(name) for name in xattr_names(entry)]
+            names = xattr_names(entry)
+            if inode == ROOT_INODE and self.statistics:
+                names.append(STATS)
+            return [os.fsencode(name) for name in names]
 
     # -- the filesystem as a whole -------------------------------------------------------
 

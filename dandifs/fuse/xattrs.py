@@ -2,7 +2,9 @@
 
 `user.dandi.asset_id`, `user.dandi.digest` and `user.dandi.s3_url` come straight from the
 resolved Entry (no request); `user.dandi.metadata` is the asset's full metadata as JSON,
-fetched (and cached) by the resolver only when someone asks for it.
+fetched (and cached) by the resolver only when someone asks for it.  The mount's root has
+`user.dandifs.stats`: archive requests and cache counters, as JSON, for benchmarks and
+for people wondering what the mount is doing.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ ASSET_ID = "user.dandi.asset_id"
 DIGEST = "user.dandi.digest"
 S3_URL = "user.dandi.s3_url"
 METADATA = "user.dandi.metadata"
+STATS = "user.dandifs.stats"
 
 MetadataSource = Callable[[Entry], Awaitable[dict[str, Any]]]
 
