@@ -258,6 +258,22 @@ async def test_the_disk_store_stays_within_its_capacity_while_streaming(server, 
     assert ObjectRef(url, len(data), "e1").key in {entry.key for entry in stored}  # ... for it
 
 
+async def test_a_disk_that_cannot_be_written_only_costs_persistence(server, tmp_path, caplog):
+    data = random_bytes(2 * MiB, seed=18)
+    url = server.put("blob", data, "e1")
+    config = CacheConfig(disk_dir=tmp_path, disk_flush_bytes=256 * KiB)
+    ref = ObjectRef(url, len(data), "e1")
+    blocker = tmp_path / f"blocks-v1-{BLOCK}" / ref.key[:2] / f"{ref.key}.data"
+    blocker.mkdir(parents=True)  # where the data file should go: writing it fails (EISDIR)
+    async with cache_over(config) as cache:
+        reader = RangeReader(cache, url, len(data), "e1")
+        for offset in range(0, len(data), 256 * KiB):
+            assert await reader.read(offset, 256 * KiB) == data[offset : offset + 256 * KiB]
+        await cache.flush()
+        assert await reader.read(0, 10) == data[:10]
+    assert "could not write the cache disk" in caplog.text
+
+
 async def test_without_an_etag_blocks_stay_in_memory_only(server, tmp_path):
     data = random_bytes(1 * MiB, seed=13)
     url = server.put("blob", data, "e1")

@@ -36,6 +36,7 @@ from dandifs.errors import Stale, Unavailable
 log = logging.getLogger(__name__)
 
 BlockKey = tuple[str, int]  # (object key, block index)
+DISK_BACKLOG_FLUSHES = 4  # blocks waiting for the disk are capped at this many flushes' worth
 
 
 class _Flight:
@@ -244,7 +245,11 @@ class BlockCache:
         candidates = [index for index in flight.blocks if disk.may_have(index)]
         if not candidates:
             return {}
-        return await anyio.to_thread.run_sync(disk.read, candidates)
+        try:
+            return await anyio.to_thread.run_sync(disk.read, candidates)
+        except OSError as exc:
+            log.warning("cache disk unreadable, fetching %s instead: %s", ref.url, exc)
+            return {}
 
     async def _fetch(
         self, ref: ObjectRef, run: range, slots: anyio.Semaphore | None, *, readahead: bool
@@ -280,6 +285,8 @@ class BlockCache:
     def _queue_for_disk(self, ref: ObjectRef, blocks: dict[int, bytes]) -> None:
         if self._disk is None or not ref.persistent:
             return
+        if self._queued_bytes >= DISK_BACKLOG_FLUSHES * self.config.disk_flush_bytes:
+            return  # the disk is not keeping up: leave these blocks to memory alone
         disk = self._disk.object(ref)
         for index, data in blocks.items():
             self._queued_bytes += disk.add(index, data)
@@ -292,10 +299,13 @@ class BlockCache:
         if disk is None:
             return
         async with self._flush_lock:
-            self._queued_bytes = 0
-            await anyio.to_thread.run_sync(disk.flush)
-            if disk.over_capacity:
-                await anyio.to_thread.run_sync(disk.evict)
+            try:
+                await anyio.to_thread.run_sync(disk.flush)
+                if disk.over_capacity:
+                    await anyio.to_thread.run_sync(disk.evict)
+            except OSError as exc:
+                log.warning("could not write the cache disk (blocks kept in memory only): %s", exc)
+            self._queued_bytes = disk.pending_bytes()
 
     async def _flush_periodically(self) -> None:
         while True:
@@ -329,4 +339,7 @@ async def open_block_cache(
     finally:
         if disk is not None:
             with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(disk.close)
+                try:
+                    await anyio.to_thread.run_sync(disk.close)
+                except OSError as exc:
+                    log.warning("could not write the cache disk on closing: %s", exc)

@@ -87,8 +87,13 @@ class DiskObject:
     # -- questions answered without I/O ----------------------------------------------------
 
     def may_have(self, index: int) -> bool:
-        """False only when the block is certainly not on disk as far as this process knows."""
-        return not self._loaded or self.has(index)
+        """False when the block is not on disk as far as this process knows, and it looked
+        recently (other processes may add blocks meanwhile)."""
+        return (
+            not self._loaded
+            or self.has(index)
+            or time.monotonic() - self._refreshed_at >= REFRESH_INTERVAL
+        )
 
     def has(self, index: int) -> bool:
         return index in self._pending or index in self._flushing or index in self._present
