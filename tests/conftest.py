@@ -12,6 +12,7 @@ them off again, since the archive is shared by the whole session.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import signal
@@ -28,6 +29,7 @@ import pytest
 
 START_TIMEOUT_SECONDS = float(os.environ.get("DANDIFS_TEST_START_TIMEOUT", "900"))
 STOP_TIMEOUT_SECONDS = 20
+_PR_SET_PDEATHSIG = 1
 
 
 def test_data_dir() -> Path:
@@ -110,6 +112,11 @@ def _tail(path: Path, lines: int) -> str:
         return "(no output)"
 
 
+def _terminate_with_parent() -> None:
+    """In the child before exec: SIGTERM it (a clean stop) if the test session dies."""
+    ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
 def start_local_archive(
     data_dir: Path,
     ready_file: Path,
@@ -130,6 +137,7 @@ def start_local_archive(
         process = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            preexec_fn=_terminate_with_parent,
         )
     deadline = time.monotonic() + timeout
     while not ready_file.exists():
