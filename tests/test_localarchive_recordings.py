@@ -60,19 +60,6 @@ NOT_REPRODUCED = {
         "an access-log sequence, not a request; dandi-cli itself runs in test_dandi_cli",
     "dandi_cli_upload_second_file_request_sequence":
         "an access-log sequence, not a request; dandi-cli itself runs in test_dandi_cli",
-    **{
-        name: "the WebDAV helper endpoint (/webdav/assets/atpath/) is not implemented; "
-              "dandifs lists folders with /assets/paths/"
-        for name in (
-            "webdav_atpath_GET_asset", "webdav_atpath_GET_asset_metadata",
-            "webdav_atpath_GET_asset_trailing_slash_404", "webdav_atpath_GET_folder",
-            "webdav_atpath_GET_folder_children", "webdav_atpath_GET_missing_404",
-            "webdav_atpath_GET_missing_params_400", "webdav_atpath_GET_published_asset",
-            "webdav_atpath_GET_published_root_children", "webdav_atpath_GET_root",
-            "webdav_atpath_GET_root_children", "webdav_atpath_GET_root_empty_dandiset",
-            "webdav_atpath_GET_zarr",
-        )
-    },
 }
 
 ACTORS = {"anonymous": {}, "bad token": BAD}
@@ -326,7 +313,12 @@ def build_history(r: Replayer) -> None:
         "asset_nested_download_GET_inline_302", "asset_nested_info_GET",
         "asset_nested_info_GET_via_other_dandiset", "asset_nested_validation_GET",
         "asset_zarr_download_GET_400", "asset_zarr_nested_GET_metadata",
-        "asset_zarr_nested_info_GET",
+        "asset_zarr_nested_info_GET", "webdav_atpath_GET_asset", "webdav_atpath_GET_asset_metadata",
+        "webdav_atpath_GET_asset_trailing_slash_404", "webdav_atpath_GET_folder",
+        "webdav_atpath_GET_folder_children", "webdav_atpath_GET_missing_404",
+        "webdav_atpath_GET_missing_params_400", "webdav_atpath_GET_root",
+        "webdav_atpath_GET_root_children", "webdav_atpath_GET_root_empty_dandiset",
+        "webdav_atpath_GET_zarr",
     )
     # 000003 is deleted
     r.replay_all("dandiset_DELETE_not_owner_403", "dandiset_DELETE", "dandiset_GET_deleted_404",
@@ -363,6 +355,7 @@ def build_history(r: Replayer) -> None:
         "asset_published_nested_download_GET_302", "asset_published_nested_info_GET",
         "asset_published_nested_validation_GET", "asset_POST_published_version_405",
         "asset_PUT_published_version_405", "asset_DELETE_published_version_405",
+        "webdav_atpath_GET_published_asset", "webdav_atpath_GET_published_root_children",
     )
     r.replay_all(
         "blobs_digest_POST_bad_algorithm_400", "blobs_digest_POST_etag_found",

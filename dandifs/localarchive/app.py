@@ -23,7 +23,15 @@ from dandifs.localarchive.context import ArchiveContext
 from dandifs.localarchive.db import Database
 from dandifs.localarchive.objectstore import ObjectStore
 from dandifs.localarchive.problems import ApiError
-from dandifs.localarchive.routes import assets, dandisets, general, uploads, versions, zarrs
+from dandifs.localarchive.routes import (
+    assets,
+    dandisets,
+    general,
+    uploads,
+    versions,
+    webdav,
+    zarrs,
+)
 from dandifs.localarchive.routes.common import Call, Endpoint, error_response
 from dandifs.localarchive.services.worker import Worker
 from dandifs.localarchive.settings import ArchiveSettings
@@ -37,6 +45,7 @@ ENDPOINTS: list[Endpoint] = [
     *assets.ENDPOINTS,
     *uploads.ENDPOINTS,
     *zarrs.ENDPOINTS,
+    *webdav.ENDPOINTS,
 ]
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 

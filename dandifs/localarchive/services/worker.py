@@ -11,7 +11,6 @@ import hashlib
 import json
 import logging
 import threading
-import urllib.request
 from typing import Any
 
 from dandifs.localarchive import metadata as md
@@ -26,11 +25,13 @@ _CHUNK = 8 * 1024 * 1024
 
 
 def fill_sha256(ctx: ArchiveContext) -> None:
-    for blob in ctx.db.all("SELECT id, blob_id FROM blobs WHERE sha256 IS NULL"):
+    """SHA-256 of new blobs, read from the store in ranges (never a whole blob in memory)."""
+    for blob in ctx.db.all("SELECT id, blob_id, size FROM blobs WHERE sha256 IS NULL"):
         digest = hashlib.sha256()
-        with urllib.request.urlopen(ctx.store.presign_get(blob_key(blob["blob_id"]))) as body:
-            while chunk := body.read(_CHUNK):
-                digest.update(chunk)
+        key = blob_key(blob["blob_id"])
+        for start in range(0, blob["size"], _CHUNK):
+            end = min(start + _CHUNK, blob["size"]) - 1
+            digest.update(ctx.store.get_bytes(key, start=start, end=end))
         with ctx.db.tx() as conn:
             conn.execute(
                 "UPDATE blobs SET sha256 = ? WHERE id = ?", (digest.hexdigest(), blob["id"])
