@@ -437,6 +437,7 @@ def test_range_reads_check_length_etag_and_the_end_of_the_object():
             objects = archive.objects
             assert await objects.read_range(url, 1000, 3000, etag="v1") == data[1000:3000]
             assert len(s3.requests) == 3  # a short answer and a cut body were retried
+            assert archive.stats.failed_attempts == 2
             assert await objects.read_range(url, len(data) - 10, len(data) + 50) == data[-10:]
             assert await objects.read_range(url, len(data) + 5, len(data) + 50) == b""
             assert await objects.read_range(url, 7, 7) == b""

@@ -24,7 +24,7 @@ import httpx
 
 from dandifs.archive.instances import origin_of
 from dandifs.archive.presigned import PresignedTargets
-from dandifs.archive.retry import Attempts, TransientFailure, call_with_retries
+from dandifs.archive.retry import TransientFailure
 from dandifs.archive.session import HttpSession, describe
 from dandifs.errors import ArchiveRejected, DandiFSError, Stale
 from dandifs.model import ObjectInfo
@@ -150,9 +150,7 @@ class ObjectStore:
 
         return await self._with_fresh_target(
             url,
-            lambda target: call_with_retries(
-                self.session.policy, f"GET {target}", lambda: attempt(target)
-            ),
+            lambda target: self.session.retrying(f"GET {target}", lambda: attempt(target)),
         )
 
     async def _stat_by_head(self, url: str, target: str) -> ObjectInfo:
@@ -199,8 +197,7 @@ class ObjectStore:
 
         return await self._with_fresh_target(
             url,
-            lambda target: call_with_retries(
-                self.session.policy,
+            lambda target: self.session.retrying(
                 f"GET {target} bytes {start}-{end - 1}",
                 lambda: attempt(target),
             ),
@@ -224,7 +221,7 @@ class ObjectStore:
         if start < 0 or end < start:
             raise ValueError(f"bad byte range [{start}, {end})")
         target = await self.locate(url)
-        attempts = Attempts(self.session.policy, f"GET {target} bytes {start}-{end - 1}")
+        attempts = self.session.attempts(f"GET {target} bytes {start}-{end - 1}")
         position, pinned, refreshed = start, etag, False
         progress_mark = position  # where the last failure happened
         while position < end:

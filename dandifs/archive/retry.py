@@ -94,9 +94,12 @@ class Attempts:
     raises `Unavailable` once attempts or time are used up.
     """
 
-    def __init__(self, policy: RetryPolicy, what: str) -> None:
+    def __init__(
+        self, policy: RetryPolicy, what: str, *, on_failure: Callable[[], None] | None = None
+    ) -> None:
         self.policy = policy
         self.what = what
+        self.on_failure = on_failure
         self.failures = 0
         self.started = anyio.current_time()
 
@@ -122,6 +125,8 @@ class Attempts:
 
     async def failed(self, failure: TransientFailure) -> None:
         self.failures += 1
+        if self.on_failure is not None:
+            self.on_failure()
         delay = self.policy.delay_after(self.failures, failure.retry_after)
         out_of_attempts = self.failures >= self.policy.max_attempts
         out_of_time = anyio.current_time() + delay > self.deadline
@@ -134,14 +139,18 @@ class Attempts:
 
 
 async def call_with_retries(
-    policy: RetryPolicy, what: str, attempt: Callable[[], Awaitable[T]]
+    policy: RetryPolicy,
+    what: str,
+    attempt: Callable[[], Awaitable[T]],
+    *,
+    on_failure: Callable[[], None] | None = None,
 ) -> T:
     """Run `attempt` until it returns, retrying `TransientFailure` under `policy`.
 
     Every other exception passes straight through.  An attempt still running at the total
     deadline is cancelled and counts as the last failure.
     """
-    attempts = Attempts(policy, what)
+    attempts = Attempts(policy, what, on_failure=on_failure)
     while True:
         with anyio.move_on_at(attempts.deadline) as scope:
             try:
@@ -151,4 +160,6 @@ async def call_with_retries(
                 continue
         if scope.cancelled_caught:
             attempts.failures += 1
+            if on_failure is not None:
+                on_failure()
             raise attempts.give_up(f"no answer within {policy.total_time:g} s", None)

@@ -9,10 +9,10 @@ get back a final `httpx.Response` and decide what its status means.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urljoin
 
 import anyio
@@ -22,6 +22,7 @@ from dandifs.archive.auth import TokenPolicy
 from dandifs.archive.instances import origin_of
 from dandifs.archive.retry import (
     RETRYABLE_STATUSES,
+    Attempts,
     RetryPolicy,
     TransientFailure,
     call_with_retries,
@@ -31,6 +32,8 @@ from dandifs.archive.status import error_for
 from dandifs.errors import ArchiveRejected, DandiFSError, Unavailable
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 MAX_REDIRECTS = 5
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
@@ -138,8 +141,8 @@ class HttpSession:
                 try:
                     await response.aread()
                 except httpx.TransportError as exc:
-                    self.stats.failed_attempts += 1
                     if not safe:
+                        self.stats.failed_attempts += 1
                         raise outcome_unknown(method, url, exc) from exc
                     raise TransientFailure(f"body cut short: {describe(exc)}") from exc
                 self.stats.bytes_received += len(response.content)
@@ -147,7 +150,18 @@ class HttpSession:
                     check(response)
                 return response
 
-        return await call_with_retries(self.policy, f"{method} {url}", attempt)
+        return await self.retrying(f"{method} {url}", attempt)
+
+    def _count_failure(self) -> None:
+        self.stats.failed_attempts += 1
+
+    async def retrying(self, what: str, attempt: Callable[[], Awaitable[T]]) -> T:
+        """`attempt()` under this session's retry policy, failures counted in `stats`."""
+        return await call_with_retries(self.policy, what, attempt, on_failure=self._count_failure)
+
+    def attempts(self, what: str) -> Attempts:
+        """A retry budget for work that retries by itself (a resumable stream)."""
+        return Attempts(self.policy, what, on_failure=self._count_failure)
 
     @asynccontextmanager
     async def open(
@@ -216,15 +230,14 @@ class HttpSession:
             response = await self.http.send(request, stream=True)
         except httpx.TransportError as exc:
             log.debug("%s %s failed: %s", method, request.url, describe(exc))
-            self.stats.failed_attempts += 1
             if is_retryable_error(exc, idempotent):
                 raise TransientFailure(describe(exc)) from exc
+            self.stats.failed_attempts += 1
             raise outcome_unknown(method, url, exc) from exc
         elapsed_ms = (anyio.current_time() - started) * 1000
         log.debug("%s %s -> %d in %.1f ms", method, request.url, response.status_code, elapsed_ms)
         if is_retryable_status(response.status_code, idempotent):
             await response.aclose()
-            self.stats.failed_attempts += 1
             raise TransientFailure(
                 f"HTTP {response.status_code} {response.reason_phrase}".strip(),
                 retry_after=parse_retry_after(response.headers.get("retry-after")),
