@@ -394,6 +394,18 @@ def test_private_keys_refused_anonymously_and_served_presigned(s3: Stack) -> Non
     assert s3.stats()["denied"] == 4
 
 
+def test_expired_presigned_urls_are_refused(s3: Stack) -> None:
+    s3.store.put_bytes("blobs/expiring", b"x")
+    url = s3.store.presign_get("blobs/expiring")
+    assert httpx.get(url).status_code == 200
+    signed_at = url.split("X-Amz-Date=")[1].split("&")[0]
+    expired = url.replace(f"X-Amz-Date={signed_at}", "X-Amz-Date=20200101T000000Z")
+    refused = httpx.get(expired)
+    assert refused.status_code == 403
+    assert _s3_error_code(refused.content) == "AccessDenied"
+    assert b"Request has expired" in refused.content
+
+
 def test_curl_upload_with_expect_continue(s3: Stack, tmp_path: Path) -> None:
     """curl sends `Expect: 100-continue` for large PUTs; the proxy must not stall it."""
     path = tmp_path / "upload.bin"

@@ -9,6 +9,7 @@ them, and adds what a real bucket on the internet has and a loopback SeaweedFS l
   connection closed half-way);
 - the embargo bucket policy: anonymous (unsigned) GET/HEAD of a private key is refused with
   403 `AccessDenied`, while presigned requests pass;
+- expiry of presigned URLs (403 `AccessDenied`, "Request has expired");
 - request counters, so benchmarks can count the S3 requests a client made.
 
 Faults and counters are controlled at runtime under `/__dandifs__/` (not a valid bucket name):
@@ -27,6 +28,7 @@ import threading
 import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass, fields
+from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -214,6 +216,21 @@ def _is_signed(target_query: str, head: _Head) -> bool:
     return "X-Amz-Signature" in query or "Signature" in query
 
 
+def _presigned_url_expired(target_query: str) -> bool:
+    """SigV4 presigned URLs carry their signing time and lifetime; S3 refuses them after it
+    (SeaweedFS without identities does not check signatures, so the proxy does this part)."""
+    if "X-Amz-Expires" not in target_query:
+        return False
+    query = parse_qs(target_query)
+    try:
+        signed = datetime.strptime(query["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ")
+        lifetime = int(query["X-Amz-Expires"][0])
+    except (KeyError, ValueError):
+        return False  # not a well-formed presigned URL: let S3 judge it
+    expiry = signed.replace(tzinfo=timezone.utc) + timedelta(seconds=lifetime)
+    return datetime.now(timezone.utc) > expiry
+
+
 class _Upstream:
     """One keep-alive connection to SeaweedFS, owned by one client connection."""
 
@@ -388,6 +405,10 @@ class S3Proxy:
             status, reason, code, message = self._draw_error()
             return await self._refuse(reader, writer, request, version, method, status, reason,
                                       _xml_error(code, message, url.path))
+        if _presigned_url_expired(url.query):
+            body = _xml_error("AccessDenied", "Request has expired", url.path)
+            return await self._refuse(reader, writer, request, version, method, 403,
+                                      "Forbidden", body)
         if method in {"GET", "HEAD"} and not _is_signed(url.query, request):
             key = _object_key(url.path)
             if key is not None and self.private_keys.is_private(key):
