@@ -499,3 +499,24 @@ async def test_invalidate_after_a_write_to_a_draft(local_archive):
         # Only drafts are ever invalidated; other paths are ignored.
         resolver.invalidate("/dandisets/000001/latest/x")
         resolver.invalidate("/")
+
+
+async def test_huge_zarrs_are_walked_one_folder_at_a_time(local_archive):
+    async with resolving(local_archive) as (resolver, client):
+        zarr = await find_zarr(resolver)
+        whole = {e.path: e for e in await walk(resolver, zarr.path)}
+    # zarr_tree_limit below the Zarr's object count: each folder is its own prefix walk.
+    async with resolving(local_archive, zarr_tree_limit=10) as (resolver, client):
+        await resolver.stat(zarr.path)
+        top = await resolver.listdir(zarr.path)
+        assert [e.path for e in top] == sorted(p for p in whole if p.count("/") == zarr.path.count("/") + 1)
+        folder = next(e for e in top if e.kind is EntryKind.FOLDER)
+        requests = Requests(client)
+        children = await resolver.listdir(folder.path)
+        assert requests.made == math.ceil(folder.file_count / 1000)
+        assert children == [whole[e.path] for e in children]
+        assert len(children) == sum(1 for p in whole if p.rsplit("/", 1)[0] == folder.path)
+        await resolver.listdir(folder.path)
+        assert requests.made == math.ceil(folder.file_count / 1000)  # cached
+        with pytest.raises(NotFound):
+            await resolver.listdir(f"{zarr.path}/no-such-folder")

@@ -3,7 +3,8 @@
 The zarr files endpoint lists keys under a prefix with no delimiter, so one walk of a
 whole Zarr yields every folder in it at once; the tree is cached per (version, Zarr) with
 the version's lifetime.  A Zarr bigger than `tree_limit` objects is walked one folder
-prefix at a time instead, so no single walk holds more than that folder's keys.
+prefix at a time instead (each walk still returns every key below that folder: the
+endpoint has no delimiter), and only that folder's listing is kept.
 """
 
 from __future__ import annotations
@@ -44,7 +45,12 @@ class ZarrFolders:
             files = await self.lookups.call(
                 lambda: client.list_zarr_files(zarr_id, prefix=f"{prefix}/" if prefix else "")
             )
-            return tree_from_zarr_files(files, zarr, context.origin, prefix)
+            tree = tree_from_zarr_files(files, zarr, context.origin, prefix)
+            if whole:
+                return tree
+            # A huge Zarr: keep only the folder asked for, so memory follows its width.
+            folder = f"{zarr.path}/{prefix}" if prefix else zarr.path
+            return {folder: tree[folder]} if tree[folder].entries else {}
 
         return await self._trees.get((*context.key, zarr.path, prefix), fetch, ttl=context.ttl)
 
