@@ -31,7 +31,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import uvicorn
 
@@ -39,6 +39,12 @@ from dandifs.errors import Unavailable
 from dandifs.localarchive.objectstore import DEFAULT_BUCKET, ObjectStore, PrivateKeys
 from dandifs.localarchive.s3proxy import FaultConfig, S3Proxy
 from dandifs.localarchive.seaweed import SeaweedServer
+
+if TYPE_CHECKING:  # imported when used: they take seconds to import, `--help` should not
+    from starlette.applications import Starlette
+
+    from dandifs.localarchive.settings import ArchiveSettings
+    from dandifs.localarchive.spec import DemoData
 
 SeedKind = Literal["demo", "big", "none"]
 _WILDCARD_HOSTS = {"", "0.0.0.0", "::"}
@@ -221,7 +227,7 @@ def _write_json_atomically(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def _load_demo_data(cache_dir: Path, seed: SeedKind) -> Any:
+def _load_demo_data(cache_dir: Path, seed: SeedKind) -> DemoData | None:
     if seed == "none":
         return None
     from dandifs.localarchive.demodata import build_demo_data
@@ -229,7 +235,9 @@ def _load_demo_data(cache_dir: Path, seed: SeedKind) -> Any:
     return build_demo_data(cache_dir, big=seed == "big")
 
 
-def _build_app(settings: Any, store: ObjectStore, demo_data: Any) -> Any:
+def _build_app(
+    settings: ArchiveSettings, store: ObjectStore, demo_data: DemoData | None
+) -> Starlette:
     """The REST API app, seeded with `demo_data` (None: an empty archive)."""
     from dandifs.localarchive.app import create_app
 
@@ -241,7 +249,7 @@ def _build_app(settings: Any, store: ObjectStore, demo_data: Any) -> Any:
     return app
 
 
-def _settings(state: RunState, api_url: str, token: str) -> Any:
+def _settings(state: RunState, api_url: str, token: str) -> ArchiveSettings:
     from dandifs.localarchive.settings import ArchiveSettings
 
     return ArchiveSettings(
