@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 
 import anyio
@@ -65,7 +65,7 @@ class PrefetchTicket:
     """Read-ahead asked for by one handle; cancelling it drops the parts not yet started."""
 
     waiting: int = 0
-    cancelled: bool = field(default=False)
+    cancelled: bool = False
 
     def cancel(self) -> None:
         self.cancelled = True
