@@ -58,6 +58,7 @@ class Versions:
         self._dandisets = lookups.cache(10_000)
         self._versions = lookups.cache(list_entries, _sequence_weight)
         self._infos = lookups.cache(1_000)
+        self._yaml = lookups.cache(1_000)
 
     # --- records ----------------------------------------------------------------------------
 
@@ -90,6 +91,7 @@ class Versions:
         """After a write: the draft's record (counts, times) and metadata may have changed."""
         self._dandisets.forget(dandiset_id)
         self._infos.forget((dandiset_id, names.DRAFT))
+        self._yaml.forget((dandiset_id, names.DRAFT))
 
     # --- listings above versions ---------------------------------------------------------------
 
@@ -196,9 +198,17 @@ class Versions:
         )
 
     async def dandiset_yaml(self, context: VersionContext) -> bytes | None:
-        """The bytes of the version's `dandiset.yaml`; None when it has no metadata (no file)."""
-        info = await self.info(context)
-        return render_dandiset_yaml_bytes(info.metadata) if info.metadata else None
+        """The bytes of the version's `dandiset.yaml`; None when it has no metadata (no file).
+
+        Rendered once per version and cached like its metadata: the YAML dumper takes tens
+        of milliseconds, and every listing of a version root needs the file's size.
+        """
+
+        async def render() -> bytes | None:
+            info = await self.info(context)
+            return render_dandiset_yaml_bytes(info.metadata) if info.metadata else None
+
+        return await self._yaml.get(context.key, render, ttl=context.ttl)
 
     async def dandiset_yaml_entry(self, context: VersionContext) -> Entry | None:
         data = await self.dandiset_yaml(context)
