@@ -45,8 +45,8 @@ class Archive:
     def s3_requests(self) -> int:
         return int(self.control("GET", "stats")["total_requests"])
 
-    def api(self, path: str, **params: Any) -> Any:
-        response = httpx.get(f"{self.api_url}/{path.lstrip('/')}", params=params, timeout=60)
+    def api(self, endpoint: str, **params: Any) -> Any:
+        response = httpx.get(f"{self.api_url}/{endpoint.lstrip('/')}", params=params, timeout=60)
         response.raise_for_status()
         return response.json()
 

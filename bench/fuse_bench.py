@@ -1,0 +1,401 @@
+"""The FUSE mount beside its peers, measured in one run against one local archive.
+
+    python -m bench fuse_bench [-- --repeat 3 --latencies 30,0 --cases sparse,warm,sequential,listing]
+
+Cases (each at every S3 latency given; the local archive's S3 proxy adds the latency):
+
+* cold sparse read: a new process opens the ~231 MB NWB file with h5py and reads one slice
+  (`acquisition/ElectricalSeries/data[500000:510000, :8]`), with nothing cached — dandifs
+  (fresh mount, empty cache) vs remfile vs fsspec HTTP (block cache) vs rclone mount
+  (`--vfs-cache-mode full`, fresh cache).  Target: dandifs <= 0.5x remfile.
+* warm re-read: the same read in a new process, (a) through the same mount, (b) after a
+  remount on the same cache directory; S3 and API requests are counted.  Target: zero
+  network requests for a published version.
+* sequential read of the 1 GiB file (1 MiB reads, new mount each time) — dandifs vs curl
+  (one stream, straight from S3) vs rclone mount vs s3fs-fuse, in MB/s; and the peak RSS of
+  the dandifs daemon meanwhile.  Targets: > s3fs-fuse and >= 2x curl.
+* `ls -lR` and `find` of the 10,000-asset folder: wall time and archive requests.
+
+Each contender runs in its own process; times are measured inside it (interpreter start-up
+and imports excluded) except for curl (its own `time_total`) and the listings (wall time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from bench._localarchive import Archive, running_archive
+from bench._table import Series, render
+
+LARGE_NWB = "sub-mouse01/sub-mouse01_ses-20240101_ecephys.nwb"
+LARGE_BIN = "large/sequential-1GiB.bin"
+BULK_FOLDER = "bulk"
+MiB = 1 << 20
+BIN = Path(sys.executable).parent
+READY_TIMEOUT = 60.0
+
+SPARSE_READ = r"""
+import sys, time
+kind, target = sys.argv[1], sys.argv[2]
+import h5py
+if kind == "remfile":
+    import remfile
+elif kind == "fsspec":
+    import fsspec
+started = time.perf_counter()
+if kind == "remfile":
+    source = remfile.File(target)
+elif kind == "fsspec":
+    source = fsspec.filesystem("http").open(target, "rb", block_size=1 << 20, cache_type="blockcache")
+else:
+    source = target
+with h5py.File(source, "r") as f:
+    data = f["acquisition/ElectricalSeries/data"][500_000:510_000, :8]
+print(time.perf_counter() - started, int(data.astype("int64").sum()))
+"""
+
+SEQUENTIAL_READ = r"""
+import sys, time
+started = time.perf_counter()
+total = 0
+with open(sys.argv[1], "rb", buffering=0) as f:
+    while chunk := f.read(1 << 20):
+        total += len(chunk)
+print(time.perf_counter() - started, total)
+"""
+
+
+# -- mounts ------------------------------------------------------------------------------------
+
+
+def is_mounted(mountpoint: Path) -> bool:
+    with open("/proc/self/mounts") as mounts:
+        return any(line.split()[1] == str(mountpoint) for line in mounts)
+
+
+def peer_environment() -> dict[str, str]:
+    """rclone and s3fs refuse a custom CA bundle for a plain-HTTP endpoint: drop it."""
+    return {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
+
+
+@dataclass
+class Mount:
+    """A FUSE daemon run in the foreground as a child process."""
+
+    name: str
+    mountpoint: Path
+    command: list[str]
+    env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Mount:
+        self.mountpoint.mkdir(parents=True, exist_ok=True)
+        log = open(self.mountpoint.with_suffix(".log"), "ab")
+        self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, env=self.env)
+        deadline = time.monotonic() + READY_TIMEOUT
+        while not is_mounted(self.mountpoint):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                log_text = self.mountpoint.with_suffix(".log").read_text(errors="replace")
+                raise RuntimeError(f"{self.name} did not mount:\n{log_text[-2000:]}")
+            time.sleep(0.05)
+        os.listdir(self.mountpoint)
+        return self
+
+    def peak_rss(self) -> int:
+        assert self.process is not None
+        with open(f"/proc/{self.process.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+        return 0
+
+    def stop(self) -> None:
+        if is_mounted(self.mountpoint):
+            subprocess.run(["fusermount3", "-u", str(self.mountpoint)], check=False,
+                           stderr=subprocess.DEVNULL)
+        if self.process is not None:
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.send_signal(signal.SIGTERM)
+                try:
+                    self.process.wait(10)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait()
+        if is_mounted(self.mountpoint):
+            subprocess.run(["fusermount3", "-uz", str(self.mountpoint)], check=False)
+
+
+class Contenders:
+    """Builds mounts of every tool over the same archive, in one scratch directory."""
+
+    def __init__(self, archive: Archive, scratch: Path) -> None:
+        self.archive = archive
+        self.scratch = scratch
+        self._serial = 0
+
+    def _place(self, name: str) -> Path:
+        self._serial += 1
+        return self.scratch / f"{name}-{self._serial}"
+
+    def dandifs(self, cache: Path | None = None) -> Mount:
+        place = self._place("dandifs")
+        cache = cache or place.with_name(place.name + "-cache")
+        return Mount("dandifs", place, [str(BIN / "dandifs"), "mount", str(place), "-f",
+                                        "-i", self.archive.api_url, "--cache-dir", str(cache)])
+
+    def rclone(self, cache: Path | None = None) -> Mount:
+        place = self._place("rclone")
+        cache = cache or place.with_name(place.name + "-cache")
+        env = peer_environment() | {
+            "RCLONE_CONFIG_LOCALS3_TYPE": "s3",
+            "RCLONE_CONFIG_LOCALS3_PROVIDER": "Other",
+            "RCLONE_CONFIG_LOCALS3_ENDPOINT": self.archive.s3_url,
+            "RCLONE_CONFIG_LOCALS3_FORCE_PATH_STYLE": "true",
+        }
+        return Mount("rclone", place, ["rclone", "mount", f"locals3:{self.archive.bucket}",
+                                       str(place), "--vfs-cache-mode", "full", "--read-only",
+                                       "--cache-dir", str(cache)], env)
+
+    def s3fs(self) -> Mount:
+        place = self._place("s3fs")
+        return Mount("s3fs", place, ["s3fs", self.archive.bucket, str(place), "-f",
+                                     "-o", f"url={self.archive.s3_url}", "-o",
+                                     "use_path_request_style", "-o", "public_bucket=1",
+                                     "-o", "ro"], peer_environment())
+
+
+@contextmanager
+def mounted(mount: Mount) -> Iterator[Mount]:
+    mount.start()
+    try:
+        yield mount
+    finally:
+        mount.stop()
+
+
+def object_key(url: str, bucket: str) -> str:
+    return url.split(f"/{bucket}/", 1)[1]
+
+
+def run_timed(*command: str, env: dict[str, str] | None = None) -> float:
+    """Run a timing script; it prints the seconds it measured first."""
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
+    if result.returncode != 0:
+        raise RuntimeError(f"{command[:3]} failed:\n{result.stderr[-2000:]}")
+    return float(result.stdout.split()[0])
+
+
+def sparse_read(kind: str, target: str | Path) -> float:
+    return run_timed(sys.executable, "-c", SPARSE_READ, kind, str(target))
+
+
+def sequential_read(path: Path) -> float:
+    return run_timed(sys.executable, "-c", SEQUENTIAL_READ, str(path))
+
+
+def mount_stats(mount: Mount) -> dict:
+    return json.loads(os.getxattr(mount.mountpoint, "user.dandifs.stats"))
+
+
+# -- cases -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Bench:
+    archive: Archive
+    contenders: Contenders
+    published: str
+    repeat: int
+    tools: set[str]
+    results: dict[str, list[Series]] = field(default_factory=dict)
+
+    def add(self, table: str, series: Series) -> Series:
+        self.results.setdefault(table, []).append(series)
+        return series
+
+    def nwb_in(self, mount: Mount) -> Path:
+        return mount.mountpoint / "dandisets" / "000001" / self.published / LARGE_NWB
+
+    def sparse(self, latency: int) -> None:
+        case = f"cold sparse read @{latency} ms"
+        nwb_url = self.archive.s3_url_of("000001", self.published, LARGE_NWB)
+        mine = self.add("sparse", Series(case, "dandifs mount"))
+        remfile = self.add("sparse", Series(case, "remfile"))
+        fsspec = self.add("sparse", Series(case, "fsspec http blockcache"))
+        rclone = self.add("sparse", Series(case, "rclone mount (full cache)"))
+        s3_requests: list[int] = []
+        for _ in range(self.repeat):
+            with mounted(self.contenders.dandifs()) as mount:
+                before = self.archive.s3_requests()
+                mine.values.append(sparse_read("path", self.nwb_in(mount)))
+                s3_requests.append(self.archive.s3_requests() - before)
+            remfile.values.append(sparse_read("remfile", nwb_url))
+            fsspec.values.append(sparse_read("fsspec", nwb_url))
+            if "rclone" in self.tools:
+                with mounted(self.contenders.rclone()) as mount:
+                    path = mount.mountpoint / object_key(nwb_url, self.archive.bucket)
+                    rclone.values.append(sparse_read("path", path))
+        mine.note = f"S3 requests per read: {sorted(s3_requests)}"
+
+    def warm(self, latency: int) -> None:
+        same = self.add("warm", Series(f"warm re-read, same mount @{latency} ms", "dandifs mount"))
+        again = self.add("warm", Series(f"warm re-read, remounted @{latency} ms", "dandifs mount"))
+        rclone_again = self.add(
+            "warm", Series(f"warm re-read, remounted @{latency} ms", "rclone mount (full cache)")
+        )
+        cache = self.contenders.scratch / f"warm-cache-{latency}"
+        notes_same, notes_again = [], []
+        with mounted(self.contenders.dandifs(cache)) as mount:
+            sparse_read("path", self.nwb_in(mount))  # fill the caches
+            for _ in range(self.repeat):
+                s3_before, api_before = self.archive.s3_requests(), mount_stats(mount)["archive"]
+                same.values.append(sparse_read("path", self.nwb_in(mount)))
+                api_after = mount_stats(mount)["archive"]
+                notes_same.append((self.archive.s3_requests() - s3_before,
+                                   api_after["requests"] - api_before["requests"]))
+        for _ in range(self.repeat):
+            with mounted(self.contenders.dandifs(cache)) as mount:
+                s3_before = self.archive.s3_requests()
+                again.values.append(sparse_read("path", self.nwb_in(mount)))
+                stats = mount_stats(mount)
+                notes_again.append((self.archive.s3_requests() - s3_before,
+                                    stats["archive"]["api_requests"]))
+        same.note = "(S3, API) requests: " + ", ".join(map(str, notes_same))
+        again.note = "(S3, API) requests: " + ", ".join(map(str, notes_again))
+        if "rclone" in self.tools:
+            nwb_url = self.archive.s3_url_of("000001", self.published, LARGE_NWB)
+            rclone_cache = self.contenders.scratch / f"rclone-warm-cache-{latency}"
+            with mounted(self.contenders.rclone(rclone_cache)) as mount:
+                sparse_read("path", mount.mountpoint / object_key(nwb_url, self.archive.bucket))
+            s3 = []
+            for _ in range(self.repeat):
+                with mounted(self.contenders.rclone(rclone_cache)) as mount:
+                    before = self.archive.s3_requests()
+                    path = mount.mountpoint / object_key(nwb_url, self.archive.bucket)
+                    rclone_again.values.append(sparse_read("path", path))
+                    s3.append(self.archive.s3_requests() - before)
+            rclone_again.note = f"S3 requests: {s3}"
+
+    def sequential(self, latency: int) -> None:
+        case = f"sequential 1 GiB @{latency} ms"
+        url = self.archive.s3_url_of("000004", "draft", LARGE_BIN)
+        key = object_key(url, self.archive.bucket)
+        size = int(self.archive.asset("000004", "draft", LARGE_BIN)["size"])
+        mine = self.add("sequential", Series(case, "dandifs mount"))
+        curl = self.add("sequential", Series(case, "curl (1 stream)"))
+        rclone = self.add("sequential", Series(case, "rclone mount (full cache)"))
+        s3fs = self.add("sequential", Series(case, "s3fs-fuse"))
+        rss = self.add("memory", Series(f"dandifs daemon peak RSS, sequential @{latency} ms",
+                                        "dandifs mount"))
+        rate = lambda seconds: size / seconds / 1e6  # noqa: E731
+        for _ in range(self.repeat):
+            with mounted(self.contenders.dandifs()) as mount:
+                path = mount.mountpoint / "dandisets" / "000004" / "draft" / LARGE_BIN
+                mine.values.append(rate(sequential_read(path)))
+                rss.values.append(mount.peak_rss() / MiB)
+            result = subprocess.run(
+                ["curl", "-s", "-o", "/dev/null", "-w", "%{time_total}", url],
+                capture_output=True, text=True, check=True, env=peer_environment(),
+            )
+            curl.values.append(rate(float(result.stdout)))
+            if "rclone" in self.tools:
+                with mounted(self.contenders.rclone()) as mount:
+                    rclone.values.append(rate(sequential_read(mount.mountpoint / key)))
+            if "s3fs" in self.tools:
+                with mounted(self.contenders.s3fs()) as mount:
+                    s3fs.values.append(rate(sequential_read(mount.mountpoint / key)))
+        rss.note = "memory cache 256 MiB (default)"
+
+    def listing(self) -> None:
+        folder = Path("dandisets") / "000004" / "draft" / BULK_FOLDER
+        for command, label in ((["ls", "-lR"], "ls -lR"), (["find", "."], "find")):
+            cold = self.add("listing", Series(f"{label} of 10,000 assets, cold", "dandifs mount"))
+            warm = self.add("listing", Series(f"{label} of 10,000 assets, warm", "dandifs mount"))
+            requests_cold, requests_warm = [], []
+            for _ in range(self.repeat):
+                with mounted(self.contenders.dandifs()) as mount:
+                    for series, notes in ((cold, requests_cold), (warm, requests_warm)):
+                        before = mount_stats(mount)["archive"]["api_requests"]
+                        started = time.perf_counter()
+                        listed = subprocess.run(command, cwd=mount.mountpoint / folder,
+                                                capture_output=True, text=True, check=True)
+                        series.values.append(time.perf_counter() - started)
+                        notes.append(mount_stats(mount)["archive"]["api_requests"] - before)
+                        assert listed.stdout.count("file-") >= 10_000
+            cold.note = f"archive requests: {requests_cold}"
+            warm.note = f"archive requests: {requests_warm}"
+
+
+def available_tools() -> set[str]:
+    tools = {name for name in ("rclone", "s3fs", "curl") if shutil.which(name)}
+    for name in {"rclone", "s3fs", "curl"} - tools:
+        print(f"!!! {name} is not installed: its rows stay empty !!!", file=sys.stderr)
+    return tools
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench fuse_bench")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--latencies", default="30,0", help="S3 latencies in ms, e.g. 30,0")
+    parser.add_argument("--cases", default="sparse,warm,sequential,listing")
+    args = parser.parse_args(argv or [])
+    cases = set(args.cases.split(","))
+    latencies = [int(value) for value in args.latencies.split(",")]
+    if not Path("/dev/fuse").exists() or shutil.which("fusermount3") is None:
+        print("!!! FUSE is not available on this machine: fuse_bench cannot run !!!")
+        return 1
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="dandifs-fuse-bench-") as scratch, \
+            running_archive("big") as archive:
+        record = archive.api("dandisets/000001/")
+        bench = Bench(archive, Contenders(archive, Path(scratch)),
+                      record["most_recent_published_version"]["version"], args.repeat,
+                      available_tools())
+        try:
+            for latency in latencies:
+                archive.set_latency(latency)
+                print(f"-- S3 latency {latency} ms", flush=True)
+                if "sparse" in cases:
+                    bench.sparse(latency)
+                if "warm" in cases:
+                    bench.warm(latency)
+                if "sequential" in cases:
+                    bench.sequential(latency)
+            archive.set_latency(0)
+            if "listing" in cases:
+                bench.listing()
+        finally:
+            archive.set_latency(0)
+    sections = {
+        "sparse": ("s", {s.case: "remfile" for s in bench.results.get("sparse", [])}),
+        "warm": ("s", {}),
+        "sequential": ("MB/s", {s.case: "curl (1 stream)" for s in bench.results.get("sequential", [])}),
+        "memory": ("MiB", {}),
+        "listing": ("s", {}),
+    }
+    for name, (unit, baseline) in sections.items():
+        if name in bench.results:
+            print(f"\n{name}\n{render(bench.results[name], unit=unit, baseline=baseline)}")
+    print(f"\nfuse_bench took {time.monotonic() - started:.0f} s "
+          f"(repeat {args.repeat}, latencies {latencies} ms)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
