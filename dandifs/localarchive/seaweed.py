@@ -125,6 +125,7 @@ class SeaweedServer:
             f"-master.port={ports.master}",
             f"-master.port.grpc={ports.master_grpc}",
             f"-master.volumeSizeLimitMB={self.volume_size_limit_mb}",
+            "-master.telemetry=false",  # it would try to report usage to the internet
             f"-volume.port={ports.volume}",
             f"-volume.port.grpc={ports.volume_grpc}",
             f"-volume.max={self.max_volumes}",
