@@ -76,7 +76,7 @@ def create_dandiset(client: TestClient, name: str = "Test dandiset",
 
 
 def upload_blob(client: TestClient, dandiset: str, data: bytes) -> str:
-    """initialize → PUT parts to S3 → complete → POST the XML to S3 → validate; the blob id."""
+    """initialize, PUT parts to S3, complete, POST the XML to S3, validate: the blob id."""
     from dandischema.digests.dandietag import DandiETag
 
     etag = DandiETag(len(data))

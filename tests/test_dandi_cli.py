@@ -64,8 +64,8 @@ def published_version(api: httpx.Client, identifier: str) -> str:
 
 
 def test_ls_recursive_lists_every_asset(local_archive, cli_env, demo) -> None:
-    out = dandi(["ls", "-r", "-f", "yaml", f"{local_archive.api_url}/dandisets/000001/versions/draft/"],
-                cli_env)
+    url = f"{local_archive.api_url}/dandisets/000001/versions/draft/"
+    out = dandi(["ls", "-r", "-f", "yaml", url], cli_env)
     listed = yaml.safe_load(out)
     paths = sorted(item["path"] for item in listed if "asset_id" in item)
     assert paths == sorted(asset.path for asset in demo["000001"].draft)

@@ -7,7 +7,6 @@ real S3, so uploads, zarr ingestion and downloads go through SeaweedFS.
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -131,7 +130,8 @@ def test_writes_to_a_published_version_are_405(client, world) -> None:
 
 def test_duplicate_and_conflicting_paths_are_409(client, world) -> None:
     response = add_asset(client, world["dandiset"], "sub-1/file.nwb", blob_id=world["blob"])
-    assert (response.status_code, response.json()) == (409, "An asset with that path already exists")
+    assert (response.status_code, response.json()) == (
+        409, "An asset with that path already exists")
     response = add_asset(client, world["dandiset"], "sub-1/file.nwb/inner.nwb",
                          blob_id=world["blob"])
     assert response.status_code == 409
@@ -146,13 +146,15 @@ def test_malformed_bodies_are_400(client, world) -> None:
     response = client.post(url, headers={**OWNER, "Content-Type": "application/json"},
                            content=b'{"metadata": ')
     assert response.status_code == 400
-    assert response.json() == {"detail": "JSON parse error - Expecting value: line 1 column 14 (char 13)"}
+    assert response.json() == {
+        "detail": "JSON parse error - Expecting value: line 1 column 14 (char 13)"}
     response = client.post(url, headers=OWNER, json={"metadata": {"path": "a.nwb"}})
     assert response.json() == {"blob_id": ["Exactly one of blob_id or zarr_id must be specified."]}
     response = client.post(url, headers=OWNER, json={"metadata": {}, "blob_id": world["blob"]})
     assert response.json() == {"metadata": ["No path specified in metadata."]}
     for path, text in (("/abs.nwb", "Path must not begin with /"),
-                       ("a/../b", "Path improperly formatted"), ("a//b", "Path improperly formatted"),
+                       ("a/../b", "Path improperly formatted"),
+                       ("a//b", "Path improperly formatted"),
                        ("what?.nwb", "Path improperly formatted")):
         response = client.post(url, headers=OWNER, json={"metadata": {"path": path},
                                                          "blob_id": world["blob"]})
@@ -369,7 +371,9 @@ def test_archive_reports_blob_and_zarr_digests(client, world) -> None:
     wait_for(sha_known)
     files = client.get(f"/api/zarr/{zarr_id}/files/").json()
     assert [(f["Key"], f["ETag"], f["Size"]) for f in files["results"]] == [
-        (".zgroup", hashlib.md5(b"{}").hexdigest(), 2), ("arr/0", hashlib.md5(b"abc").hexdigest(), 3)]
+        (".zgroup", hashlib.md5(b"{}").hexdigest(), 2),
+        ("arr/0", hashlib.md5(b"abc").hexdigest(), 3),
+    ]
 
 
 # --- flows -----------------------------------------------------------------------------------
@@ -515,3 +519,22 @@ def test_seeding_10000_assets_is_fast_and_shares_one_blob(local_archive, tmp_pat
               f"{listing * 1000:.0f} ms")
         assert elapsed < 30
         assert listing < 1.0
+
+
+def test_embargoed_demo_blobs_are_served_only_through_the_api(local_archive) -> None:
+    """On the seeded archive: S3 refuses the public URL, the API redirects owners."""
+    api = local_archive.api_url
+    owner = {"Authorization": f"token {local_archive.token}"}
+    assert httpx.get(f"{api}/dandisets/000003/", timeout=30).status_code == 401
+    listing = httpx.get(f"{api}/dandisets/000003/versions/draft/assets/", headers=owner,
+                        timeout=30).json()
+    asset = listing["results"][0]
+    metadata = httpx.get(f"{api}/assets/{asset['asset_id']}/", headers=owner, timeout=30).json()
+    assert metadata["access"][0]["status"] == "dandi:EmbargoedAccess"
+    assert httpx.get(metadata["contentUrl"][1], timeout=30).status_code == 403
+    download = f"{api}/assets/{asset['asset_id']}/download/"
+    assert httpx.get(download, timeout=30).status_code == 401
+    redirect = httpx.get(download, headers=owner, timeout=30)
+    assert redirect.status_code == 302
+    data = httpx.get(redirect.headers["Location"], timeout=30)
+    assert data.status_code == 200 and len(data.content) == asset["size"]

@@ -17,8 +17,7 @@ import hashlib
 import json
 import os
 import re
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -222,7 +221,8 @@ def build_history(r: Replayer) -> None:
         "assets_list_GET_path_exact", "assets_list_GET_path_nomatch",
         "assets_list_GET_path_prefix", "assets_list_GET_unknown_dandiset_404",
         "assets_list_GET_unknown_version_404", "assets_list_GET_zarr_true",
-        "assets_paths_GET_root", "assets_paths_GET_folder", "assets_paths_GET_folder_trailing_slash",
+        "assets_paths_GET_root", "assets_paths_GET_folder",
+        "assets_paths_GET_folder_trailing_slash",
         "assets_paths_GET_file_path", "assets_paths_GET_missing_404",
         "dandisets_list_GET_empty_false", "version_draft_GET_metadata", "version_draft_info_GET",
         "dandiset_GET",
@@ -233,7 +233,8 @@ def build_history(r: Replayer) -> None:
                    "c7d2e9090d70618bebef6a79dbb48b74": hashlib.md5(NWB_TWO).hexdigest()})
     started = r.replay("uploads_initialize_POST").json()
     r.replay_all("uploads_validate_POST_before_data_400", "dandiset_uploads_GET_with_active_upload",
-                 "version_draft_info_GET_with_active_upload", "uploads_complete_POST_empty_parts_400")
+                 "version_draft_info_GET_with_active_upload",
+                 "uploads_complete_POST_empty_parts_400")
     part = httpx.put(started["parts"][0]["upload_url"], content=NWB_TWO, timeout=30)
     assert part.status_code == 200
     completion = r.replay("uploads_complete_POST").json()
@@ -257,7 +258,8 @@ def build_history(r: Replayer) -> None:
         "asset_POST_duplicate_path_409", "asset_POST_path_conflict_file_as_folder_409",
         "asset_PUT_unchanged", "asset_PUT_not_owner_403", "asset_PUT_rename",
         "asset_GET_old_id_after_rename", "asset_nested_GET_old_id_after_rename_200",
-        "asset_POST_second_copy", "asset_PUT_rename_to_existing_409", "asset_DELETE_anonymous_401", "asset_DELETE_not_owner_403",
+        "asset_POST_second_copy", "asset_PUT_rename_to_existing_409",
+        "asset_DELETE_anonymous_401", "asset_DELETE_not_owner_403",
         "asset_DELETE", "asset_DELETE_again_404", "assets_paths_GET_deleted_folder_404",
         "asset_PUT_malformed_400",
     )
@@ -279,7 +281,8 @@ def build_history(r: Replayer) -> None:
     r.replay_all("zarr_files_POST_not_owner_403", "zarr_files_DELETE", "zarr_GET_after_file_delete",
                  "zarr_files_GET_after_delete", "zarr_finalize_POST_after_file_delete")
     wait_for(lambda: zarr_status(c, manual) == "Complete")
-    r.replay_all("zarr_GET_complete_after_refinalize", "zarr_files_POST_after_ingestion_finished_200",
+    r.replay_all("zarr_GET_complete_after_refinalize",
+                 "zarr_files_POST_after_ingestion_finished_200",
                  "zarr_GET_pending_after_new_upload_urls", "zarr_files_POST_leading_slash_path_200")
     r.replay("zarr_POST_second")
     second = r.subs["674afa86-2c36-48ad-8a62-e30139e5aa8f"]

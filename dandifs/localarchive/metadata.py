@@ -282,7 +282,8 @@ def version_validation_errors(
     candidate["version"] = placeholder
     candidate["id"] = f"{settings.instance_name}:{identifier}/{placeholder}"
     candidate["url"] = f"{settings.webui_url}/dandiset/{identifier}/{placeholder}"
-    candidate["doi"] = f"{settings.doi_prefix or '10.80507'}/{settings.instance_name.lower()}.{identifier}/{placeholder}"
+    prefix = settings.doi_prefix or "10.80507"
+    candidate["doi"] = f"{prefix}/{settings.instance_name.lower()}.{identifier}/{placeholder}"
     candidate["publishedBy"] = publish_activity(settings, moment)
     candidate["datePublished"] = metadata_time(moment)
     candidate["assetsSummary"] = {

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import mimetypes
-import os
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone

@@ -55,9 +55,9 @@ class Call:
     def json_object(self) -> dict[str, Any]:
         data = self.json()
         if not isinstance(data, dict):
+            kind = type(data).__name__
             raise fields(
-                400,
-                non_field_errors=f"Invalid data. Expected a dictionary, but got {type(data).__name__}.",
+                400, non_field_errors=f"Invalid data. Expected a dictionary, but got {kind}."
             )
         return data
 

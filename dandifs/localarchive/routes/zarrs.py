@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.responses import Response
 
 from dandifs.localarchive.pagination import replace_query_param, standard_page
-from dandifs.localarchive.problems import fields, not_found
+from dandifs.localarchive.problems import fields
 from dandifs.localarchive.routes.assets import UUID4
 from dandifs.localarchive.routes.common import (
     Call,

@@ -213,7 +213,15 @@ def _release_embargo(ctx: ArchiveContext, dandiset: Row, blob: Row | None) -> No
         ctx.store.set_private(blob_key(blob["blob_id"]), False)
 
 
-def _checked_new(ctx, dandiset: Row, version: Row, metadata: dict, blob_id, zarr_id) -> tuple[NewAsset, Row | None]:
+def _checked_new(
+    ctx: ArchiveContext,
+    dandiset: Row,
+    version: Row,
+    metadata: dict[str, Any],
+    blob_id: str | None,
+    zarr_id: str | None,
+) -> tuple[NewAsset, Row | None]:
+    """The stored form of a new asset, after the content and draft-only checks."""
     path = metadata["path"]
     stored = md.strip_asset_metadata(metadata)
     blob, zarr = resolve_content(ctx, dandiset, blob_id, zarr_id)

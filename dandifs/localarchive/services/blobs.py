@@ -91,7 +91,8 @@ def complete(ctx: ArchiveContext, upload: Row, parts: list[dict[str, Any]]) -> d
         '<CompleteMultipartUpload xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
         f"{xml}</CompleteMultipartUpload>"
     )
-    return {"complete_url": ctx.store.presign_complete_multipart(key, upload["multipart_id"]), "body": body}
+    url = ctx.store.presign_complete_multipart(key, upload["multipart_id"])
+    return {"complete_url": url, "body": body}
 
 
 def validate(ctx: ArchiveContext, upload: Row) -> Row:

@@ -75,7 +75,8 @@ def validate_assets(ctx: ArchiveContext) -> None:
 
 
 def validate_drafts(ctx: ArchiveContext) -> None:
-    for draft in ctx.db.all("SELECT * FROM versions WHERE version = 'draft' AND status = 'Pending'"):
+    pending = "SELECT * FROM versions WHERE version = 'draft' AND status = 'Pending'"
+    for draft in ctx.db.all(pending):
         modified = draft["modified"]
         dandiset = ctx.db.one("SELECT * FROM dandisets WHERE id = ?", (draft["dandiset_id"],))
         rows = ctx.db.all(
