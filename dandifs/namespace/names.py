@@ -46,7 +46,6 @@ _NEVER_REMOTE = frozenset(
         "desktop.ini",
         "Thumbs.db",
         "autorun.inf",
-        "folder.jpg",
     )
 )
 
