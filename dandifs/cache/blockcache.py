@@ -188,13 +188,10 @@ class BlockCache:
             ticket.waiting -= 1
             if ticket.cancelled:
                 return
-            disk = self._disk.object(ref) if self._disk is not None and ref.persistent else None
             missing = [
                 index
                 for index in piece
-                if (ref.key, index) not in self._memory
-                and (ref.key, index) not in self._flights
-                and not (disk is not None and disk.has(index))
+                if (ref.key, index) not in self._memory and (ref.key, index) not in self._flights
             ]
             for run in runs(missing, self.config.request_blocks):
                 await self._complete(ref, self._launch(ref, run, readahead=True), None)
@@ -221,7 +218,7 @@ class BlockCache:
             for index, data in flight.data.items():
                 key = (ref.key, index)
                 self._memory.put(key, data)
-                if flight.readahead and index not in flight.claimed and index in fetched:
+                if flight.readahead and index not in flight.claimed:
                     self._unread_readahead.add(key)
         except Exception as exc:
             flight.error = exc
@@ -239,7 +236,7 @@ class BlockCache:
             self._queue_for_disk(ref, fetched)
 
     async def _from_disk(self, ref: ObjectRef, flight: _Flight) -> dict[int, bytes]:
-        if flight.readahead or self._disk is None or not ref.persistent:
+        if self._disk is None or not ref.persistent:
             return {}
         disk = self._disk.object(ref)
         candidates = [index for index in flight.blocks if disk.may_have(index)]
