@@ -664,3 +664,20 @@ def test_initialize_409_gives_the_existing_blob():
         }
 
     run(test)
+
+
+def test_messages_do_not_carry_presigned_signatures():
+    async def test(nursery):
+        s3 = await started(nursery, sequence(Reply(503)))
+        api = await started(
+            nursery,
+            lambda r: Reply(302, {"Location": f"{s3.origin}/b/k?X-Amz-Signature=SECRETSIG"}),
+        )
+        policy = RetryPolicy(max_attempts=2, random=lambda: 0.0)
+        async with client_for(api, token="t", policy=policy) as archive:
+            with pytest.raises(errors.Unavailable) as caught:
+                await archive.objects.read_range(archive.download_url("a"), 0, 10)
+        assert "SECRETSIG" not in str(caught.value)
+        assert f"{s3.origin}/b/k?<signed>" in str(caught.value)
+
+    run(test)

@@ -24,7 +24,7 @@ from dandifs.archive.objects import (
     signed_tagging,
 )
 from dandifs.archive.pagination import is_next_page_of, page_count
-from dandifs.archive.presigned import PresignedTargets, presigned_expiry
+from dandifs.archive.presigned import PresignedTargets, presigned_expiry, redact
 from dandifs.archive.retry import RetryPolicy, parse_retry_after
 
 # -- instances --------------------------------------------------------------------------
@@ -270,3 +270,9 @@ def test_embargoed_zarr_puts_carry_the_signed_tag():
     assert signed_tagging(tagged) == {"x-amz-tagging": "embargoed=true"}
     assert signed_tagging("http://s3/b/zarr/z/0?X-Amz-SignedHeaders=content-md5%3Bhost") == {}
     assert signed_tagging("http://s3/b/zarr/z/0") == {}
+
+
+def test_signed_urls_are_redacted_in_messages():
+    signed = "http://s3/b/k?X-Amz-Date=20261122T120000Z&X-Amz-Signature=abc"
+    assert redact(signed) == "http://s3/b/k?<signed>"
+    assert redact("http://h/api/dandisets/?page=2") == "http://h/api/dandisets/?page=2"

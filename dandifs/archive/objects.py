@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl, urljoin, urlsplit
 import httpx
 
 from dandifs.archive.instances import origin_of
-from dandifs.archive.presigned import PresignedTargets
+from dandifs.archive.presigned import PresignedTargets, redact
 from dandifs.archive.retry import TransientFailure
 from dandifs.archive.session import HttpSession, describe
 from dandifs.errors import ArchiveRejected, DandiFSError, Stale
@@ -143,20 +143,24 @@ class ObjectStore:
                 elif status == 416:
                     return await self._stat_by_head(url, target)
                 else:
-                    raise ArchiveRejected(f"GET {target}: unexpected {status}", status=status)
+                    raise ArchiveRejected(
+                        f"GET {redact(target)}: unexpected {status}", status=status
+                    )
                 if size is None:
-                    raise ArchiveRejected(f"GET {target}: no object size in answer", status=status)
+                    raise ArchiveRejected(
+                        f"GET {redact(target)}: no object size in answer", status=status
+                    )
                 return self._info(url, response, size)
 
         return await self._with_fresh_target(
             url,
-            lambda target: self.session.retrying(f"GET {target}", lambda: attempt(target)),
+            lambda target: self.session.retrying(f"GET {redact(target)}", lambda: attempt(target)),
         )
 
     async def _stat_by_head(self, url: str, target: str) -> ObjectInfo:
         """For empty objects, which have no byte 0 to ask for."""
         response = await self.session.request("HEAD", target)
-        self.session.raise_for_status(response, what=f"HEAD {target}")
+        self.session.raise_for_status(response, what=f"HEAD {redact(target)}")
         return self._info(url, response, int(response.headers.get("content-length", "0")))
 
     @staticmethod
@@ -179,12 +183,12 @@ class ObjectStore:
             async with self.session.open(
                 "GET", target, headers=range_header(start, end)
             ) as response:
-                if response.status_code == 416:
-                    return b""
                 if response.status_code not in (200, 206):
                     await self._read_small(response, target)
+                    if response.status_code == 416:
+                        return b""  # the range starts at or after the object's end
                     raise ArchiveRejected(
-                        f"GET {target}: unexpected {response.status_code}",
+                        f"GET {redact(target)}: unexpected {response.status_code}",
                         status=response.status_code,
                     )
                 check_etag(response, etag, target)
@@ -198,7 +202,7 @@ class ObjectStore:
         return await self._with_fresh_target(
             url,
             lambda target: self.session.retrying(
-                f"GET {target} bytes {start}-{end - 1}",
+                f"GET {redact(target)} bytes {start}-{end - 1}",
                 lambda: attempt(target),
             ),
         )
@@ -221,7 +225,7 @@ class ObjectStore:
         if start < 0 or end < start:
             raise ValueError(f"bad byte range [{start}, {end})")
         target = await self.locate(url)
-        attempts = self.session.attempts(f"GET {target} bytes {start}-{end - 1}")
+        attempts = self.session.attempts(f"GET {redact(target)} bytes {start}-{end - 1}")
         position, pinned, refreshed = start, etag, False
         progress_mark = position  # where the last failure happened
         while position < end:
@@ -229,12 +233,12 @@ class ObjectStore:
                 async with self.session.open(
                     "GET", target, headers=range_header(position, end)
                 ) as response:
-                    if response.status_code == 416:
-                        return
                     if response.status_code not in (200, 206):
                         await self._read_small(response, target)
+                        if response.status_code == 416:
+                            return
                         raise ArchiveRejected(
-                            f"GET {target}: unexpected {response.status_code}",
+                            f"GET {redact(target)}: unexpected {response.status_code}",
                             status=response.status_code,
                         )
                     pinned = check_etag(response, pinned, target) or pinned
@@ -274,9 +278,9 @@ class ObjectStore:
         except httpx.TransportError as exc:
             raise TransientFailure(f"body cut short: {describe(exc)}") from exc
         if response.status_code == 403:
-            raise _TargetRefused(self.session.error_for(response, what=f"GET {target}"))
+            raise _TargetRefused(self.session.error_for(response, what=f"GET {redact(target)}"))
         if not response.is_success and response.status_code != 416:
-            self.session.raise_for_status(response, what=f"GET {target}")
+            self.session.raise_for_status(response, what=f"GET {redact(target)}")
 
     # -- writing (uploads) --------------------------------------------------------------
 
@@ -288,7 +292,7 @@ class ObjectStore:
         """
         headers = {**signed_tagging(url), **(headers or {})}
         response = await self.session.request("PUT", url, content=data, headers=headers)
-        self.session.raise_for_status(response, what=f"PUT {url}")
+        self.session.raise_for_status(response, what=f"PUT {redact(url)}")
         return normalize_etag(response.headers.get("etag"))
 
     async def complete_multipart(self, url: str, body: str) -> str:
@@ -300,7 +304,7 @@ class ObjectStore:
                 if code in {"InternalError", "SlowDown", "ServiceUnavailable"}:
                     raise TransientFailure(f"S3 error {code} in a 200 answer")
                 raise ArchiveRejected(
-                    f"POST {url}: S3 refused completion ({code})",
+                    f"POST {redact(url)}: S3 refused completion ({code})",
                     status=response.status_code,
                     body=response.text,
                 )
@@ -313,7 +317,7 @@ class ObjectStore:
             idempotent=True,
             check=check,
         )
-        self.session.raise_for_status(response, what=f"POST {url}")
+        self.session.raise_for_status(response, what=f"POST {redact(url)}")
         return normalize_etag(_xml_text(response.content, "ETag"))
 
 
@@ -337,7 +341,9 @@ def check_etag(response: httpx.Response, expected: str | None, target: str) -> s
     """The answer's ETag; `Stale` if it is not the one expected."""
     actual = normalize_etag(response.headers.get("etag")) or None
     if expected and actual and actual != normalize_etag(expected):
-        raise Stale(f"GET {target}: the object changed (ETag {actual}, expected {expected})")
+        raise Stale(
+            f"GET {redact(target)}: the object changed (ETag {actual}, expected {expected})"
+        )
     return actual
 
 

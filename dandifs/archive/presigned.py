@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from cachetools import LRUCache
 
@@ -19,6 +19,20 @@ UNKNOWN_LIFETIME = 60.0
 """How long to trust a redirect target whose URL says nothing about its expiry."""
 
 MAX_MARGIN = 300.0
+
+
+SIGNING_PARAMETERS = frozenset(
+    {"X-Amz-Signature", "X-Amz-Credential", "X-Amz-Security-Token", "Signature", "AWSAccessKeyId"}
+)
+
+
+def redact(url: str) -> str:
+    """The URL for messages and logs: a presigned URL grants access for hours, so its query
+    is replaced by `<signed>`."""
+    parts = urlsplit(url)
+    if not any(name in SIGNING_PARAMETERS for name, _ in parse_qsl(parts.query)):
+        return url
+    return urlunsplit(parts._replace(query="<signed>"))
 
 
 def presigned_expiry(url: str) -> float | None:

@@ -20,6 +20,7 @@ import httpx
 
 from dandifs.archive.auth import TokenPolicy
 from dandifs.archive.instances import origin_of
+from dandifs.archive.presigned import redact
 from dandifs.archive.retry import (
     RETRYABLE_STATUSES,
     Attempts,
@@ -69,7 +70,7 @@ def describe(exc: BaseException) -> str:
 def outcome_unknown(method: str, url: str, exc: BaseException) -> Unavailable:
     """A request that must not be repeated blindly failed after it may have been carried out."""
     return Unavailable(
-        f"{method} {url}: {describe(exc)}; the archive may or may not have carried it out, "
+        f"{method} {redact(url)}: {describe(exc)}; the archive may or may not have carried it out, "
         "check before repeating it"
     )
 
@@ -150,7 +151,7 @@ class HttpSession:
                     check(response)
                 return response
 
-        return await self.retrying(f"{method} {url}", attempt)
+        return await self.retrying(f"{method} {redact(url)}", attempt)
 
     def _count_failure(self) -> None:
         self.stats.failed_attempts += 1
@@ -196,7 +197,7 @@ class HttpSession:
         else:
             await response.aclose()
             raise ArchiveRejected(
-                f"{method} {url}: more than {MAX_REDIRECTS} redirects", status=310
+                f"{method} {redact(url)}: more than {MAX_REDIRECTS} redirects", status=310
             )
         try:
             yield response
@@ -229,13 +230,13 @@ class HttpSession:
         try:
             response = await self.http.send(request, stream=True)
         except httpx.TransportError as exc:
-            log.debug("%s %s failed: %s", method, request.url, describe(exc))
+            log.debug("%s %s failed: %s", method, redact(url), describe(exc))
             if is_retryable_error(exc, idempotent):
                 raise TransientFailure(describe(exc)) from exc
             self.stats.failed_attempts += 1
             raise outcome_unknown(method, url, exc) from exc
         elapsed_ms = (anyio.current_time() - started) * 1000
-        log.debug("%s %s -> %d in %.1f ms", method, request.url, response.status_code, elapsed_ms)
+        log.debug("%s %s -> %d in %.1f ms", method, redact(url), response.status_code, elapsed_ms)
         if is_retryable_status(response.status_code, idempotent):
             await response.aclose()
             raise TransientFailure(
