@@ -1,7 +1,17 @@
 """The block cache: sparse reads of remote objects, fast.
 
-`open_block_cache(fetcher, config)` gives a `BlockCache` shared by a process;
-`RangeReader(cache, url, size, etag)` reads one open file through it.
+One `BlockCache` per process, shared by every open file; one `RangeReader` per open file::
+
+    async with ArchiveClient(instance) as archive:
+        config = CacheConfig(disk_dir=Path("~/.cache/dandifs").expanduser())
+        async with open_block_cache(archive.objects, config) as cache:
+            reader = RangeReader(cache, entry.content_url, entry.size, entry.etag)
+            header = await reader.read(0, 512)
+            await reader.aclose()
+
+The fetcher is anything with `read_range(url, start, end, *, etag)` (`RangeFetcher`); the
+archive client's object store is one.  Synchronous callers (WsgiDAV) reach the same cache
+through an anyio blocking portal.
 """
 
 from dandifs.cache.blockcache import BlockCache, PrefetchTicket, open_block_cache
