@@ -18,6 +18,8 @@ from dandifs.webdav.delivery import RedirectMode, choose_target, follows_redirec
 from dandifs.webdav.errors import status_for, to_dav_error
 from dandifs.webdav.guard import refusal
 from dandifs.webdav.html import breadcrumbs, human_size, link_to, metadata_link, render_listing, utc_time
+from dandifs.webdav.propfind import BadPropfind, PropfindRequest, parse_request
+from dandifs.webdav.propfind import render as propfind_render
 from dandifs.webdav.resources import content_type_of, plain_etag
 from dandifs.webdav.sessions import Sessions
 
@@ -288,3 +290,56 @@ MODIFIED = 1_700_000_000.0  # Tue, 14 Nov 2023 22:13:20 GMT
 )
 def test_conditional_requests(headers, outcome):
     assert evaluate(headers, "abc-1", MODIFIED) == outcome
+
+
+# -- PROPFIND --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body, mode, names",
+    [
+        (b"", "allprop", ()),
+        (b"<?xml version='1.0'?><propfind xmlns='DAV:'><allprop/></propfind>", "allprop", ()),
+        (b"<propfind xmlns='DAV:'><propname/></propfind>", "propname", ()),
+        (
+            b"<D:propfind xmlns:D='DAV:' xmlns:A='http://apache.org/dav/props/'><D:prop>"
+            b"<D:getetag/><A:executable/></D:prop></D:propfind>",
+            "prop",
+            (("DAV:", "getetag"), ("http://apache.org/dav/props/", "executable")),
+        ),
+    ],
+)
+def test_propfind_request_parsing(body, mode, names):
+    assert parse_request(body) == PropfindRequest(mode, names)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"<not xml", b"<other xmlns='DAV:'/>", b"<propfind xmlns='DAV:'><allprop/><propname/></propfind>",
+     b"<!DOCTYPE x [<!ENTITY a 'aaaa'><!ENTITY b '&a;&a;'>]><propfind xmlns='DAV:'>&b;</propfind>"],
+)
+def test_bad_propfind_bodies(body):
+    with pytest.raises(BadPropfind):
+        parse_request(body)
+
+
+def test_propfind_rendering():
+    moment = datetime(2024, 5, 1, 14, 0, 0, 750000, tzinfo=timezone.utc)
+    file = blob(mtime=moment, ctime=moment, path="/d/a b&c.nwb")
+    folder = Entry("/d", EntryKind.FOLDER)
+    request = parse_request(
+        b"<propfind xmlns='DAV:' xmlns:A='urn:x'><prop><getetag/><getcontentlength/>"
+        b"<getlastmodified/><creationdate/><resourcetype/><A:custom/></prop></propfind>"
+    )
+    text = propfind_render("", [("/d", folder), ("/d/a b&c.nwb", file)], request).decode()
+    assert "<D:href>/d/</D:href>" in text
+    assert "<D:href>/d/a%20b&amp;c.nwb</D:href>" in text
+    assert f'<D:getetag>"{file.etag}"</D:getetag>' in text
+    assert "<D:getcontentlength>10</D:getcontentlength>" in text
+    assert "<D:getlastmodified>Wed, 01 May 2024 14:00:00 GMT</D:getlastmodified>" in text
+    assert "<D:creationdate>2024-05-01T14:00:00Z</D:creationdate>" in text
+    assert "<D:resourcetype><D:collection/></D:resourcetype>" in text
+    assert 'xmlns:ns0="urn:x"' in text and "<ns0:custom/>" in text
+    assert text.count("HTTP/1.1 404 Not Found") == 2  # the custom property, for each
+    allprop = propfind_render("/mnt", [("/d/a b&c.nwb", file)], PropfindRequest("allprop")).decode()
+    assert "<D:href>/mnt/d/a%20b&amp;c.nwb</D:href>" in allprop and "404" not in allprop

@@ -1,10 +1,10 @@
 """The WsgiDAV provider: the archive namespace, read-only, served from the async core.
 
-WsgiDAV handles PROPFIND, HEAD and ranged GETs itself from the resources this provider
+WsgiDAV handles HEAD and streamed (ranged) GETs itself from the resources this provider
 builds; `custom_request_handler` takes over what WsgiDAV would do wrongly or wastefully
-for an archive: it refuses Depth-infinity PROPFIND and writes before any I/O, answers
-OPTIONS without a lookup, redirects file GETs (after answering conditional GETs
-locally), and renders folder listings and metadata views itself.
+for an archive: it answers OPTIONS without a lookup, renders PROPFIND straight from the
+entries (refusing Depth infinity and malformed bodies before any I/O), answers conditional
+GETs locally, redirects file GETs, and renders folder listings and metadata views.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from wsgidav.dav_provider import DAVProvider
 from dandifs import errors
 from dandifs.namespace import routes
 from dandifs.resolve.entry import Entry
-from dandifs.webdav import conditional
+from dandifs.webdav import conditional, propfind
 from dandifs.webdav.auth import TOKEN_KEY
 from dandifs.webdav.delivery import RedirectMode, choose_target, needs_token
 from dandifs.webdav.errors import to_dav_error
@@ -154,8 +154,7 @@ class DandiProvider(DAVProvider):
         if method == "OPTIONS":
             return self._options(start_response)
         if method == "PROPFIND":
-            self._check_depth(environ)
-            return default_handler(environ, start_response)
+            return self._propfind(environ, start_response)
         if path.startswith(f"/{METADATA_ROUTE}/") or path == f"/{METADATA_ROUTE}":
             return self._metadata(environ, start_response, path[len(METADATA_ROUTE) + 1 :] or "/")
         resource = self.get_resource_inst(path, environ)
@@ -188,8 +187,31 @@ class DandiProvider(DAVProvider):
         )
         return [b""]
 
+    def _propfind(self, environ, start_response):
+        """Depth 0 or 1; the body is checked before anything is looked up."""
+        depth = self._check_depth(environ)
+        try:
+            request = propfind.parse_request(read_body(environ))
+        except propfind.BadPropfind as exc:
+            raise DAVError(400, context_info=str(exc)) from None
+        path = environ["PATH_INFO"]
+        entry = self.stat(path, environ)
+        items = [(path.rstrip("/") or "/", entry)]
+        if depth == "1" and entry.is_folder:
+            items += [(join(path, child.name), child) for child in self.listdir(path, environ)]
+        body = propfind.render(environ.get("SCRIPT_NAME", ""), items, request)
+        start_response(
+            "207 Multi-Status",
+            [
+                ("Content-Type", "application/xml; charset=utf-8"),
+                ("Content-Length", str(len(body))),
+                ("Date", util.get_rfc1123_time()),
+            ],
+        )
+        return [body]
+
     @staticmethod
-    def _check_depth(environ: dict) -> None:
+    def _check_depth(environ: dict) -> str:
         depth = environ.get("HTTP_DEPTH", "infinity").strip().lower()
         if depth == "infinity":
             raise DAVError(
@@ -199,6 +221,7 @@ class DandiProvider(DAVProvider):
             )
         if depth not in ("0", "1"):
             raise DAVError(400, context_info=f"invalid Depth header {depth!r}: use 0 or 1")
+        return depth
 
     @staticmethod
     def _unchanged(start_response, resource: FileResource, status: int):
@@ -278,6 +301,19 @@ class RemoteFile(io.RawIOBase):
         if not self.closed:
             self._portal.call(self._reader.aclose)
         super().close()
+
+
+def read_body(environ: dict, limit: int = 1 << 20) -> bytes:
+    """The request body (bounded: a PROPFIND body is a few hundred bytes)."""
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        raise DAVError(400, context_info="invalid Content-Length") from None
+    if length > limit:
+        raise DAVError(413, context_info=f"request body over {limit} bytes")
+    body = environ["wsgi.input"].read(length) if length > 0 else b""
+    environ["wsgidav.all_input_read"] = 1
+    return body
 
 
 def validators(resource: FileResource) -> list[tuple[str, str]]:
