@@ -13,8 +13,9 @@ Rules that make it safe for several processes at once and across crashes:
   ETag), so a reader holding a data file open reads correct bytes even after another
   process evicted that file; readers take no locks.
 - Blocks are written, `fdatasync`ed, and only then claimed in the record, which is
-  replaced atomically (write a temporary file, fsync, rename).  A crash at any point leaves
-  at worst unclaimed bytes, never a claim without its bytes.
+  replaced atomically (write a temporary file, rename).  A crash at any point leaves at
+  worst unclaimed bytes, never a claim without its bytes; a record torn by a power cut
+  fails its CRC and claims nothing.
 - Record updates and removals hold an exclusive `flock` on the data file, so concurrent
   writers merge their claims and an evictor never removes a file while it is being claimed.
 - A record names the inode of its data file: a record can never vouch for a data file that
@@ -340,19 +341,16 @@ class DiskStore:
 
     @staticmethod
     def write_record(path: Path, record: BlockRecord) -> None:
+        """Replace the record atomically.  No fsync: a record that a power cut loses or tears
+        fails its CRC and claims nothing, which is safe; only the blocks it claims must be
+        durable first, and `DiskObject.flush` makes sure of that."""
         temporary = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         try:
             _write_all(fd, records.encode(record), 0)
-            os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(temporary, path)
-        directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
 
     # -- eviction ----------------------------------------------------------------------------
 
