@@ -295,3 +295,20 @@ async def test_single_flight_shares_failures_and_survives_a_cancelled_leader():
         release.set()
     # The follower was not cancelled: it retried the lookup itself and got the value.
     assert follower_result == [7] and attempts == 2
+
+
+@pytest.mark.anyio
+async def test_gather_keeps_order_and_raises_the_domain_error_itself():
+    from dandifs.resolve.lookups import gather
+
+    async def slow(value: int) -> int:
+        await trio.sleep(0.01 * value)
+        return value
+
+    assert await gather(lambda: slow(3), lambda: slow(1), lambda: slow(2)) == [3, 1, 2]
+
+    async def missing() -> int:
+        raise NotFound("no dandiset 999999")
+
+    with pytest.raises(NotFound, match="999999"):  # not an ExceptionGroup
+        await gather(lambda: slow(5), missing)
