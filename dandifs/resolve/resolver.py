@@ -55,8 +55,10 @@ class Resolver:
     """Resolves namespace paths against the archive; safe to share between tasks.
 
     `tree_limit`: folders (or whole versions) with at most this many assets below them are
-    read with one walk of the assets list (real file times); bigger ones by the folder
-    endpoint.  `zarr_tree_limit`: Zarrs with at most this many objects are walked whole.
+    read with one walk of the assets list (real file times, digests); bigger ones by the
+    folder endpoint.  The assets list with metadata comes 200 assets a page, so the default
+    keeps a first listing to at most 10 pages.  `zarr_tree_limit`: Zarrs with at most this
+    many objects are walked whole.
     """
 
     def __init__(
@@ -66,7 +68,7 @@ class Resolver:
         ttl_published: float = 6 * 3600.0,
         ttl_draft: float = 10.0,
         ttl_negative: float = 5.0,
-        tree_limit: int = 5000,
+        tree_limit: int = 2000,
         zarr_tree_limit: int = 100_000,
         cache_entries: int = 500_000,
         clock: Clock = time.monotonic,
