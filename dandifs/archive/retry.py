@@ -147,19 +147,13 @@ async def call_with_retries(
 ) -> T:
     """Run `attempt` until it returns, retrying `TransientFailure` under `policy`.
 
-    Every other exception passes straight through.  An attempt still running at the total
-    deadline is cancelled and counts as the last failure.
+    Every other exception passes straight through.  `total_time` limits when a new attempt
+    may start, not how long one may run: a slow but healthy transfer (a large part upload)
+    is never cut off, while a stalled one is ended by the HTTP timeouts.
     """
     attempts = Attempts(policy, what, on_failure=on_failure)
     while True:
-        with anyio.move_on_at(attempts.deadline) as scope:
-            try:
-                return await attempt()
-            except TransientFailure as failure:
-                await attempts.failed(failure)
-                continue
-        if scope.cancelled_caught:
-            attempts.failures += 1
-            if on_failure is not None:
-                on_failure()
-            raise attempts.give_up(f"no answer within {policy.total_time:g} s", None)
+        try:
+            return await attempt()
+        except TransientFailure as failure:
+            await attempts.failed(failure)
