@@ -276,7 +276,61 @@ def test_the_root_reports_mount_statistics(mount, published) -> None:
         handle.read(4096)
     after = json.loads(os.getxattr(mount.mountpoint, "user.dandifs.stats"))
     assert "user.dandifs.stats" in os.listxattr(mount.mountpoint)
-    assert set(after) == {"archive", "metadata", "blocks"}
+    assert set(after) == {"archive", "metadata", "blocks", "fuse"}
+    assert after["fuse"]["inodes"] > 1
     assert after["archive"]["requests"] >= before["archive"]["requests"]
     reads = after["blocks"]["misses"] + after["blocks"]["memory_hits"] + after["blocks"]["disk_hits"]
     assert reads > 0
+
+
+def libc_listing_with_seek(folder: Path, first_count: int) -> tuple[list[str], list[str], list[str]]:
+    """Read a folder with opendir/readdir, take a telldir() cookie after `first_count` names,
+    read on, then seekdir() back to the cookie and read again: (all names, after the cookie,
+    re-read from the cookie)."""
+    import ctypes
+    import ctypes.util
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+
+    class Dirent(ctypes.Structure):
+        _fields_ = [("d_ino", ctypes.c_uint64), ("d_off", ctypes.c_int64),
+                    ("d_reclen", ctypes.c_ushort), ("d_type", ctypes.c_ubyte),
+                    ("d_name", ctypes.c_char * 256)]
+
+    libc.opendir.restype = ctypes.c_void_p
+    libc.readdir.restype = ctypes.POINTER(Dirent)
+    libc.readdir.argtypes = [ctypes.c_void_p]
+    libc.telldir.restype = ctypes.c_long
+    libc.telldir.argtypes = [ctypes.c_void_p]
+    libc.seekdir.argtypes = [ctypes.c_void_p, ctypes.c_long]
+    libc.closedir.argtypes = [ctypes.c_void_p]
+
+    def read_all(handle: int) -> list[str]:
+        names = []
+        while entry := libc.readdir(handle):
+            names.append(entry.contents.d_name.decode())
+        return names
+
+    handle = libc.opendir(os.fsencode(folder))
+    assert handle, f"opendir({folder}) failed"
+    try:
+        first = [libc.readdir(handle).contents.d_name.decode() for _ in range(first_count)]
+        cookie = libc.telldir(handle)
+        rest = read_all(handle)
+        libc.seekdir(handle, cookie)
+        again = read_all(handle)
+    finally:
+        libc.closedir(handle)
+    return first + rest, rest, again
+
+
+def test_readdir_offsets_neither_repeat_nor_skip(mount, downloaded_000002) -> None:
+    zarr_root = version_path(mount.mountpoint, "000002", "draft") / ZARR_PATH
+    biggest = max((Path(folder) for folder, _, _ in os.walk(zarr_root)),
+                  key=lambda folder: len(os.listdir(folder)))
+    expected = sorted(os.listdir(downloaded_000002 / ZARR_PATH / biggest.relative_to(zarr_root)))
+    assert len(expected) > 10
+    names, rest, again = libc_listing_with_seek(biggest, len(expected) // 2)
+    names = [name for name in names if name not in (".", "..")]
+    assert sorted(names) == expected and len(names) == len(set(names))
+    assert again == rest and rest

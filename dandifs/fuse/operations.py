@@ -121,7 +121,7 @@ class DandiOperations(pyfuse3.Operations):
             entry = await self.namespace.stat(self.inodes.path(inode))
             return self.policy.attributes(entry, inode)
 
-    def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
+    async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
         for inode, count in inode_list:
             self.inodes.forget(inode, count)
 
@@ -199,7 +199,9 @@ class DandiOperations(pyfuse3.Operations):
     async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
         with fuse_errors("getxattr", inode):
             if inode == ROOT_INODE and self.statistics and os.fsdecode(name) == STATS:
-                return json.dumps(self.statistics(), sort_keys=True).encode()
+                handles = {"inodes": len(self.inodes), "open_files": len(self._files),
+                           "open_folders": len(self._dirs)}
+                return json.dumps({**self.statistics(), "fuse": handles}, sort_keys=True).encode()
             entry = await self.namespace.stat(self.inodes.path(inode))
             value = await xattr_value(entry, os.fsdecode(name), self.namespace.asset_metadata)
             if value is None:
