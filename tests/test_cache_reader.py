@@ -84,6 +84,18 @@ async def test_every_range_reads_exactly_the_objects_bytes(server):
             await reader.read(-1, 10)
 
 
+async def test_a_small_object_is_fetched_whole_by_its_first_read(server):
+    small, large = random_bytes(700 * KiB, seed=20), random_bytes(1 * MiB + 1, seed=21)
+    small_url, large_url = server.put("small", small, "e1"), server.put("large", large, "e1")
+    async with cache_over() as cache:
+        reader = RangeReader(cache, small_url, len(small), "e1")
+        for offset in (10, 600 * KiB, 300 * KiB, 0):
+            assert await reader.read(offset, 5000) == small[offset : offset + 5000]
+        assert await RangeReader(cache, large_url, len(large), "e1").read(10, 5) == large[10:15]
+    assert [(s.start, s.end) for s in server.served("small")] == [(0, len(small))]
+    assert [(s.start, s.end) for s in server.served("large")] == [(0, BLOCK)]
+
+
 async def test_eight_concurrent_readers_of_one_block_cause_one_fetch(server):
     server.latency = 0.2
     data = random_bytes(2 * MiB, seed=3)

@@ -260,6 +260,7 @@ def test_config_derives_block_counts_and_caps_read_ahead_by_memory():
         (dict(block_size=0), "block_size must be positive"),
         (dict(memory_bytes=-1), "memory_bytes must not be negative"),
         (dict(max_requests=0), "max_requests must be positive"),
+        (dict(small_object_bytes=-5), "small_object_bytes must not be negative"),
         (dict(block_size=1 << 20, max_request_bytes=1 << 10), "smaller than one block"),
     ],
 )

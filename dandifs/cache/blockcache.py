@@ -112,21 +112,29 @@ class BlockCache:
 
     # -- reads ------------------------------------------------------------------------------
 
-    async def read(self, ref: ObjectRef, offset: int, size: int) -> bytes:
-        """Bytes `[offset, offset + size)` of the object, clipped to its end."""
+    async def read(
+        self, ref: ObjectRef, offset: int, size: int, *, along: range = range(0)
+    ) -> bytes:
+        """Bytes `[offset, offset + size)` of the object, clipped to its end.
+
+        The blocks in `along` are fetched too, in the same requests where adjacent.
+        """
         layout = self.layout(ref)
-        blocks = layout.span(offset, size)
-        if not blocks:
+        own = layout.span(offset, size)
+        if not own:
             return b""
-        parts = await self.blocks(ref, blocks)
+        wanted = own
+        if along:
+            wanted = range(min(own.start, along.start), max(own.stop, along.stop))
+        parts = (await self.blocks(ref, wanted))[own.start - wanted.start : own.stop - wanted.start]
         end = min(offset + size, ref.size)
-        first_start = layout.bounds(blocks.start)[0]
+        first_start = layout.bounds(own.start)[0]
         if len(parts) == 1:
             whole = parts[0]
             if offset == first_start and end - offset == len(whole):
                 return whole
             return whole[offset - first_start : end - first_start]
-        last_start = layout.bounds(blocks.stop - 1)[0]
+        last_start = layout.bounds(own.stop - 1)[0]
         views = [memoryview(part) for part in parts]
         views[0] = views[0][offset - first_start :]
         views[-1] = views[-1][: end - last_start]

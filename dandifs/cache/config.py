@@ -5,6 +5,10 @@ random read cheap on slow links (remfile uses 100 KiB), while coalescing adjacen
 into GETs of up to 8 MiB and doubling the read-ahead window keeps streaming fast (8 MiB is
 the part size AWS and mountpoint-s3 find saturates S3).
 
+Objects of at most `small_object_bytes` (Zarr chunks, small NWB files) are fetched whole
+on their first read, in one GET: their next reads would come anyway, and latency, not
+bandwidth, is what they cost.
+
 Memory is bounded by `memory_bytes` for cached blocks, plus at most
 `(max_requests + max_prefetch_requests) * max_request_bytes` in flight, plus
 `disk_flush_bytes` waiting to be written to the disk store.
@@ -34,6 +38,7 @@ class CacheConfig:
     readahead_initial_bytes: int = 512 * KiB
     readahead_max_bytes: int = 64 * MiB
     sequential_tolerance: int = 1 * MiB
+    small_object_bytes: int = 1 * MiB
 
     def __post_init__(self) -> None:
         positive = {
@@ -53,6 +58,7 @@ class CacheConfig:
             "readahead_initial_bytes": self.readahead_initial_bytes,
             "readahead_max_bytes": self.readahead_max_bytes,
             "sequential_tolerance": self.sequential_tolerance,
+            "small_object_bytes": self.small_object_bytes,
         }
         for name, value in not_negative.items():
             if value < 0:

@@ -11,7 +11,8 @@ class RangeReader:
     """Reads of one object through a shared `BlockCache`, with read-ahead for this handle.
 
     Read-ahead runs in the background: a read waits only for its own blocks.  A random
-    read (or closing) drops read-ahead that has not started yet.
+    read (or closing) drops read-ahead that has not started yet.  A small object (see
+    `CacheConfig.small_object_bytes`) is fetched whole by its first read instead.
     """
 
     def __init__(
@@ -35,6 +36,8 @@ class RangeReader:
         )
         self._tickets: list[PrefetchTicket] = []
         self._closed = False
+        whole = self.ref.size <= config.small_object_bytes
+        self._along = cache.layout(self.ref).span(0, self.ref.size) if whole else range(0)
 
     @property
     def readahead_window(self) -> int:
@@ -50,6 +53,8 @@ class RangeReader:
         size = max(0, min(size, self.ref.size - offset))
         if size == 0:
             return b""
+        if self._along:
+            return await self._cache.read(self.ref, offset, size, along=self._along)
         ahead = self._policy.after_read(offset, size)
         if self._policy.window == 0:
             self._cancel_readahead()
