@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Any
 from urllib.parse import quote
 
 from dandifs.model import Asset, AssetPath, ZarrFile
@@ -83,64 +84,61 @@ def zarr_file_count(checksum: str | None) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def folder_entry(
-    relative: str, origin: Origin, *, size: int = 0, files: int | None = None,
-    mtime: datetime | None = None, ctime: datetime | None = None,
-) -> Entry:
+def in_version(origin: Origin, **fields: Any) -> Entry:
+    """An entry of `origin`'s version: the fields every entry of that version shares, + `fields`."""
     return Entry(
-        path=relative,
-        kind=EntryKind.FOLDER,
-        size=size,
-        mtime=mtime or origin.modified,
-        ctime=ctime or origin.created,
         immutable=origin.immutable,
         embargoed=origin.embargoed,
         dandiset_id=origin.dandiset_id,
         version=origin.version,
-        file_count=files,
+        **fields,
     )
+
+
+def folder_entry(
+    relative: str, origin: Origin, *, size: int = 0, files: int | None = None, **fields: Any
+) -> Entry:
+    """A folder, timed by its version unless `fields` say otherwise."""
+    fields.setdefault("mtime", origin.modified)
+    fields.setdefault("ctime", origin.created)
+    return in_version(
+        origin, path=relative, kind=EntryKind.FOLDER, size=size, file_count=files, **fields
+    )
+
+
+def _blob_url(origin: Origin, asset_id: str, s3_url: str | None) -> str:
+    """Where a blob's bytes are read: S3 directly, or through the API for embargoed data."""
+    if origin.embargoed or not s3_url:
+        return blob_download_url(origin.api_url, asset_id)
+    return s3_url
 
 
 def entry_from_asset(asset: Asset, origin: Origin) -> Entry:
     """A blob asset as a file, a Zarr asset as a folder; times and digest from the record."""
     s3_url = s3_url_of(asset.content_urls, origin.api_url)
-    content_type = (asset.metadata or {}).get("encodingFormat")
-    if asset.is_zarr:
-        return Entry(
-            path=asset.path,
-            kind=EntryKind.FOLDER,
-            size=asset.size,
-            mtime=asset.modified,
-            ctime=asset.created,
-            etag=asset.digest,
-            immutable=origin.immutable,
-            embargoed=origin.embargoed,
-            dandiset_id=origin.dandiset_id,
-            version=origin.version,
-            asset_id=asset.asset_id,
-            zarr_id=asset.zarr,
-            content_url=s3_url,
-            content_type=content_type,
-            file_count=zarr_file_count(asset.digest),
-        )
-    if origin.embargoed or s3_url is None:
-        content_url = blob_download_url(origin.api_url, asset.asset_id)
-    else:
-        content_url = s3_url
-    return Entry(
+    common = dict(
         path=asset.path,
-        kind=EntryKind.FILE,
         size=asset.size,
         mtime=asset.modified,
         ctime=asset.created,
         etag=asset.digest,
-        immutable=origin.immutable,
-        embargoed=origin.embargoed,
-        dandiset_id=origin.dandiset_id,
-        version=origin.version,
         asset_id=asset.asset_id,
-        content_url=content_url,
-        content_type=content_type,
+        content_type=(asset.metadata or {}).get("encodingFormat"),
+    )
+    if asset.is_zarr:
+        return in_version(
+            origin,
+            kind=EntryKind.FOLDER,
+            zarr_id=asset.zarr,
+            content_url=s3_url,  # the Zarr's S3 prefix: its objects' URLs are built from it
+            file_count=zarr_file_count(asset.digest),
+            **common,
+        )
+    return in_version(
+        origin,
+        kind=EntryKind.FILE,
+        content_url=_blob_url(origin, asset.asset_id, s3_url),
+        **common,
     )
 
 
@@ -150,28 +148,23 @@ def entry_from_asset_path(item: AssetPath, origin: Origin) -> Entry:
         return folder_entry(item.path, origin, size=item.aggregate_size, files=item.aggregate_files)
     zarr_id = zarr_id_from_url(item.asset.url)
     if zarr_id is not None:
-        return replace(
-            folder_entry(item.path, origin, size=item.aggregate_size),
+        return folder_entry(
+            item.path,
+            origin,
+            size=item.aggregate_size,
             asset_id=item.asset.asset_id,
             zarr_id=zarr_id,
             content_url=item.asset.url,
         )
-    if origin.embargoed or not item.asset.url:
-        content_url = blob_download_url(origin.api_url, item.asset.asset_id)
-    else:
-        content_url = item.asset.url
-    return Entry(
+    return in_version(
+        origin,
         path=item.path,
         kind=EntryKind.FILE,
         size=item.aggregate_size,
         mtime=origin.modified,
         ctime=origin.created,
-        immutable=origin.immutable,
-        embargoed=origin.embargoed,
-        dandiset_id=origin.dandiset_id,
-        version=origin.version,
         asset_id=item.asset.asset_id,
-        content_url=content_url,
+        content_url=_blob_url(origin, item.asset.asset_id, item.asset.url),
     )
 
 
@@ -252,25 +245,20 @@ def tree_from_assets(assets: Iterable[Asset], base: str, origin: Origin) -> dict
     return _build_tree(leaves, base, lambda folder: folder_entry(folder, origin))
 
 
-def zarr_entry_from_file(
-    item: ZarrFile, zarr: Entry, origin: Origin
-) -> Entry:
+def zarr_entry_from_file(item: ZarrFile, zarr: Entry, origin: Origin) -> Entry:
     """One object of a Zarr asset as a file; its path is relative to the version root."""
     if origin.embargoed or not zarr.content_url:
         content_url = zarr_file_download_url(origin.api_url, zarr.zarr_id or "", item.key)
     else:
         content_url = f"{zarr.content_url.rstrip('/')}/{quote(item.key, safe='/')}"
-    return Entry(
+    return in_version(
+        origin,
         path=f"{zarr.path}/{item.key}",
         kind=EntryKind.FILE,
         size=item.size,
         mtime=item.last_modified or zarr.mtime,
         ctime=item.last_modified or zarr.ctime,
         etag=item.etag or None,
-        immutable=origin.immutable,
-        embargoed=origin.embargoed,
-        dandiset_id=origin.dandiset_id,
-        version=origin.version,
         asset_id=zarr.asset_id,
         zarr_id=zarr.zarr_id,
         content_url=content_url,
@@ -295,6 +283,6 @@ def tree_from_zarr_files(
 
     def make_folder(folder: str) -> Entry:
         # Folders inside a Zarr carry its ids, so xattrs and links can name the Zarr.
-        return replace(folder_entry(folder, origin), asset_id=zarr.asset_id, zarr_id=zarr.zarr_id)
+        return folder_entry(folder, origin, asset_id=zarr.asset_id, zarr_id=zarr.zarr_id)
 
     return _build_tree(leaves, base, make_folder)
