@@ -153,3 +153,34 @@ async def test_sequential_read_over_s3_with_30_ms_latency(local_archive):
     )
     assert total == asset.size
     assert requests <= asset.size / (8 * MiB) + 20
+
+
+@pytest.mark.slow
+async def test_h5py_open_with_30_ms_latency_beside_remfile(local_archive):
+    """The same h5py summary through the cache and through remfile, over a slow S3: the
+    cache should need no more requests than remfile (whose first chunks are 100 KiB)."""
+    import remfile
+
+    async with archive_cache(local_archive, CacheConfig()) as (archive, cache):
+        asset = await largest_nwb(archive)
+        url = s3_url(asset, local_archive)
+        with local_archive.s3_faults(latency_ms=30):
+            before = local_archive.s3_stats()["total_requests"]
+            started = time.perf_counter()
+            reader = RangeReader(cache, url, asset.size, asset.digest)
+            ours = await anyio.to_thread.run_sync(summarize, BlockingFile(reader))
+            our_time = time.perf_counter() - started
+            our_requests = local_archive.s3_stats()["total_requests"] - before
+
+            before = local_archive.s3_stats()["total_requests"]
+            started = time.perf_counter()
+            theirs = await anyio.to_thread.run_sync(summarize, remfile.File(url))
+            their_time = time.perf_counter() - started
+            their_requests = local_archive.s3_stats()["total_requests"] - before
+    print(
+        f"\nh5py summary, 30 ms latency: cache {our_requests} GETs {our_time:.2f} s "
+        f"({cache.statistics().bytes_fetched / MiB:.1f} MiB); remfile {their_requests} GETs "
+        f"{their_time:.2f} s"
+    )
+    assert ours == theirs
+    assert our_requests <= their_requests
