@@ -7,6 +7,7 @@ makes back-off and timeouts instant while still measurable.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import socket
 import struct
@@ -682,5 +683,30 @@ def test_messages_do_not_carry_presigned_signatures():
                 await archive.objects.read_range(archive.download_url("a"), 0, 10)
         assert "SECRETSIG" not in str(caught.value)
         assert f"{s3.origin}/b/k?<signed>" in str(caught.value)
+
+    run(test)
+
+
+def test_file_parts_are_streamed_with_a_length_and_resent_on_retry(tmp_path):
+    data = bytes(range(256)) * 5000
+    path = tmp_path / "file.bin"
+    path.write_bytes(data)
+
+    async def test(nursery):
+        first = [True]
+
+        def handler(request: Request) -> Reply:
+            if first.pop() if first else False:
+                return Reply(reset=True)
+            return Reply(200, {"ETag": f'"{hashlib.md5(request.body).hexdigest()}"'})
+
+        s3 = await started(nursery, handler)
+        async with objects_client() as archive:
+            etag = await archive.objects.put_file(
+                f"{s3.origin}/b/k?partNumber=2", path, 1000, 300_000
+            )
+        assert etag == hashlib.md5(data[1000:301_000]).hexdigest()
+        assert [len(r.body) for r in s3.requests] == [300_000, 300_000]
+        assert all("transfer-encoding" not in r.headers for r in s3.requests)
 
     run(test)

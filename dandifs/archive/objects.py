@@ -11,6 +11,7 @@ stored bytes.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import xml.etree.ElementTree as ElementTree
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -20,18 +21,21 @@ from email.utils import parsedate_to_datetime
 from typing import TypeVar
 from urllib.parse import parse_qsl, urljoin, urlsplit
 
+import anyio
 import httpx
 
 from dandifs.archive.instances import origin_of
 from dandifs.archive.presigned import PresignedTargets, redact
 from dandifs.archive.retry import TransientFailure
-from dandifs.archive.session import HttpSession, describe
+from dandifs.archive.session import Body, HttpSession, describe
 from dandifs.errors import ArchiveRejected, DandiFSError, Stale
 from dandifs.model import ObjectInfo
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+UPLOAD_CHUNK = 1 << 20
 
 _CONTENT_RANGE = re.compile(r"bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)")
 
@@ -290,8 +294,37 @@ class ObjectStore:
         A URL that signs `x-amz-tagging` (Zarr files of embargoed dandisets) gets the
         `embargoed=true` tag header it was signed with.
         """
-        headers = {**signed_tagging(url), **(headers or {})}
-        response = await self.session.request("PUT", url, content=data, headers=headers)
+        return await self._put(url, data, headers or {})
+
+    async def put_file(
+        self,
+        url: str,
+        path: str | os.PathLike[str],
+        offset: int,
+        size: int,
+        *,
+        headers: dict[str, str] | None = None,
+    ) -> str:
+        """PUT `size` bytes of a local file from `offset`, streamed from disk (a 64 MiB part
+        need not sit in memory); each retry reads the file again.  Returns the ETag."""
+
+        async def body() -> AsyncIterator[bytes]:
+            async with await anyio.open_file(path, "rb") as file:
+                await file.seek(offset)
+                remaining = size
+                while remaining:
+                    chunk = await file.read(min(UPLOAD_CHUNK, remaining))
+                    if not chunk:
+                        raise ValueError(f"{path}: shorter than {offset + size} bytes")
+                    remaining -= len(chunk)
+                    yield chunk
+
+        # A declared length, because S3 refuses chunked uploads to presigned URLs.
+        return await self._put(url, body, {**(headers or {}), "Content-Length": str(size)})
+
+    async def _put(self, url: str, content: Body, headers: dict[str, str]) -> str:
+        headers = {**signed_tagging(url), **headers}
+        response = await self.session.request("PUT", url, content=content, headers=headers)
         self.session.raise_for_status(response, what=f"PUT {redact(url)}")
         return normalize_etag(response.headers.get("etag"))
 

@@ -43,6 +43,8 @@ NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 NOT_PROCESSED_STATUSES = frozenset({429, 503})
 
 Check = Callable[[httpx.Response], None]
+Body = bytes | Callable[[], AsyncIterator[bytes]]
+"""A request body: bytes, or a factory of a fresh byte stream per attempt (retries re-send)."""
 
 
 @dataclass
@@ -115,7 +117,7 @@ class HttpSession:
         *,
         params: dict[str, Any] | None = None,
         json: Any = None,
-        content: bytes | None = None,
+        content: Body | None = None,
         headers: dict[str, str] | None = None,
         follow_redirects: bool = True,
         idempotent: bool | None = None,
@@ -172,7 +174,7 @@ class HttpSession:
         *,
         params: dict[str, Any] | None = None,
         json: Any = None,
-        content: bytes | None = None,
+        content: Body | None = None,
         headers: dict[str, str] | None = None,
         follow_redirects: bool = True,
         idempotent: bool | None = None,
@@ -210,7 +212,7 @@ class HttpSession:
         url: str,
         params: dict[str, Any] | None,
         json: Any,
-        content: bytes | None,
+        content: Body | None,
         headers: dict[str, str] | None,
         idempotent: bool,
     ) -> httpx.Response:
@@ -219,7 +221,7 @@ class HttpSession:
             url,
             params=params,
             json=json,
-            content=content,
+            content=content() if callable(content) else content,
             headers={**(headers or {}), **self.tokens.headers_for(url)},
         )
         if origin_of(url) == self.tokens.api_origin:
