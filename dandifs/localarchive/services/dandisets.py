@@ -21,7 +21,10 @@ def _requested_number(ctx: ArchiveContext, metadata: dict[str, Any], user: User)
     requested = metadata.get("identifier")
     if not requested:
         return None
-    text = str(requested).split(":", 1)[-1]
+    text = str(requested)
+    own_prefix = f"{ctx.settings.instance_name}:"
+    if text.startswith(own_prefix):
+        text = text[len(own_prefix):]
     try:
         number = int(text)
     except ValueError:
