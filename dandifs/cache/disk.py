@@ -180,8 +180,8 @@ class DiskObject:
             self._pending_size += len(data)
             return len(data)
 
-    def flush(self) -> tuple[int, int]:
-        """Make queued blocks durable and claim them; returns (bytes queued, bytes stored).
+    def flush(self) -> int:
+        """Make queued blocks durable and claim them; returns the bytes stored.
 
         Blocks beyond the store's per-object limit are dropped rather than stored.
         """
@@ -189,15 +189,13 @@ class DiskObject:
             batch, self._pending, self._pending_size = self._pending, {}, 0
             self._flushing.update(batch)
         if not batch:
-            return 0, 0
-        queued = sum(len(data) for data in batch.values())
+            return 0
         try:
-            stored = self._store_durably(batch)
+            return self._store_durably(batch)
         finally:
             with self._queue_lock:
                 for index in batch:
                     self._flushing.pop(index, None)
-        return queued, stored
 
     def _store_durably(self, batch: dict[int, bytes]) -> int:
         self.data_path.parent.mkdir(parents=True, exist_ok=True)
@@ -307,9 +305,7 @@ class DiskStore:
         """Store every queued block durably; returns the bytes stored."""
         with self._lock:
             objects = list(self._objects.values())
-        stored = 0
-        for obj in objects:
-            stored += obj.flush()[1]
+        stored = sum(obj.flush() for obj in objects)
         with self._lock:
             self._usage += stored
         return stored
