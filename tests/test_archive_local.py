@@ -300,6 +300,10 @@ def test_wrong_token_is_invalid_token(local_archive):
                 await archive.check_token()
         async with owner(local_archive) as archive:
             await archive.check_token()
+            assert (await archive.current_user())["username"]
+        async with anonymous(local_archive) as archive:
+            with pytest.raises(errors.AuthenticationRequired):
+                await archive.check_token()
 
     run(main)
 

@@ -192,8 +192,15 @@ class ArchiveClient:
         return await self._json("GET", self.url("info"))
 
     async def check_token(self) -> None:
-        """Raise `InvalidToken` unless the archive accepts our token (as dandi-cli checks it)."""
-        await self._call("GET", self.url("auth", "token"))
+        """Raise `InvalidToken` unless the archive accepts our token.
+
+        Asks `/users/me/`, which any valid token may read (dandi-cli's `/auth/token/` check
+        also refuses valid tokens of users not yet approved, who may still read)."""
+        await self._call("GET", self.url("users", "me"))
+
+    async def current_user(self) -> dict[str, Any]:
+        """`/users/me/`: username, name, admin flag and approval status."""
+        return await self._json("GET", self.url("users", "me"))
 
     # -- dandisets --------------------------------------------------------------------
 
