@@ -156,3 +156,44 @@ def dandi_download(api_url: str, dandiset: str, version: str, target: Path, env:
     if result.returncode != 0:
         raise RuntimeError(f"dandi download failed:\n{result.stdout}\n{result.stderr}")
     return target / dandiset
+
+
+def libc_listing_with_seek(folder: Path, first_count: int) -> tuple[list[str], list[str], list[str]]:
+    """Read a folder with opendir/readdir, take a telldir() cookie after `first_count` names,
+    read on, then seekdir() back to the cookie and read again: (all names, after the cookie,
+    re-read from the cookie)."""
+    import ctypes
+    import ctypes.util
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+
+    class Dirent(ctypes.Structure):
+        _fields_ = [("d_ino", ctypes.c_uint64), ("d_off", ctypes.c_int64),
+                    ("d_reclen", ctypes.c_ushort), ("d_type", ctypes.c_ubyte),
+                    ("d_name", ctypes.c_char * 256)]
+
+    libc.opendir.restype = ctypes.c_void_p
+    libc.readdir.restype = ctypes.POINTER(Dirent)
+    libc.readdir.argtypes = [ctypes.c_void_p]
+    libc.telldir.restype = ctypes.c_long
+    libc.telldir.argtypes = [ctypes.c_void_p]
+    libc.seekdir.argtypes = [ctypes.c_void_p, ctypes.c_long]
+    libc.closedir.argtypes = [ctypes.c_void_p]
+
+    def read_all(handle: int) -> list[str]:
+        names = []
+        while entry := libc.readdir(handle):
+            names.append(entry.contents.d_name.decode())
+        return names
+
+    handle = libc.opendir(os.fsencode(folder))
+    assert handle, f"opendir({folder}) failed"
+    try:
+        first = [libc.readdir(handle).contents.d_name.decode() for _ in range(first_count)]
+        cookie = libc.telldir(handle)
+        rest = read_all(handle)
+        libc.seekdir(handle, cookie)
+        again = read_all(handle)
+    finally:
+        libc.closedir(handle)
+    return first + rest, rest, again

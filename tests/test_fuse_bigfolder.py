@@ -13,9 +13,8 @@ import time
 
 import pytest
 
-from conftest import start_local_archive, stop_local_archive, test_data_dir
-from fuse_support import MountProcess, require_fuse
-from test_fuse_clients import libc_listing_with_seek
+import conftest
+from fuse_support import MountProcess, libc_listing_with_seek, require_fuse
 
 pytestmark = pytest.mark.slow
 
@@ -26,8 +25,8 @@ EXPECTED = {f"file-{index:05d}.dat" for index in range(10_000)}
 def big_mount(tmp_path_factory):
     require_fuse()
     run_dir = tmp_path_factory.mktemp("big-archive")
-    process, ready = start_local_archive(
-        test_data_dir(), run_dir / "ready.json", run_dir / "archive.log", "--seed", "big"
+    process, ready = conftest.start_local_archive(
+        conftest.test_data_dir(), run_dir / "ready.json", run_dir / "archive.log", "--seed", "big"
     )
     mount = None
     try:
@@ -36,7 +35,7 @@ def big_mount(tmp_path_factory):
     finally:
         if mount is not None:
             mount.stop()
-        stop_local_archive(process)
+        conftest.stop_local_archive(process)
 
 
 def bulk(mount: MountProcess):
