@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 import anyio
@@ -30,7 +30,7 @@ from dandifs.cache.disk import DiskStore
 from dandifs.cache.fetcher import RangeFetcher
 from dandifs.cache.memory import MemoryStore
 from dandifs.cache.objectref import ObjectRef
-from dandifs.cache.stats import CacheStatistics, Counters
+from dandifs.cache.stats import CacheStatistics
 from dandifs.errors import Stale, Unavailable
 
 log = logging.getLogger(__name__)
@@ -99,16 +99,14 @@ class BlockCache:
         self._readahead_slots = anyio.Semaphore(config.max_prefetch_requests)
         self._flush_lock = anyio.Lock()
         self._queued_bytes = 0
-        self._counters = Counters()
+        self._counters = CacheStatistics()
 
     def layout(self, ref: ObjectRef) -> BlockLayout:
         return BlockLayout(self.config.block_size, ref.size)
 
     def statistics(self) -> CacheStatistics:
         pending = self._disk.pending_bytes() if self._disk is not None else 0
-        return CacheStatistics(
-            **vars(self._counters), memory_bytes=self._memory.bytes, disk_pending_bytes=pending
-        )
+        return replace(self._counters, memory_bytes=self._memory.bytes, disk_pending_bytes=pending)
 
     # -- reads ------------------------------------------------------------------------------
 

@@ -5,14 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-@dataclass(frozen=True)
+@dataclass
 class CacheStatistics:
-    """A snapshot; `BlockCache.statistics()` makes a new one on each call.
+    """The cache's tally; `BlockCache.statistics()` hands out a copy, so a snapshot never
+    changes under its reader.
 
     Hits and misses count blocks asked for by reads (not read-ahead).  A `joined` block was
     already being fetched for someone else, so the read waited on that fetch instead of
     starting its own.  `readahead_hits` are blocks that read-ahead brought in (or was
-    bringing in) before a read asked for them.
+    bringing in) before a read asked for them.  `memory_bytes` and `disk_pending_bytes` are
+    gauges: what memory holds, and what waits to be written to disk.
     """
 
     memory_hits: int = 0
@@ -30,18 +32,3 @@ class CacheStatistics:
     @property
     def hits(self) -> int:
         return self.memory_hits + self.disk_hits
-
-
-@dataclass
-class Counters:
-    """The mutable tally behind `CacheStatistics`."""
-
-    memory_hits: int = 0
-    disk_hits: int = 0
-    misses: int = 0
-    joined: int = 0
-    requests: int = 0
-    bytes_fetched: int = 0
-    readahead_requests: int = 0
-    readahead_bytes: int = 0
-    readahead_hits: int = 0
