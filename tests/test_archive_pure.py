@@ -72,8 +72,10 @@ def test_api_urls_are_normalized_to_end_in_api(given, expected):
     assert instance.keyring_service is None
 
 
-def test_a_known_api_url_takes_the_instance_name():
+def test_a_known_url_takes_the_instance_name():
     assert resolve_instance("https://api.sandbox.dandiarchive.org/api/").name == "dandi-sandbox"
+    assert resolve_instance("https://dandiarchive.org").name == "dandi"
+    assert resolve_instance("https://dandiarchive.org/dandiset/000027").name == "dandi"
 
 
 def test_unknown_names_are_refused_with_a_hint():

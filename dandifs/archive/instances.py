@@ -104,8 +104,8 @@ def normalize_api_url(url: str) -> str:
 def resolve_instance(name_or_url: str | None = None) -> Instance:
     """An instance from a dandi-cli name or an API URL (default: `$DANDI_INSTANCE` or `dandi`).
 
-    A URL equal to a known instance's API URL takes that instance's name, so its token is
-    found where dandi-cli keeps it.
+    A URL of a known instance (its API URL, or its web UI such as `https://dandiarchive.org`)
+    gives that instance, so its token is found where dandi-cli keeps it.
     """
     value = (name_or_url or os.environ.get("DANDI_INSTANCE") or DEFAULT_INSTANCE).strip()
     known = known_instances()
@@ -118,7 +118,8 @@ def resolve_instance(name_or_url: str | None = None) -> Instance:
         raise UnknownInstance(f"unknown instance {value!r}: use one of {names}, or an API URL")
     api_url = normalize_api_url(value)
     for instance in known.values():
-        if instance.api_url == api_url:
+        web = instance.web_url and origin_of(instance.web_url)
+        if instance.api_url == api_url or (web == origin_of(value) and web != instance.origin):
             return instance
     return Instance(None, api_url)
 
