@@ -151,7 +151,7 @@ def test_draft_entries_are_owner_writable_and_cached_briefly() -> None:
     policy = AttrPolicy(uid=0, gid=0, ttl_immutable=3600, ttl_mutable=5)
     folder = policy.attributes(_entry(EntryKind.FOLDER, immutable=False), 2)
     assert stat.S_ISDIR(folder.st_mode) and stat.S_IMODE(folder.st_mode) == 0o755
-    assert folder.attr_timeout == 5 and folder.st_nlink == 2
+    assert folder.attr_timeout == 5 and folder.st_nlink == 1
 
 
 def test_symlink_size_is_its_target_length() -> None:

@@ -52,7 +52,7 @@ class AttrPolicy:
         attrs.st_ino = inode
         attrs.generation = 0
         attrs.st_mode = self.mode(entry)
-        attrs.st_nlink = 2 if entry.kind is EntryKind.FOLDER else 1
+        attrs.st_nlink = 1  # for folders: "subfolder count unknown", so find(1) never skips
         attrs.st_uid = self.uid
         attrs.st_gid = self.gid
         attrs.st_rdev = 0
