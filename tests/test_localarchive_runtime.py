@@ -394,6 +394,15 @@ def test_private_keys_refused_anonymously_and_served_presigned(s3: Stack) -> Non
     assert s3.stats()["denied"] == 4
 
 
+def test_chunked_upload_through_the_proxy(s3: Stack) -> None:
+    parts = [bytes([65 + i]) * 100_000 for i in range(5)]
+    response = httpx.put(s3.store.presign_put("blobs/chunked"), content=iter(parts))
+    assert response.request.headers["Transfer-Encoding"] == "chunked"
+    assert response.status_code == 200
+    assert s3.store.get_bytes("blobs/chunked") == b"".join(parts)
+    assert s3.stats()["bytes_received"] == 500_000
+
+
 def test_expired_presigned_urls_are_refused(s3: Stack) -> None:
     s3.store.put_bytes("blobs/expiring", b"x")
     url = s3.store.presign_get("blobs/expiring")
@@ -558,7 +567,7 @@ def test_proxy_streams_large_objects(s3: Stack, tmp_path: Path) -> None:
             digest.update(chunk)
     elapsed = time.monotonic() - started
     assert digest.hexdigest() == hashlib.md5(path.read_bytes()).hexdigest()
-    assert (64 << 20) / elapsed > 50e6  # bytes/s, far below what it does on an idle machine
+    assert (64 << 20) / elapsed > 10e6  # bytes/s: catches stalls, not a benchmark
 
 
 # -- the process ---------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """The S3 front proxy: what clients of the local archive see as "S3".
 
-It relays HTTP/1.1 between clients and SeaweedFS, streaming bodies both ways without buffering
-them, and adds what a real bucket on the internet has and a loopback SeaweedFS lacks:
+It relays HTTP/1.1 between clients and SeaweedFS, moving bodies both ways without buffering
+them (zero-copy, see `relay.py`), and adds what a real bucket on the internet has and a
+loopback SeaweedFS lacks:
 
 - latency: a fixed delay before each request is answered;
 - faults, drawn per request from a seeded generator: 500/503 answers with an S3 XML error
@@ -23,7 +24,6 @@ import contextlib
 import json
 import random
 import socket
-import struct
 import threading
 import uuid
 from collections import Counter
@@ -33,9 +33,10 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from dandifs.localarchive.objectstore import PrivateKeys
+from dandifs.localarchive.relay import Connection
 
 CONTROL_PREFIX = "/__dandifs__/"
-_BUFFER = 1 << 20  # bytes per read when relaying bodies
+_DISCARD_CHUNK = 1 << 20  # bytes per read when dropping a body
 _HEAD_LIMIT = 64 * 1024  # longest request or response head accepted
 _NO_BODY_STATUSES = {204, 304}
 
@@ -154,10 +155,10 @@ def _parse_head(raw: bytes) -> _Head:
     return _Head(lines[0], headers, raw)
 
 
-async def _read_head(reader: asyncio.StreamReader) -> _Head | None:
+async def _read_head(connection: Connection) -> _Head | None:
     """The next head, or None at a clean end of stream (no byte of a new message)."""
     try:
-        raw = await reader.readuntil(b"\r\n\r\n")
+        raw = await connection.readuntil(b"\r\n\r\n", _HEAD_LIMIT)
     except asyncio.IncompleteReadError as exc:
         if not exc.partial.strip():
             return None
@@ -236,25 +237,22 @@ class _Upstream:
 
     def __init__(self, host: str, port: int) -> None:
         self.host, self.port = host, port
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
+        self._connection: Connection | None = None
 
-    async def connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        if self.reader is None or self.writer is None or self.reader.at_eof():
+    async def connection(self) -> Connection:
+        if self._connection is None or self._connection.at_eof():
             self.close()
             try:
-                self.reader, self.writer = await asyncio.open_connection(
-                    self.host, self.port, limit=_BUFFER
-                )
+                self._connection = await Connection.connect(self.host, self.port)
             except OSError as exc:
                 where = f"{self.host}:{self.port}"
                 raise UpstreamLost(f"cannot connect to S3 at {where}: {exc}") from exc
-        return self.reader, self.writer
+        return self._connection
 
     def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-        self.reader = self.writer = None
+        if self._connection is not None:
+            self._connection.close()
+        self._connection = None
 
 
 class S3Proxy:
@@ -280,7 +278,8 @@ class S3Proxy:
         self._faults = FaultConfig()
         self._rng = random.Random()
         self.set_faults(faults or FaultConfig())
-        self._server: asyncio.Server | None = None
+        self._listener: socket.socket | None = None
+        self._accepting: asyncio.Task[None] | None = None
         self._connections: set[asyncio.Task[None]] = set()
 
     # -- configuration ----------------------------------------------------------------------
@@ -316,78 +315,84 @@ class S3Proxy:
     # -- serving ----------------------------------------------------------------------------
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._server = await asyncio.start_server(self._serve_connection, host, port, limit=_BUFFER)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        listener = socket.create_server((host, port), family=family, backlog=128)
+        listener.setblocking(False)
+        self._listener = listener
+        self._accepting = asyncio.create_task(self._accept())
+
+    async def _accept(self) -> None:
+        assert self._listener is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            sock, _ = await loop.sock_accept(self._listener)
+            task = asyncio.create_task(self._serve_connection(Connection(sock)))
+            self._connections.add(task)
+            task.add_done_callback(self._connections.discard)
 
     @property
     def port(self) -> int:
-        if self._server is None:
+        if self._listener is None:
             raise RuntimeError("the S3 proxy has not been started")
-        return self._server.sockets[0].getsockname()[1]
+        return self._listener.getsockname()[1]
 
     @property
     def host(self) -> str:
-        if self._server is None:
+        if self._listener is None:
             raise RuntimeError("the S3 proxy has not been started")
-        return self._server.sockets[0].getsockname()[0]
+        return self._listener.getsockname()[0]
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        host = self.host
+        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
 
     async def close(self) -> None:
-        if self._server is None:
+        if self._listener is None or self._accepting is None:
             return
-        self._server.close()
-        for task in list(self._connections):
+        self._accepting.cancel()
+        tasks = [self._accepting, *self._connections]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._connections, return_exceptions=True)
-        await self._server.wait_closed()
-        self._server = None
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._listener.close()
+        self._listener = self._accepting = None
 
-    async def _serve_connection(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._connections.add(task)
-        writer.transport.set_write_buffer_limits(high=4 * _BUFFER)
+    async def _serve_connection(self, client: Connection) -> None:
         upstream = _Upstream(self.upstream_host, self.upstream_port)
         try:
-            while await self._serve_request(reader, writer, upstream):
+            while await self._serve_request(client, upstream):
                 pass
         except BadRequest as exc:
             body = _xml_error("BadRequest", str(exc), "")
-            writer.write(_response(400, "Bad Request", body, "application/xml", close=True))
+            client.write(_response(400, "Bad Request", body, "application/xml", close=True))
         except UpstreamLost as exc:
             # Raised only before any byte of a response went out: the client can retry.
             self.stats.statuses[503] += 1
             body = _xml_error("ServiceUnavailable", str(exc), "")
-            with contextlib.suppress(ConnectionError):
-                writer.write(_response(503, "Service Unavailable", body, "application/xml",
-                                       close=True))
+            client.write(_response(503, "Service Unavailable", body, "application/xml",
+                                   close=True))
         except (ConnectionError, asyncio.IncompleteReadError):
             pass  # the client or S3 went away mid-message: nothing sensible to answer
         finally:
             upstream.close()
-            writer.close()
-            self._connections.discard(task)
+            await client.aclose()
 
     async def _serve_request(
         self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
+        client: Connection,
         upstream: _Upstream,
     ) -> bool:
         """Relay one request and its response; return whether the connection stays open."""
-        request = await _read_head(reader)
+        request = await _read_head(client)
         if request is None:
             return False
         method, target, version = _split_request_line(request.start_line)
         url = urlsplit(target)
         if url.path.startswith(CONTROL_PREFIX):
-            body = await _read_body(reader, request)
-            writer.write(self._control(method, url.path, body))
-            await writer.drain()
+            body = await _read_body(client, request)
+            client.write(self._control(method, url.path, body))
+            await client.drain()
             return _keep_alive(request, version)
 
         self.stats.requests[method] += 1
@@ -398,31 +403,30 @@ class S3Proxy:
             fault = None  # only a body-carrying answer can be cut short
         if fault == "reset":
             self.stats.faults["reset"] += 1
-            _reset(writer)
+            client.reset()
             return False
         if fault == "error":
             self.stats.faults["error"] += 1
             status, reason, code, message = self._draw_error()
-            return await self._refuse(reader, writer, request, version, method, status, reason,
+            return await self._refuse(client, request, version, method, status, reason,
                                       _xml_error(code, message, url.path))
         if _presigned_url_expired(url.query):
             body = _xml_error("AccessDenied", "Request has expired", url.path)
-            return await self._refuse(reader, writer, request, version, method, 403,
+            return await self._refuse(client, request, version, method, 403,
                                       "Forbidden", body)
         if method in {"GET", "HEAD"} and not _is_signed(url.query, request):
             key = _object_key(url.path)
             if key is not None and self.private_keys.is_private(key):
                 self.stats.denied += 1
                 body = _xml_error("AccessDenied", "Access Denied", url.path)
-                return await self._refuse(reader, writer, request, version, method, 403,
+                return await self._refuse(client, request, version, method, 403,
                                           "Forbidden", body)
-        return await self._relay(reader, writer, upstream, request, method, version,
+        return await self._relay(client, upstream, request, method, version,
                                  truncate=fault == "truncate")
 
     async def _relay(
         self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
+        client: Connection,
         upstream: _Upstream,
         request: _Head,
         method: str,
@@ -435,14 +439,15 @@ class S3Proxy:
         if expects_continue:
             # Answer "go on" ourselves: the body is streamed to S3 as it arrives anyway.
             raw = _without_header(request, "expect")
-            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            client.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            await client.drain()
         has_body = request.get("transfer-encoding") or _content_length(request)
-        up_reader, up_writer = await upstream.connection()
+        s3 = await upstream.connection()
         try:
-            up_writer.write(raw)
-            self.stats.bytes_received += await _relay_body(reader, up_writer, request)
-            await up_writer.drain()
-            response = await _read_head(up_reader)
+            s3.write(raw)
+            self.stats.bytes_received += await _relay_body(client, s3, request)
+            await s3.drain()
+            response = await _read_head(s3)
         except (ConnectionError, BadRequest):
             response = None
         if response is None:
@@ -450,10 +455,10 @@ class S3Proxy:
             if has_body:
                 raise UpstreamLost("S3 closed the connection during a request")
             # A kept-alive connection may have been closed by S3 while idle: retry once afresh.
-            up_reader, up_writer = await upstream.connection()
-            up_writer.write(raw)
-            await up_writer.drain()
-            response = await _read_head(up_reader)
+            s3 = await upstream.connection()
+            s3.write(raw)
+            await s3.drain()
+            response = await _read_head(s3)
             if response is None:
                 raise UpstreamLost("S3 closed the connection without answering")
 
@@ -463,26 +468,24 @@ class S3Proxy:
         bodyless = method == "HEAD" or status in _NO_BODY_STATUSES or 100 <= status < 200
         if truncate and not bodyless and length and length > 1:
             self.stats.faults["truncate"] += 1
-            writer.write(response.raw)
-            self.stats.bytes_sent += await _copy_exact(up_reader, writer, length // 2)
-            await writer.drain()
+            client.write(response.raw)
+            self.stats.bytes_sent += await s3.forward(client, length // 2)
             upstream.close()
             return False  # the caller closes the connection: a clean FIN, half a body short
 
-        writer.write(response.raw)
+        client.write(response.raw)
         if bodyless:
             pass
         elif response.get("transfer-encoding"):
-            self.stats.bytes_sent += await _copy_chunked(up_reader, writer)
+            self.stats.bytes_sent += await _copy_chunked(s3, client)
         elif length is not None:
-            self.stats.bytes_sent += await _copy_exact(up_reader, writer, length)
+            self.stats.bytes_sent += await s3.forward(client, length)
         else:
             # Delimited by close: relay to the end, then close the client side too.
-            self.stats.bytes_sent += await _copy_to_eof(up_reader, writer)
+            self.stats.bytes_sent += await s3.forward_to_eof(client)
             upstream.close()
-            await writer.drain()
             return False
-        await writer.drain()
+        await client.drain()
         if not _keep_alive(response, response.start_line.split(" ", 1)[0]):
             upstream.close()
         return _keep_alive(request, version)
@@ -497,8 +500,7 @@ class S3Proxy:
 
     async def _refuse(
         self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
+        client: Connection,
         request: _Head,
         version: str,
         method: str,
@@ -511,10 +513,10 @@ class S3Proxy:
         # A client waiting for "100 Continue" will not send its body now: close after answering.
         keep = _keep_alive(request, version) and not request.has_token("expect", "100-continue")
         if keep:
-            self.stats.bytes_received += await _discard_body(reader, request)
-        writer.write(_response(status, reason, body, "application/xml",
+            self.stats.bytes_received += await _discard_body(client, request)
+        client.write(_response(status, reason, body, "application/xml",
                                head_only=method == "HEAD", close=not keep))
-        await writer.drain()
+        await client.drain()
         return keep
 
     # -- control ----------------------------------------------------------------------------
@@ -579,94 +581,59 @@ def _without_header(head: _Head, name: str) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
-def _reset(writer: asyncio.StreamWriter) -> None:
-    """Close with a TCP RST (SO_LINGER 0) instead of an orderly FIN."""
-    sock = writer.get_extra_info("socket")
-    if sock is not None:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    writer.transport.abort()
-
-
-async def _relay_body(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: _Head
-) -> int:
+async def _relay_body(source: Connection, target: Connection, head: _Head) -> int:
     if (head.get("transfer-encoding") or "").lower().endswith("chunked"):
-        return await _copy_chunked(reader, writer)
+        return await _copy_chunked(source, target)
     length = _content_length(head)
-    return await _copy_exact(reader, writer, length) if length else 0
+    return await source.forward(target, length) if length else 0
 
 
-async def _read_body(reader: asyncio.StreamReader, head: _Head) -> bytes:
+async def _read_body(connection: Connection, head: _Head) -> bytes:
     length = _content_length(head) or 0
     if length > _HEAD_LIMIT:
         raise BadRequest("control request body too long")
-    return await reader.readexactly(length)
+    return await connection.readexactly(length)
 
 
-async def _discard_body(reader: asyncio.StreamReader, head: _Head) -> int:
+async def _discard_body(connection: Connection, head: _Head) -> int:
     """Read and drop a request body so the connection can carry the next request."""
     if (head.get("transfer-encoding") or "").lower().endswith("chunked"):
-        return await _copy_chunked(reader, None)
-    remaining = _content_length(head) or 0
-    total = remaining
-    while remaining:
-        data = await reader.read(min(remaining, _BUFFER))
-        if not data:
-            raise asyncio.IncompleteReadError(b"", remaining)
-        remaining -= len(data)
-    return total
-
-
-async def _copy_exact(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, length: int
-) -> int:
-    remaining = length
-    while remaining:
-        data = await reader.read(min(remaining, _BUFFER))
-        if not data:
-            raise asyncio.IncompleteReadError(b"", remaining)
-        writer.write(data)
-        remaining -= len(data)
-        await writer.drain()
+        return await _copy_chunked(connection, None)
+    length = _content_length(head) or 0
+    await _discard(connection, length)
     return length
 
 
-async def _copy_to_eof(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> int:
-    total = 0
-    while data := await reader.read(_BUFFER):
-        writer.write(data)
-        total += len(data)
-        await writer.drain()
-    return total
+async def _discard(connection: Connection, count: int) -> None:
+    while count:
+        data = await connection.read(min(count, _DISCARD_CHUNK))
+        if not data:
+            raise asyncio.IncompleteReadError(b"", count)
+        count -= len(data)
 
 
-async def _copy_chunked(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter | None
-) -> int:
-    """Relay (or, with no writer, drop) a chunked body verbatim; return its payload size."""
+async def _copy_chunked(source: Connection, target: Connection | None) -> int:
+    """Relay (or, with no target, drop) a chunked body verbatim; return its payload size."""
     total = 0
     while True:
-        size_line = await reader.readuntil(b"\r\n")
+        size_line = await source.readuntil(b"\r\n", _HEAD_LIMIT)
         try:
             size = int(size_line.split(b";", 1)[0].strip(), 16)
         except ValueError as exc:
             raise BadRequest(f"bad chunk size line {size_line!r}") from exc
-        if writer is not None:
-            writer.write(size_line)
+        if target is not None:
+            target.write(size_line)
         if size == 0:
             while True:  # trailers, then the empty line
-                line = await reader.readuntil(b"\r\n")
-                if writer is not None:
-                    writer.write(line)
+                line = await source.readuntil(b"\r\n", _HEAD_LIMIT)
+                if target is not None:
+                    target.write(line)
                 if line == b"\r\n":
+                    if target is not None:
+                        await target.drain()
                     return total
-        remaining = size + 2  # the chunk and its CRLF
-        while remaining:
-            data = await reader.read(min(remaining, _BUFFER))
-            if not data:
-                raise asyncio.IncompleteReadError(b"", remaining)
-            if writer is not None:
-                writer.write(data)
-                await writer.drain()
-            remaining -= len(data)
+        if target is None:
+            await _discard(source, size + 2)
+        else:
+            await source.forward(target, size + 2)  # the chunk and its CRLF
         total += size
