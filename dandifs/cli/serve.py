@@ -86,16 +86,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.token and not is_loopback(args.host):
         log.warning("--token with --host %s: anyone who reaches this port sees that token's data", args.host)
+    service = WebDAVService(
+        instance, redirect=RedirectMode(args.redirect), default_token=args.token, threads=args.threads
+    )
     try:
-        service = WebDAVService(
-            instance, redirect=RedirectMode(args.redirect), default_token=args.token, threads=args.threads
-        )
-        server = service.start(args.host, args.port)
+        service.start(args.host, args.port)
     except OSError as exc:
-        print(f"dandifs serve: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
-        return 1
-    except DandiFSError as exc:
-        print(f"dandifs serve: {exc}", file=sys.stderr)
+        service.stop()
+        reason = exc.strerror or str(exc)
+        print(f"dandifs serve: cannot listen on {args.host}:{args.port}: {reason}", file=sys.stderr)
         return 1
     print(f"dandifs serve: {instance.api_url} at {service.url}", flush=True)
     try:

@@ -41,6 +41,7 @@ class WebDAVService:
         return Sessions(self._open)  # made on the loop: its lock and events belong to it
 
     def start(self, host: str, port: int):
+        """Start the core and bind the port (serving starts with `serve_forever`)."""
         self.portal.start()
         self.sessions = self.portal.call(self._make_sessions)
         self._sessions_done = self.portal.start_task(self.sessions.run)
@@ -64,4 +65,5 @@ class WebDAVService:
         if self.sessions is not None:
             self.portal.call(self.sessions.aclose)
             self._sessions_done.result(timeout=SESSION_CLOSE_SECONDS)
+            self.sessions = None
         self.portal.stop()
