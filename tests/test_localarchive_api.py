@@ -538,3 +538,36 @@ def test_embargoed_demo_blobs_are_served_only_through_the_api(local_archive) -> 
     assert redirect.status_code == 302
     data = httpx.get(redirect.headers["Location"], timeout=30)
     assert data.status_code == 200 and len(data.content) == asset["size"]
+
+
+def test_unembargo_opens_data_and_owners_can_be_replaced(client) -> None:
+    response = client.post("/api/dandisets/?embargo=true", headers=OWNER,
+                           json={"name": "Soon open", "metadata": {"description": "s"}})
+    dandiset = response.json()["identifier"]
+    blob = upload_blob(client, dandiset, b"embargoed bytes for unembargo")
+    asset = add_asset(client, dandiset, "a/b.nwb", blob_id=blob).json()
+    key = f"blobs/{blob[:3]}/{blob[3:6]}/{blob}"
+    store = client.app.state.archive.store
+    assert store.is_private(key)
+    assert client.get(f"/api/assets/{asset['asset_id']}/", headers=OTHER).status_code == 403
+    assert client.post(f"/api/dandisets/{dandiset}/unembargo/", headers=OTHER).status_code == 403
+    response = client.post(f"/api/dandisets/{dandiset}/unembargo/", headers=OWNER)
+    assert (response.status_code, response.json()) == (200, None)
+    assert not store.is_private(key)
+    assert client.get(f"/api/dandisets/{dandiset}/").json()["embargo_status"] == "OPEN"
+    metadata = client.get(f"/api/assets/{asset['asset_id']}/").json()
+    assert metadata["access"] == [{"schemaKey": "AccessRequirements",
+                                   "status": "dandi:OpenAccess"}]
+    again = client.post(f"/api/dandisets/{dandiset}/unembargo/", headers=OWNER)
+    assert (again.status_code, again.json()) == (400, "Dandiset not embargoed")
+
+    url = f"/api/dandisets/{dandiset}/users/"
+    assert client.put(url, headers=OTHER, json=[{"username": "other@example.com"}]).json() == (
+        "Action not allowed")
+    assert client.put(url, headers=OWNER, json=[]).json() == ["Cannot remove all draft owners"]
+    assert client.put(url, headers=OWNER, json=[{"username": "nobody"}]).json() == [
+        "User nobody not found"]
+    owners = client.put(url, headers=OWNER, json=[{"username": "owner@example.com"},
+                                                  {"username": "other@example.com"}]).json()
+    assert [o["username"] for o in owners] == ["owner@example.com", "other@example.com"]
+    assert add_asset(client, dandiset, "c.nwb", blob_id=blob, headers=OTHER).status_code == 200

@@ -13,7 +13,12 @@ from dandifs.localarchive.problems import detail, fields, message, no_credential
 from dandifs.localarchive.routes.common import Call, endpoint, no_content, ok
 from dandifs.localarchive.routes.shapes import dandiset_detail, dandiset_list_item
 from dandifs.localarchive.services import dandisets as service
-from dandifs.localarchive.services.access import is_owner, require_dandiset, require_readable
+from dandifs.localarchive.services.access import (
+    is_owner,
+    require_dandiset,
+    require_owner,
+    require_readable,
+)
 from dandifs.localarchive.services.assets import blob_key
 from dandifs.localarchive.services.versions import SIZE_OF_ASSET
 
@@ -155,6 +160,25 @@ def owners(call: Call) -> Response:
     ])
 
 
+def set_owners(call: Call) -> Response:
+    user = call.writer
+    dandiset = require_readable(call.ctx, call.params["dandiset"], user)
+    if not is_owner(call.ctx, dandiset["id"], user):
+        raise message(403, "Action not allowed")
+    data = call.json()
+    if not isinstance(data, list) or not all(
+            isinstance(item, dict) and isinstance(item.get("username"), str) for item in data):
+        raise fields(400, non_field_errors="Expected a list of {\"username\": ...} objects.")
+    service.set_owners(call.ctx, dandiset, [item["username"] for item in data])
+    return owners(call)
+
+
+def unembargo(call: Call) -> Response:
+    dandiset = require_owner(call.ctx, call.params["dandiset"], call.user)
+    service.unembargo(call.ctx, dandiset)
+    return ok(None)
+
+
 def _owner_of(call: Call) -> Row:
     if call.user is None:
         raise no_credentials()
@@ -194,6 +218,7 @@ ENDPOINTS = [
     endpoint("/api/dandisets/", GET=list_dandisets, POST=create),
     endpoint(f"/api/dandisets/{DS}/", GET=get, DELETE=delete),
     endpoint(f"/api/dandisets/{DS}/star/", POST=_star(True), DELETE=_star(False)),
-    endpoint(f"/api/dandisets/{DS}/users/", GET=owners),
+    endpoint(f"/api/dandisets/{DS}/users/", GET=owners, PUT=set_owners),
+    endpoint(f"/api/dandisets/{DS}/unembargo/", POST=unembargo),
     endpoint(f"/api/dandisets/{DS}/uploads/", GET=uploads, DELETE=drop_uploads),
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 from dandischema.conf import get_instance_config
 from dandischema.consts import ALLOWED_INPUT_SCHEMAS, DANDI_SCHEMA_VERSION
 from starlette.responses import Response
@@ -50,6 +52,15 @@ def token(call: Call) -> Response:
     return ok(key)
 
 
+def new_token(call: Call) -> Response:
+    """POST /auth/token/: replace the caller's key with a new one."""
+    user = call.writer
+    key = secrets.token_hex(20)
+    with call.ctx.db.tx() as conn:
+        conn.execute("UPDATE users SET token = ? WHERE id = ?", (key, user.id))
+    return ok(key)
+
+
 def me(call: Call) -> Response:
     if call.user is None:
         raise no_credentials()
@@ -75,7 +86,7 @@ def stats(call: Call) -> Response:
 
 ENDPOINTS = [
     endpoint("/api/info/", GET=info),
-    endpoint("/api/auth/token/", GET=token),
+    endpoint("/api/auth/token/", GET=token, POST=new_token),
     endpoint("/api/users/me/", GET=me),
     endpoint("/api/stats/", GET=stats),
 ]
