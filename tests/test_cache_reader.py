@@ -87,11 +87,11 @@ async def test_every_range_reads_exactly_the_objects_bytes(server):
 
 
 async def test_a_small_object_is_fetched_whole_by_its_first_read(server):
-    small, large = random_bytes(700 * KiB, seed=20), random_bytes(1 * MiB + 1, seed=21)
+    small, large = random_bytes(1536 * KiB, seed=20), random_bytes(2 * MiB + 1, seed=21)
     small_url, large_url = server.put("small", small, "e1"), server.put("large", large, "e1")
     async with cache_over() as cache:
         reader = RangeReader(cache, small_url, len(small), "e1")
-        for offset in (10, 600 * KiB, 300 * KiB, 0):
+        for offset in (10, 1200 * KiB, 300 * KiB, 0):
             assert await reader.read(offset, 5000) == small[offset : offset + 5000]
         assert await RangeReader(cache, large_url, len(large), "e1").read(10, 5) == large[10:15]
     assert [(s.start, s.end) for s in server.served("small")] == [(0, len(small))]
@@ -100,7 +100,7 @@ async def test_a_small_object_is_fetched_whole_by_its_first_read(server):
 
 async def test_eight_concurrent_readers_of_one_block_cause_one_fetch(server):
     server.latency = 0.2
-    data = random_bytes(2 * MiB, seed=3)
+    data = random_bytes(3 * MiB, seed=3)
     url = server.put("blob", data, "e1")
     results: list[bytes] = []
     async with cache_over() as cache:
@@ -193,12 +193,12 @@ async def test_read_ahead_never_delays_a_read_beyond_its_own_blocks(server):
 
 
 async def test_a_changed_etag_is_stale_and_bytes_are_never_mixed(server):
-    old = random_bytes(2 * MiB, seed=9)
+    old = random_bytes(3 * MiB, seed=9)
     url = server.put("blob", old, "e1")
     async with cache_over() as cache:
         reader = RangeReader(cache, url, len(old), "e1")
         assert await reader.read(0, 100) == old[:100]
-        server.put("blob", random_bytes(2 * MiB, seed=10), "e2")
+        server.put("blob", random_bytes(3 * MiB, seed=10), "e2")
         assert await reader.read(0, 100) == old[:100]  # cached: the old object's own bytes
         with pytest.raises(errors.Stale):
             await reader.read(BLOCK - 50, 100)  # half cached, half not: an error, not a mix

@@ -3,7 +3,9 @@
 Blocks are 256 KiB: HDF5 metadata reads are small and scattered, so a small block keeps a
 random read cheap on slow links (remfile uses 100 KiB), while coalescing adjacent blocks
 into GETs of up to 8 MiB and doubling the read-ahead window keeps streaming fast (8 MiB is
-the part size AWS and mountpoint-s3 find saturates S3).
+the part size AWS and mountpoint-s3 find saturates S3).  Measured on h5py summarizing a
+220 MiB NWB file over S3 with 30 ms latency: 64 KiB blocks took 11 GETs and 2.0 MiB,
+256 KiB 9 GETs and 2.7 MiB, 1 MiB 7 GETs and 6.2 MiB, 4 MiB 6 GETs and 20 MiB.
 
 Objects of at most `small_object_bytes` (Zarr chunks, small NWB files) are fetched whole
 on their first read, in one GET: their next reads would come anyway, and latency, not
@@ -38,7 +40,7 @@ class CacheConfig:
     readahead_initial_bytes: int = 512 * KiB
     readahead_max_bytes: int = 64 * MiB
     sequential_tolerance: int = 1 * MiB
-    small_object_bytes: int = 1 * MiB
+    small_object_bytes: int = 2 * MiB
 
     def __post_init__(self) -> None:
         positive = {
