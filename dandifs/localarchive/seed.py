@@ -129,7 +129,7 @@ class _Seeder:
             number=int(demo.identifier),
         )
         draft = draft_of(self.ctx, dandiset["id"])
-        current: dict[str, tuple[Path, bool]] = {}
+        current: dict[str, Path] = {}
         if demo.published is not None:
             self._put_assets(dandiset, draft, demo.published, current)
             worker.run_once(self.ctx)
@@ -137,10 +137,10 @@ class _Seeder:
         self._put_assets(dandiset, draft, demo.draft, current)
 
     def _put_assets(self, dandiset: Row, draft: Row, assets: tuple[DemoAsset, ...],
-                    current: dict[str, tuple[Path, bool]]) -> None:
+                    current: dict[str, Path]) -> None:
         """Make the draft hold exactly `assets` (new paths added, changed ones replaced)."""
         wanted = {asset.path: asset for asset in assets}
-        changed = [p for p, (source, _) in current.items()
+        changed = [p for p, source in current.items()
                    if p not in wanted or not self._same(source, wanted[p].source)]
         if changed:
             remove_paths(self.ctx, draft["id"], changed)
@@ -151,7 +151,7 @@ class _Seeder:
         if new_items:
             add_assets_bulk(self.ctx, draft["id"], new_items)
         for asset in assets:
-            current[asset.path] = (asset.source, asset.source.is_dir())
+            current[asset.path] = asset.source
 
     def _same(self, old: Path, new: Path) -> bool:
         if old.is_dir() or new.is_dir():

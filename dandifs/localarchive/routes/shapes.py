@@ -27,8 +27,7 @@ def _release_notes(version: Row) -> str:
 
 
 def short_version(ctx: ArchiveContext, version: Row) -> dict[str, Any]:
-    with ctx.db.tx() as conn:
-        count, size = stats(conn, version["id"])
+    count, size = stats(ctx.db, version["id"])
     return {
         "version": version["version"],
         "name": version["name"],

@@ -171,7 +171,7 @@ class NewAsset:
 
 
 def resolve_content(
-    ctx: ArchiveContext, dandiset: Row, blob_id: str | None, zarr_id: str | None
+    ctx: ArchiveContext, blob_id: str | None, zarr_id: str | None
 ) -> tuple[Row | None, Row | None]:
     """The blob or zarr rows a request names (404 if unknown)."""
     if blob_id is not None:
@@ -224,7 +224,7 @@ def _checked_new(
     """The stored form of a new asset, after the content and draft-only checks."""
     path = metadata["path"]
     stored = md.strip_asset_metadata(metadata)
-    blob, zarr = resolve_content(ctx, dandiset, blob_id, zarr_id)
+    blob, zarr = resolve_content(ctx, blob_id, zarr_id)
     if version["version"] != "draft":
         raise message(405, DRAFT_ONLY)
     if zarr is not None and zarr["dandiset_id"] != dandiset["id"]:

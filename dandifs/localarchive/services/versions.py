@@ -9,7 +9,7 @@ from typing import Any
 
 from dandifs.localarchive import metadata as md
 from dandifs.localarchive.context import ArchiveContext
-from dandifs.localarchive.db import Row
+from dandifs.localarchive.db import Database, Row
 from dandifs.localarchive.problems import ApiError, message
 from dandifs.localarchive.timestamps import api_time, metadata_time, parse_api_time, utcnow
 
@@ -42,15 +42,15 @@ def render_metadata(
     )
 
 
-def stats(conn: sqlite3.Connection | Any, version_id: int) -> tuple[int, int]:
+def stats(db: Database, version_id: int) -> tuple[int, int]:
     """(asset_count, size) of a version: its assets and their total bytes."""
-    row = conn.execute(
+    row = db.one(
         f"SELECT COUNT(*), COALESCE(SUM({SIZE_OF_ASSET}), 0) FROM version_assets va"
         " JOIN assets a ON a.id = va.asset"
         " LEFT JOIN blobs b ON b.id = a.blob LEFT JOIN zarrs z ON z.id = a.zarr"
         " WHERE va.version_id = ?",
         (version_id,),
-    ).fetchone()
+    )
     return int(row[0]), int(row[1])
 
 
