@@ -217,6 +217,14 @@ async def test_fetch_errors_reach_the_reader_and_are_not_cached(server):
         assert await reader.read(0, 10) == data[:10]
 
 
+async def test_an_error_inside_the_cache_block_comes_out_as_itself(server):
+    url = server.put("blob", random_bytes(3 * MiB, seed=22), "e1")
+    with pytest.raises(errors.Stale, match="changed"):
+        async with cache_over() as cache:
+            server.put("blob", random_bytes(3 * MiB, seed=23), "e2")
+            await RangeReader(cache, url, 3 * MiB, "e1").read(0, 10)
+
+
 async def test_a_new_cache_on_the_same_directory_reads_warm_with_zero_requests(server, tmp_path):
     data = random_bytes(6 * MiB, seed=12)
     url = server.put("blob", data, "e1")

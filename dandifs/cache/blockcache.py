@@ -339,6 +339,12 @@ async def open_block_cache(
                 yield cache
             finally:
                 tasks.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # The cache's own tasks never fail, so a lone error is the caller's: give it back as
+        # it was raised, not wrapped by the task group.
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
     finally:
         if disk is not None:
             with anyio.CancelScope(shield=True):
