@@ -8,6 +8,7 @@ request body is parsed (and refused if malformed) before any archive request is 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -76,20 +77,27 @@ def split_tag(tag: str) -> tuple[str, str]:
     return "", tag
 
 
+@functools.lru_cache(maxsize=4096)
 def rfc3339(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+@functools.lru_cache(maxsize=4096)
 def rfc1123(moment: datetime) -> str:
     whole = datetime.fromtimestamp(math.floor(moment.timestamp()), timezone.utc)
     return format_datetime(whole, usegmt=True)
+
+
+def text(value: str) -> str:
+    """XML character data (most names need no escaping, and checking is cheaper)."""
+    return escape(value) if ("&" in value or "<" in value or ">" in value) else value
 
 
 def live_values(entry: Entry) -> dict[str, str]:
     """The defined live properties of an entry, as XML content."""
     values = {
         "resourcetype": "<D:collection/>" if entry.is_folder else "",
-        "displayname": escape(entry.name),
+        "displayname": text(entry.name),
     }
     created, modified = entry.ctime or entry.mtime, entry.mtime or entry.ctime
     if created is not None:
@@ -98,10 +106,10 @@ def live_values(entry: Entry) -> dict[str, str]:
         values["getlastmodified"] = rfc1123(modified)
     if not entry.is_folder:
         values["getcontentlength"] = str(entry.size)
-        values["getcontenttype"] = escape(content_type_of(entry))
+        values["getcontenttype"] = text(content_type_of(entry))
         etag = plain_etag(entry.etag)
         if etag is not None:
-            values["getetag"] = escape(f'"{etag}"')
+            values["getetag"] = text(f'"{etag}"')
     return values
 
 
@@ -113,7 +121,7 @@ def href_for(base: str, path: str, is_folder: bool) -> str:
     href = quote(base + path, safe=HREF_SAFE)
     if is_folder and not href.endswith("/"):
         href += "/"
-    return escape(href)
+    return text(href)
 
 
 def response(href: str, entry: Entry, request: PropfindRequest, prefixes: dict[str, str]) -> str:
