@@ -325,7 +325,11 @@ class S3Proxy:
         assert self._listener is not None
         loop = asyncio.get_running_loop()
         while True:
-            sock, _ = await loop.sock_accept(self._listener)
+            try:
+                sock, _ = await loop.sock_accept(self._listener)
+            except OSError:  # e.g. out of file descriptors: keep serving the others
+                await asyncio.sleep(0.1)
+                continue
             task = asyncio.create_task(self._serve_connection(Connection(sock)))
             self._connections.add(task)
             task.add_done_callback(self._connections.discard)
