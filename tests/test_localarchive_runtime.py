@@ -13,7 +13,6 @@ import json
 import os
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import textwrap
@@ -447,11 +446,12 @@ def test_latency_is_added_to_every_request(s3: Stack) -> None:
     s3.store.put_bytes("latency/probe", b"x")
     url = s3.store.object_url("latency/probe")
     with httpx.Client() as client:
-        baseline = statistics.median(_timed_heads(client, url, 5))
+        baseline = min(_timed_heads(client, url, 5))
         s3.faults(latency_ms=150)
         slowed = _timed_heads(client, url, 5)
+    # The fastest of several requests is the one least disturbed by other load on the machine.
     assert min(slowed) >= 0.150
-    assert statistics.median(slowed) - baseline == pytest.approx(0.150, abs=0.1)
+    assert min(slowed) - baseline == pytest.approx(0.150, abs=0.1)
 
 
 def test_error_faults_answer_s3_xml_and_repeat_with_a_seed(s3: Stack) -> None:
