@@ -72,6 +72,19 @@ def validate_assets(ctx: ArchiveContext) -> None:
                 " AND status = 'Pending'",
                 updates,
             )
+            _revisit_drafts(conn, [asset_pk for _, _, asset_pk in updates])
+
+
+def _revisit_drafts(conn: Any, asset_pks: list[int]) -> None:
+    """Drafts holding newly validated assets are validated again (their summary changes)."""
+    for start in range(0, len(asset_pks), 500):
+        chunk = asset_pks[start: start + 500]
+        conn.execute(
+            "UPDATE versions SET status = 'Pending' WHERE version = 'draft'"
+            " AND status IN ('Valid', 'Invalid') AND id IN (SELECT version_id FROM"
+            f" version_assets WHERE asset IN ({','.join('?' * len(chunk))}))",
+            chunk,
+        )
 
 
 def validate_drafts(ctx: ArchiveContext) -> None:
