@@ -299,3 +299,11 @@ def test_readdir_offsets_neither_repeat_nor_skip(mount, downloaded_000002) -> No
     names = [name for name in names if name not in (".", "..")]
     assert sorted(names) == expected and len(names) == len(set(names))
     assert again == rest and rest
+
+
+def test_statfs_answers_without_claiming_a_full_disk(mount) -> None:
+    info = os.statvfs(mount.mountpoint)
+    assert info.f_namemax == 255 and info.f_bsize == 1 << 20
+    assert info.f_blocks == info.f_bfree == info.f_bavail == 0
+    df = subprocess.run(["df", str(mount.mountpoint)], capture_output=True, text=True)
+    assert df.returncode == 0 and "100%" not in df.stdout

@@ -203,7 +203,6 @@ async def open_filesystem(options: MountOptions) -> AsyncIterator[DandiOperation
                 ContentOpener(resolver, cache),
                 policy,
                 ttl_negative=resolver.ttl_negative,
-                total_bytes=options.cache_size,
                 statistics=lambda: mount_statistics(client, resolver, cache),
             )
             try:

@@ -76,7 +76,6 @@ class DandiOperations(pyfuse3.Operations):
         policy: AttrPolicy,
         *,
         ttl_negative: float = 5.0,
-        total_bytes: int = 0,
         statistics: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         super().__init__()
@@ -84,7 +83,6 @@ class DandiOperations(pyfuse3.Operations):
         self.open_content = open_content
         self.policy = policy
         self.ttl_negative = ttl_negative
-        self.total_bytes = total_bytes
         self.statistics = statistics
         self.inodes = InodeTable()
         self._dirs: dict[int, _DirSnapshot] = {}
@@ -219,11 +217,12 @@ class DandiOperations(pyfuse3.Operations):
     # -- the filesystem as a whole -------------------------------------------------------
 
     async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
+        """No size and no free space, like other pseudo filesystems: the archive's size is
+        not a disk's, and a full-looking disk would set off monitoring."""
         data = pyfuse3.StatvfsData()
         data.f_bsize = PREFERRED_IO_SIZE
         data.f_frsize = PREFERRED_IO_SIZE
-        data.f_blocks = self.total_bytes // PREFERRED_IO_SIZE
-        data.f_bfree = data.f_bavail = 0
+        data.f_blocks = data.f_bfree = data.f_bavail = 0
         data.f_files = len(self.inodes)
         data.f_ffree = data.f_favail = 0
         data.f_namemax = 255
