@@ -526,3 +526,24 @@ def test_unknown_dandiset(server, local_archive):
     assert anonymous.status_code == 401  # the same answer as for an embargoed one: nothing leaks
     known = httpx.get(f"{server.url}dandisets/999999/draft/", auth=("u", local_archive.token))
     assert known.status_code == 404 and b"999999" in known.content
+
+
+def test_default_token_serves_callers_without_credentials(local_archive, tmp_path):
+    """`--token` makes a personal server: callers without credentials see what it sees."""
+    personal = start_server(tmp_path, local_archive.api_url, "--token", local_archive.token)
+    try:
+        listing = hrefs(propfind(f"{personal.url}dandisets/", "1"))
+        assert "/dandisets/000003/" in listing
+        assert httpx.get(f"{personal.url}dandisets/000003/draft/").status_code == 200
+        wrong = httpx.get(f"{personal.url}dandisets/000003/draft/", auth=("u", "not-a-token"))
+        assert wrong.status_code == 401
+    finally:
+        stop_server(personal)
+
+
+def test_head_on_a_folder_is_a_bodiless_listing(server, published):
+    head = httpx.head(version_url(server, published))
+    get = httpx.get(version_url(server, published))
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["Content-Type"] == get.headers["Content-Type"]
+    assert int(head.headers["Content-Length"]) == len(get.content)

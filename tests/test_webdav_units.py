@@ -265,6 +265,41 @@ def test_sessions_validate_once_reject_and_evict():
     assert opened == [None, "a", "bad", "b", "c"]
 
 
+def test_sessions_open_once_per_token_without_blocking_others():
+    opened: list[str | None] = []
+    release = {}
+
+    @asynccontextmanager
+    async def opener(token):
+        opened.append(token)
+        if token == "slow":
+            await release["slow"].wait()
+        yield CountingSession(token)
+
+    async def scenario():
+        release["slow"] = trio.Event()
+        sessions = Sessions(opener)
+        got = []
+        async with trio.open_nursery() as nursery:
+            await nursery.start(sessions.run)
+
+            async def fetch(token):
+                got.append(await sessions.get(token))
+
+            for _ in range(3):
+                nursery.start_soon(fetch, "slow")
+            await trio.testing.wait_all_tasks_blocked()
+            await sessions.get(None)  # not held up by the slow token
+            assert len(got) == 0
+            release["slow"].set()
+            await trio.testing.wait_all_tasks_blocked()
+            assert len(got) == 3 and got[0] is got[1] is got[2]
+            await sessions.aclose()
+
+    trio.run(scenario)
+    assert opened == ["slow", None]
+
+
 # -- conditional requests --------------------------------------------------------------
 
 MODIFIED = 1_700_000_000.0  # Tue, 14 Nov 2023 22:13:20 GMT

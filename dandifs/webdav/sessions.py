@@ -65,16 +65,29 @@ class _Hosted:
     closed: anyio.Event
 
 
+@dataclass
+class _Opening:
+    """A session being opened: later callers for the same token wait for it."""
+
+    done: anyio.Event
+    hosted: _Hosted | None = None
+    error: BaseException | None = None
+
+
 class Sessions:
-    """Sessions by token: the anonymous one while running, the last `capacity` token ones."""
+    """Sessions by token: the anonymous one while running, the last `capacity` token ones.
+
+    Opening a session (validating its token) blocks only the callers with that token:
+    one caller opens it, the others wait for that one attempt.
+    """
 
     def __init__(self, open_session: SessionOpener, *, capacity: int = 64) -> None:
         self._open = open_session
         self._capacity = capacity
         self._anonymous: _Hosted | None = None
         self._by_token: OrderedDict[str, _Hosted] = OrderedDict()
+        self._opening: dict[str | None, _Opening] = {}
         self._rejected: OrderedDict[str, None] = OrderedDict()
-        self._lock = anyio.Lock()
         self._tasks: TaskGroup | None = None
         self._stopping = anyio.Event()
 
@@ -94,32 +107,49 @@ class Sessions:
             task_status.started(hosted)
             await hosted.closed.wait()
 
-    async def _start(self, token: str | None) -> _Hosted:
-        if self._tasks is None or self._stopping.is_set():
-            raise Unavailable("the server is shutting down")
-        return await self._tasks.start(self._host, token)
-
     async def get(self, token: str | None) -> Session:
-        async with self._lock:
-            if token is None:
-                if self._anonymous is None:
-                    self._anonymous = await self._start(None)
-                return self._anonymous.session
-            if token in self._rejected:
+        hosted = self._anonymous if token is None else self._by_token.get(token)
+        if hosted is None:
+            if token is not None and token in self._rejected:
                 raise InvalidToken("the archive rejected this API token")
-            hosted = self._by_token.get(token)
-            if hosted is None:
-                try:
-                    hosted = await self._start(token)
-                except InvalidToken:
-                    self._remember_rejected(token)
-                    raise
-                self._by_token[token] = hosted
-                self._evict()
+            hosted = await self._open_once(token)
+        if token is not None and token in self._by_token:
             self._by_token.move_to_end(token)
-            return hosted.session
+        return hosted.session
 
-    def _remember_rejected(self, token: str) -> None:
+    async def _open_once(self, token: str | None) -> _Hosted:
+        opening = self._opening.get(token)
+        if opening is not None:
+            await opening.done.wait()
+            if opening.error is not None:
+                raise opening.error
+            assert opening.hosted is not None
+            return opening.hosted
+        opening = self._opening[token] = _Opening(anyio.Event())
+        try:
+            if self._tasks is None or self._stopping.is_set():
+                raise Unavailable("the server is shutting down")
+            opening.hosted = await self._tasks.start(self._host, token)
+        except InvalidToken as exc:
+            self._remember_rejected(token)
+            opening.error = exc
+            raise
+        except BaseException as exc:
+            opening.error = exc
+            raise
+        finally:
+            del self._opening[token]
+            opening.done.set()
+        if token is None:
+            self._anonymous = opening.hosted
+        else:
+            self._by_token[token] = opening.hosted
+            self._evict()
+        return opening.hosted
+
+    def _remember_rejected(self, token: str | None) -> None:
+        if token is None:
+            return
         self._rejected[token] = None
         while len(self._rejected) > self._capacity:
             self._rejected.popitem(last=False)
@@ -136,7 +166,7 @@ class Sessions:
         return alive
 
     def requests_made(self) -> int:
-        """Requests sent by the sessions alive now (read without the lock: counters only)."""
+        """Requests sent by the sessions alive now (read without the loop: counters only)."""
         return sum(hosted.session.requests_made for hosted in self._alive())
 
     async def aclose(self) -> None:
