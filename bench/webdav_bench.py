@@ -8,6 +8,8 @@ archive's `big` seed), dandifs from the archive, the other two from a local copy
     the archive requests the cold listing made.
   * GETs per second with CONCURRENCY clients: dandifs answers with a 307 to S3 (the request
     the client makes to dandifs), the peers send the 1 KiB file itself.
+  * The 1 GiB file of 000004 read whole: from S3 directly (where the redirect points) and
+    streamed through dandifs (what davfs2, cadaver and litmus get), in MiB/s.
 
     python -m bench webdav_bench [-- --repeat N --seconds S --concurrency C]
 """
@@ -36,7 +38,9 @@ from bench._table import Series, render
 from dandifs.localarchive.demo.catalog import BULK_FILES
 
 FOLDER = "bulk"
+LARGE = "large/sequential-1GiB.bin"
 DANDISET = "000004"
+NEON_AGENT = "davfs2/1.6.1 neon/0.32.5"  # a client that gets bytes streamed, not redirected
 THREADS = 32  # worker threads of every server under test
 
 WSGIDAV_LAUNCHER = """
@@ -145,6 +149,17 @@ def gets_per_second(urls: list[str], seconds: float, concurrency: int) -> float:
     return sum(counts) / (time.perf_counter() - started)
 
 
+def read_throughput(url: str, headers: dict[str, str]) -> float:
+    """MiB/s of one whole-file GET (following redirects), the body counted as it arrives."""
+    received = 0
+    started = time.perf_counter()
+    with httpx.stream("GET", url, headers=headers, follow_redirects=True, timeout=600) as response:
+        response.raise_for_status()
+        for chunk in response.iter_raw(1 << 20):
+            received += len(chunk)
+    return received / (1 << 20) / (time.perf_counter() - started)
+
+
 def measure(served: Served, series: dict, *, warm: int, seconds: float, concurrency: int,
             cold: float | None = None) -> None:
     with httpx.Client(timeout=120) as client:
@@ -170,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {name: {case: Series(case, name) for case in ("cold", "warm", "get")}
                for name in contenders}
     archive_requests: list[int] = []
+    streams = {name: Series("1 GiB read", name) for name in ("S3 directly", "dandifs stream-through")}
     with running_archive("big") as archive, tempfile.TemporaryDirectory(prefix="webdav-bench-") as tmp:
         scratch = Path(tmp)
         names = [f"file-{n:05d}.dat" for n in range(BULK_FILES)]  # as the seed names them
@@ -187,6 +203,12 @@ def main(argv: list[str] | None = None) -> int:
                 archive_requests.append(served.last_archive_requests() or 0)
                 measure(served, results["dandifs serve"], warm=args.warm, seconds=args.seconds,
                         concurrency=args.concurrency, cold=cold)
+                large = f"{base}dandisets/{DANDISET}/draft/{LARGE}"
+                redirect = httpx.get(large, timeout=60)
+                streams["S3 directly"].values.append(read_throughput(redirect.headers["Location"], {}))
+                streams["dandifs stream-through"].values.append(
+                    read_throughput(large, {"User-Agent": NEON_AGENT})
+                )
 
         launcher = [sys.executable, "-c", WSGIDAV_LAUNCHER, str(tree), str(THREADS)]
         rclone = ["rclone", "serve", "webdav", str(tree), "--addr", "127.0.0.1:0", "--read-only",
@@ -213,6 +235,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{title}")
         print(render([results[name][case] for name in contenders], unit=unit,
                      baseline={case: "dandifs serve"}, lower_is_better=lower))
+    print("\nThe 1 GiB file read whole (one client)")
+    print(render(list(streams.values()), unit="MiB/s", baseline={"1 GiB read": "S3 directly"},
+                 lower_is_better=False))
     return 0
 
 
