@@ -53,10 +53,12 @@ def complete(call: Call) -> Response:
         raise ApiError(400, {"parts": {"non_field_errors": ["This list may not be empty."]}})
     cleaned = []
     for part in parts:
-        if not isinstance(part, dict) or not {"part_number", "size", "etag"} <= part.keys():
-            raise fields(400, parts="Each part needs part_number, size and etag.")
-        cleaned.append({"part_number": int(part["part_number"]), "size": int(part["size"]),
-                        "etag": str(part["etag"])})
+        try:
+            cleaned.append({"part_number": int(part["part_number"]), "size": int(part["size"]),
+                            "etag": str(part["etag"])})
+        except (TypeError, KeyError, ValueError):
+            raise fields(400, parts="Each part needs an integer part_number and size, and an"
+                                    " etag.") from None
     return ok(service.complete(call.ctx, upload, cleaned))
 
 
