@@ -13,6 +13,7 @@ import itertools
 import json
 import logging
 import os
+import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Protocol, Sequence
 
@@ -26,6 +27,9 @@ from dandifs.fuse.xattrs import STATS, xattr_names, xattr_value
 from dandifs.resolve.entry import Entry, EntryKind
 
 log = logging.getLogger(__name__)
+
+#: How long reads of a handle fail at once after the archive stayed unavailable.
+FAIL_FAST_SECONDS = 5.0
 
 
 class Namespace(Protocol):
@@ -59,11 +63,15 @@ class _DirSnapshot:
     entries: tuple[Entry, ...]
 
 
-@dataclass(frozen=True)
+@dataclass
 class FileHandle:
     path: str
     entry: Entry
     reader: FileReader
+    unavailable_until: float = 0.0
+    """After the archive stayed unavailable (retries exhausted), reads fail at once until
+    then: the kernel re-asks for every page its failed read-ahead covered, and each would
+    otherwise wait through the whole retry budget again."""
 
 
 class DandiOperations(pyfuse3.Operations):
@@ -177,11 +185,17 @@ class DandiOperations(pyfuse3.Operations):
         handle = self._files.get(fh)
         if handle is None:
             raise pyfuse3.FUSEError(errno.EBADF)
+        if time.monotonic() < handle.unavailable_until:
+            raise pyfuse3.FUSEError(errno.EIO)
         with fuse_errors("read", f"{handle.path} [{off}, +{size})"):
             end = min(off + size, handle.entry.size)
             if off >= end:
                 return b""
-            return await handle.reader.read(off, end - off)
+            try:
+                return await handle.reader.read(off, end - off)
+            except errors.Unavailable:
+                handle.unavailable_until = time.monotonic() + FAIL_FAST_SECONDS
+                raise
 
     async def release(self, fh: int) -> None:
         handle = self._files.pop(fh, None)
