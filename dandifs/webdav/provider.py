@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 from collections.abc import Callable, Iterable
 from dataclasses import asdict
-from datetime import datetime
 from typing import Any
 
 from wsgidav import util
@@ -30,10 +28,10 @@ from dandifs.webdav.delivery import RedirectMode, choose_target, needs_token
 from dandifs.webdav.errors import to_dav_error
 from dandifs.webdav.html import METADATA_ROUTE, render_listing
 from dandifs.webdav.portal import CorePortal
+from dandifs.webdav.remotefile import RemoteFile
 from dandifs.webdav.resources import FileResource, FolderResource, join
-from dandifs.webdav.sessions import Reader, Session, Sessions
-
-log = logging.getLogger(__name__)
+from dandifs.webdav.responses import json_value, read_body, send_body, validators
+from dandifs.webdav.sessions import Session, Sessions
 
 ALLOW = "OPTIONS, GET, HEAD, PROPFIND"
 
@@ -101,10 +99,7 @@ class DandiProvider(DAVProvider):
         dandiset that does not exist alike, so nothing leaks) is what makes clients that send
         credentials only when challenged (davfs2, cadaver) retry with the user's token.
         """
-        route = routes.parse_path(path)
-        dandiset_id = getattr(route, "dandiset_id", None) or getattr(
-            getattr(route, "address", None), "dandiset_id", None
-        )
+        dandiset_id = dandiset_of(routes.parse_path(path))
         if dandiset_id is None:
             return
         dandiset_path = f"/dandisets/{dandiset_id}"
@@ -258,89 +253,10 @@ class DandiProvider(DAVProvider):
         return send_body(environ, start_response, body, "application/json; charset=utf-8")
 
 
-class RemoteFile(io.RawIOBase):
-    """A seekable read-only file over a core reader, for WsgiDAV's GET handler."""
-
-    def __init__(self, portal: CorePortal, reader: Reader, size: int) -> None:
-        super().__init__()
-        self._portal = portal
-        self._reader = reader
-        self._size = size
-        self._position = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
-        self._position = max(0, base + offset)
-        return self._position
-
-    def tell(self) -> int:
-        return self._position
-
-    def read(self, size: int = -1) -> bytes:
-        if size is None or size < 0:
-            size = self._size - self._position
-        try:
-            data = self._portal.call(self._reader.read, self._position, size)
-        except errors.DandiFSError as exc:
-            raise to_dav_error(exc) from None
-        self._position += len(data)
-        return data
-
-    def readinto(self, buffer) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-    def close(self) -> None:
-        if not self.closed:
-            self._portal.call(self._reader.aclose)
-        super().close()
-
-
-def read_body(environ: dict, limit: int = 1 << 20) -> bytes:
-    """The request body (bounded: a PROPFIND body is a few hundred bytes)."""
-    try:
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        raise DAVError(400, context_info="invalid Content-Length") from None
-    if length > limit:
-        raise DAVError(413, context_info=f"request body over {limit} bytes")
-    body = environ["wsgi.input"].read(length) if length > 0 else b""
-    environ["wsgidav.all_input_read"] = 1
-    return body
-
-
-def validators(resource: FileResource) -> list[tuple[str, str]]:
-    headers = []
-    if resource.get_etag():
-        headers.append(("ETag", f'"{resource.get_etag()}"'))
-    if resource.get_last_modified() is not None:
-        headers.append(("Last-Modified", util.get_rfc1123_time(resource.get_last_modified())))
-    return headers
-
-
-def send_body(environ, start_response, body: bytes, content_type: str) -> list[bytes]:
-    start_response(
-        "200 OK",
-        [
-            ("Content-Type", content_type),
-            ("Content-Length", str(len(body))),
-            ("Cache-Control", "no-cache"),
-            ("Date", util.get_rfc1123_time()),
-        ],
-    )
-    return [b"" if environ["REQUEST_METHOD"] == "HEAD" else body]
-
-
-def json_value(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if hasattr(value, "value"):
-        return value.value
-    return value
+def dandiset_of(route: routes.Route) -> str | None:
+    """The dandiset a route is in, if any."""
+    if isinstance(route, (routes.DandisetFolder, routes.ReleasesFolder)):
+        return route.dandiset_id
+    if isinstance(route, (routes.VersionRoot, routes.DandisetYaml, routes.InVersion)):
+        return route.address.dandiset_id
+    return None
