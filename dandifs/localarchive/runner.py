@@ -228,6 +228,11 @@ def _write_json_atomically(path: Path, data: dict[str, Any]) -> None:
 
 
 def _load_demo_data(cache_dir: Path, seed: SeedKind) -> DemoData | None:
+    """The demo data to seed; also imports the API and the seeder, which takes a second or
+    two, so that it happens while SeaweedFS starts rather than after."""
+    import dandifs.localarchive.app  # noqa: F401
+    import dandifs.localarchive.seed  # noqa: F401
+
     if seed == "none":
         return None
     from dandifs.localarchive.demodata import build_demo_data
