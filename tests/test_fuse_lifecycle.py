@@ -165,3 +165,27 @@ def test_a_mount_that_cannot_start_reports_why_in_background_mode(places) -> Non
     assert "Traceback" not in result.stderr
     assert not is_mounted(mountpoint)
     assert not daemons_serving(mountpoint)
+
+
+def test_token_file_shows_embargoed_dandisets_only_to_its_holder(local_archive, places, tmp_path) -> None:
+    mountpoint, cache = places
+    anonymous = MountProcess(mountpoint, local_archive.api_url, cache,
+                             env={"DANDI_API_KEY": ""}).start()
+    try:
+        assert "000003" not in os.listdir(mountpoint / "dandisets")
+        with pytest.raises(FileNotFoundError):
+            (mountpoint / "dandisets" / "000003").stat()
+    finally:
+        anonymous.stop()
+    token_file = tmp_path / "token"
+    token_file.write_text(local_archive.token + "\n")
+    owner = MountProcess(mountpoint, local_archive.api_url, cache,
+                         options=[f"token_file={token_file}"], env={"DANDI_API_KEY": ""}).start()
+    try:
+        draft = mountpoint / "dandisets" / "000003" / "draft"
+        nwb = next(draft.rglob("*.nwb"))
+        with open(nwb, "rb") as handle:
+            assert handle.read(8) == b"\x89HDF\r\n\x1a\n"
+        assert "with a token" in owner.log()
+    finally:
+        owner.stop()
