@@ -8,6 +8,10 @@ deleted afterwards, so the shared session archive keeps its demo contents.
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import re
 import subprocess
 import sys
 import uuid
@@ -58,6 +62,37 @@ def demo(local_archive) -> dict[str, DemoDandiset]:
     return {d.identifier: d for d in data.dandisets}
 
 
+RECORDINGS = Path(os.environ.get(
+    "DANDIFS_REAL_ARCHIVE_RECORDINGS", "/work/shared/reference/real-archive/recordings"))
+ACCESS_LINE = re.compile(r'"(?P<method>[A-Z]+) (?P<path>\S+) HTTP/[\d.]+" (?P<status>\d{3})')
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def request_kind(method: str, path: str, status: int) -> tuple[str, str, int]:
+    """A request with its ids and query left out, to compare runs on different data."""
+    path = UUID.sub("{id}", path.split("?", 1)[0])
+    path = re.sub(r"/0\.\d{6}\.\d{4}/", "/{version}/", re.sub(r"/\d{6}/", "/{dandiset}/", path))
+    return method, path, status
+
+
+def recorded_kinds(name: str) -> set[tuple[str, str, int]]:
+    recording = json.loads((RECORDINGS / f"{name}.json").read_text())
+    return {request_kind(r["method"], r["path"], r["status"]) for r in recording["requests"]}
+
+
+@contextlib.contextmanager
+def archive_requests(local_archive) -> Iterator[set[tuple[str, str, int]]]:
+    """The kinds of API requests the archive logged while the block ran."""
+    start = local_archive.log_path.stat().st_size
+    seen: set[tuple[str, str, int]] = set()
+    yield seen
+    with open(local_archive.log_path, "rb") as log:
+        log.seek(start)
+        for line in log.read().decode(errors="replace").splitlines():
+            if match := ACCESS_LINE.search(line):
+                seen.add(request_kind(match["method"], match["path"], int(match["status"])))
+
+
 def published_version(api: httpx.Client, identifier: str) -> str:
     dandiset = api.get(f"/dandisets/{identifier}/").json()
     return dandiset["most_recent_published_version"]["version"]
@@ -74,8 +109,11 @@ def test_ls_recursive_lists_every_asset(local_archive, cli_env, demo) -> None:
 def test_download_published_version_is_byte_identical(local_archive, cli_env, api, demo,
                                                       tmp_path: Path) -> None:
     version = published_version(api, "000001")
-    dandi(["download", "-o", str(tmp_path),
-           f"{local_archive.api_url}/dandisets/000001/versions/{version}/"], cli_env)
+    with archive_requests(local_archive) as requested:
+        dandi(["download", "-o", str(tmp_path),
+               f"{local_archive.api_url}/dandisets/000001/versions/{version}/"], cli_env)
+    # dandi-cli asks the local archive what it asked the real one (access logs compared).
+    assert requested == recorded_kinds("dandi_cli_download_published_request_sequence")
     root = tmp_path / "000001"
     for asset in demo["000001"].published:
         assert (root / asset.path).read_bytes() == asset.source.read_bytes(), asset.path
@@ -122,7 +160,9 @@ def test_upload_then_list_and_download(local_archive, cli_env, api, scratch_dand
     (root / "dandiset.yaml").write_text(f"identifier: '{scratch_dandiset}'\n")
     path = "sub-upload01/sub-upload01_ses-upload1.nwb"
     write_nwb(root / path)
-    dandi(["upload", "-i", local_archive.api_url, path], cli_env, cwd=root)
+    with archive_requests(local_archive) as requested:
+        dandi(["upload", "-i", local_archive.api_url, path], cli_env, cwd=root)
+    assert requested == recorded_kinds("dandi_cli_upload_second_file_request_sequence")
 
     listing = api.get(f"/dandisets/{scratch_dandiset}/versions/draft/assets/",
                       params={"path": path}).json()
@@ -164,7 +204,9 @@ def test_download_zarr_asset_is_identical_to_its_source(local_archive, cli_env, 
     """dandi-cli lists the zarr's files and fetches each through the download redirect."""
     zarr = next(a for a in demo["000002"].draft if a.source.is_dir())
     url = f"{local_archive.api_url}/dandisets/000002/versions/draft/assets/?path={zarr.path}"
-    dandi(["download", "-o", str(tmp_path), url], cli_env)
+    with archive_requests(local_archive) as requested:
+        dandi(["download", "-o", str(tmp_path), url], cli_env)
+    assert requested == recorded_kinds("dandi_cli_download_zarr_request_sequence")
     target = tmp_path / Path(zarr.path).name
     source_files = {p.relative_to(zarr.source).as_posix(): p
                     for p in zarr.source.rglob("*") if p.is_file()}
