@@ -7,8 +7,9 @@ same thing on every route, and every error body carries a message a person can a
 from __future__ import annotations
 
 import logging
+from http import HTTPStatus
 
-from wsgidav.dav_error import DAVError
+from wsgidav.dav_error import ERROR_DESCRIPTIONS, DAVError
 
 from dandifs import errors
 
@@ -30,6 +31,12 @@ STATUS_BY_ERROR: tuple[tuple[type[Exception], int], ...] = (
     (errors.ArchiveRejected, 502),
     (errors.UploadFailed, 502),
 )
+
+
+# WsgiDAV writes status lines from its own table, which lacks some codes used here (503
+# would go out as "503 Status"); give it the standard reason phrases.
+for _code in {status for _, status in STATUS_BY_ERROR} | {413}:
+    ERROR_DESCRIPTIONS.setdefault(_code, f"{_code} {HTTPStatus(_code).phrase}")
 
 
 def status_for(error: Exception) -> int:
