@@ -14,9 +14,12 @@ from dandifs.cache.blockcache import BlockCache
 from dandifs.resolve import Entry, EntryKind, Resolver
 
 MiB = 1 << 20
-SESSION_CACHE = CacheConfig(memory_bytes=64 * MiB)
-"""Per caller, in memory only: the server streams rarely (redirects are the default), and
-blocks of one caller's embargoed data must not outlive that caller's session on disk."""
+ANONYMOUS_CACHE = CacheConfig(memory_bytes=128 * MiB)
+TOKEN_CACHE = CacheConfig(memory_bytes=32 * MiB)
+"""Block caches are per session and in memory only: the server streams rarely (redirects
+are the default), and blocks of one caller's embargoed data must not outlive that caller's
+session or reach a disk.  With `Sessions`' default of 64 token sessions the worst case is
+128 MiB + 64 x 32 MiB, reached only if every one of them streams at once."""
 
 
 def as_folder(entry: Entry) -> Entry:
@@ -76,7 +79,7 @@ class ArchiveSession:
 
 @asynccontextmanager
 async def open_archive_session(
-    instance: Instance, token: str | None, *, cache: CacheConfig = SESSION_CACHE
+    instance: Instance, token: str | None, *, cache: CacheConfig | None = None
 ) -> AsyncIterator[ArchiveSession]:
     """A session for `token` (None: anonymous); raises `InvalidToken` if the archive refuses it.
 
@@ -86,5 +89,6 @@ async def open_archive_session(
     async with ArchiveClient(instance, token=token, anonymous=token is None) as archive:
         if token is not None:
             await archive.check_token()
-        async with open_block_cache(archive.objects, cache) as blocks:
+        config = cache or (ANONYMOUS_CACHE if token is None else TOKEN_CACHE)
+        async with open_block_cache(archive.objects, config) as blocks:
             yield ArchiveSession(archive, Resolver(archive), blocks)
