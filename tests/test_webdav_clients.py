@@ -24,6 +24,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -141,6 +142,13 @@ def test_wget_mirror_equals_dandi_download(server, published, reference, tmp_pat
     mirrored = tree(tmp_path)
     assert "dandiset.yaml" in mirrored
     assert mirrored == tree(reference)
+    # The NWB files came from S3: wget followed our 307s across hosts without -H.
+    redirected = {
+        line["uri"] for line in server.access_lines()
+        if line["method"] == "GET" and line["status"] == "307" and line["uri"].endswith(".nwb")
+    }
+    expected = {f"/dandisets/000001/{published}/{quote(p)}" for p in mirrored if p.endswith(".nwb")}
+    assert expected <= redirected
 
 
 # -- davfs2 ----------------------------------------------------------------------------------
