@@ -100,7 +100,8 @@ async def test_h5py_reads_an_nwb_file_sparsely_and_warm_from_disk_without_s3(loc
         cold_requests = local_archive.s3_stats()["total_requests"] - before
         stats = cache.statistics()
     assert cold["nwb_version"] and len(cold["shapes"]) > 10
-    assert cold_requests == stats.requests > 0
+    # S3 also counts a read-ahead GET still under way when the counts were taken.
+    assert 0 < stats.requests <= cold_requests <= stats.requests + cache.config.max_prefetch_requests
     assert stats.bytes_fetched < asset.size / 4, "h5py should need a small part of the file"
 
     async with archive_cache(local_archive, config) as (archive, cache):

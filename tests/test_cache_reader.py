@@ -98,6 +98,22 @@ async def test_a_small_object_is_fetched_whole_by_its_first_read(server):
     assert [(s.start, s.end) for s in server.served("large")] == [(0, BLOCK)]
 
 
+async def test_the_first_read_of_the_tail_fetches_all_of_it(server):
+    data = random_bytes(8 * MiB + 1000, seed=24)
+    url = server.put("blob", data, "e1")
+    async with cache_over() as cache:
+        reader = RangeReader(cache, url, len(data), "e1")
+        assert await reader.read(len(data) - 5000, 100) == data[-5000:-4900]
+        for offset in (len(data) - 1 * MiB, len(data) - 300 * KiB, len(data) - 10):
+            assert await reader.read(offset, 100) == data[offset : offset + 100]
+        assert await reader.read(3 * MiB, 100) == data[3 * MiB : 3 * MiB + 100]
+    tail_start = (len(data) - 1 * MiB) // BLOCK * BLOCK
+    assert [(s.start, s.end) for s in server.served()] == [
+        (tail_start, len(data)),
+        (3 * MiB, 3 * MiB + BLOCK),
+    ]
+
+
 async def test_eight_concurrent_readers_of_one_block_cause_one_fetch(server):
     server.latency = 0.2
     data = random_bytes(3 * MiB, seed=3)
@@ -162,7 +178,8 @@ async def test_sequential_reading_grows_the_read_ahead_window(server):
 async def test_random_reads_do_not_read_ahead(server):
     data = random_bytes(64 * MiB, seed=6)
     url = server.put("blob", data, "e1")
-    offsets = random.Random(7).sample(range(0, len(data) - 4096, 3 * MiB), 15)
+    # Away from the object's last MiB, whose first read fetches all of it (tested below).
+    offsets = random.Random(7).sample(range(0, len(data) - 2 * MiB, 3 * MiB), 15)
     async with cache_over() as cache:
         reader = RangeReader(cache, url, len(data), "e1")
         for offset in offsets:
@@ -296,6 +313,43 @@ async def test_a_disk_that_cannot_be_written_only_costs_persistence(server, tmp_
         await cache.flush()
         assert await reader.read(0, 10) == data[:10]
     assert "could not write the cache disk" in caplog.text
+
+
+async def test_a_warm_replay_makes_no_requests_even_where_read_ahead_ran_further(server, tmp_path):
+    """Read-ahead goes to the network only for a reader that is waiting on the network: a
+    replay served from disk does not fetch what the first run's read-ahead left unfinished."""
+    server.latency = 0.05
+    data = random_bytes(64 * MiB, seed=25)
+    url = server.put("blob", data, "e1")
+    config = CacheConfig(disk_dir=tmp_path)
+    reads = [(offset, 1 * MiB) for offset in range(0, 8 * MiB, 1 * MiB)]  # a stream ...
+    reads += [(40 * MiB + 123, 1 * MiB + 5000), (20 * MiB, 100)]  # ... a large read, a small one
+    for run in ("cold", "warm", "warm again"):
+        server.forget_served()
+        async with cache_over(config) as cache:
+            reader = RangeReader(cache, url, len(data), "e1")
+            for offset, size in reads:
+                assert await reader.read(offset, size) == data[offset : offset + size]
+            await reader.aclose()
+        if run == "cold":
+            assert server.served()
+        else:
+            assert server.served() == [], run
+
+
+async def test_reading_on_past_the_warm_part_reads_ahead_from_the_network_again(server, tmp_path):
+    data = random_bytes(32 * MiB, seed=26)
+    url = server.put("blob", data, "e1")
+    config = CacheConfig(disk_dir=tmp_path)
+    async with cache_over(config) as cache:
+        await RangeReader(cache, url, len(data), "e1").read(0, 1 * MiB)
+    server.forget_served()
+    async with cache_over(config) as cache:
+        reader = RangeReader(cache, url, len(data), "e1")
+        for offset in range(0, 16 * MiB, 1 * MiB):
+            assert await reader.read(offset, 1 * MiB) == data[offset : offset + 1 * MiB]
+        stats = cache.statistics()
+    assert stats.readahead_requests > 0 and len(server.served()) < 10
 
 
 async def test_without_an_etag_blocks_stay_in_memory_only(server, tmp_path):

@@ -164,6 +164,15 @@ def test_random_reads_never_read_ahead_and_reset_the_window():
     assert p.after_read(6100, 100) == range(62, 64)  # and it starts small again
 
 
+def test_a_large_random_read_reads_ahead_by_its_own_size():
+    p = policy(large_read=300)
+    assert p.after_read(5000, 299) == range(0)  # small: nothing
+    assert p.after_read(2000, 300) == range(23, 26)  # blocks 20-22 read, 3 more ahead
+    assert p.window == 3
+    assert p.after_read(2300, 100) == range(26, 30)  # a stream now: window 6 from block 24
+    assert p.after_read(9900, 500) == range(0)  # nothing left past the end
+
+
 def test_small_out_of_order_reads_within_tolerance_count_as_sequential():
     p = policy(tolerance=100)
     p.after_read(0, 100)

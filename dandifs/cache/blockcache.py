@@ -18,6 +18,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
+from enum import IntEnum
 from functools import partial
 
 import anyio
@@ -39,25 +40,40 @@ BlockKey = tuple[str, int]  # (object key, block index)
 DISK_BACKLOG_FLUSHES = 4  # blocks waiting for the disk are capped at this many flushes' worth
 
 
-class _Flight:
-    """One fetch of a contiguous run of blocks; any number of reads may wait on it."""
+class Origin(IntEnum):
+    """Where a read's bytes came from, the farthest source counting."""
 
-    def __init__(self, blocks: range, *, readahead: bool) -> None:
+    MEMORY = 0
+    DISK = 1
+    NETWORK = 2
+
+
+class _Flight:
+    """One fetch of a contiguous run of blocks; any number of reads may wait on it.
+
+    A read-ahead flight that may not use the network (`network=False`) loads what the disk
+    has and fetches only blocks a read is already waiting on; other blocks it leaves out.
+    """
+
+    def __init__(self, blocks: range, *, readahead: bool, network: bool = True) -> None:
         self.blocks = blocks
         self.readahead = readahead
+        self.network = network
         self.claimed: set[int] = set()  # read-ahead blocks a read already waits on
         self.data: dict[int, bytes] = {}
+        self.fetched: set[int] = set()  # the blocks that came over the network
         self.error: BaseException | None = None
         self._done = anyio.Event()
 
     def finish(self) -> None:
         self._done.set()
 
-    async def result(self, index: int) -> bytes:
+    async def result(self, index: int) -> bytes | None:
+        """The block, or None if this flight left it out (ask again)."""
         await self._done.wait()
         if self.error is not None:
             raise self.error
-        return self.data[index]
+        return self.data.get(index)
 
 
 @dataclass
@@ -94,7 +110,7 @@ class BlockCache:
             config.memory_bytes, on_evict=self._forget_readahead
         )
         self._flights: dict[BlockKey, _Flight] = {}
-        self._unread_readahead: set[BlockKey] = set()
+        self._unread_readahead: dict[BlockKey, Origin] = {}
         self._read_slots = anyio.Semaphore(config.max_requests)
         self._readahead_slots = anyio.Semaphore(config.max_prefetch_requests)
         self._flush_lock = anyio.Lock()
@@ -117,62 +133,88 @@ class BlockCache:
 
         The blocks in `along` are fetched too, in the same requests where adjacent.
         """
+        data, _ = await self.read_with_origin(ref, offset, size, along=along)
+        return data
+
+    async def read_with_origin(
+        self, ref: ObjectRef, offset: int, size: int, *, along: range = range(0)
+    ) -> tuple[bytes, Origin]:
+        """Like `read`, and where its bytes came from: the network (now, or by read-ahead
+        since), the disk (likewise), or only memory already holding them."""
         layout = self.layout(ref)
         own = layout.span(offset, size)
         if not own:
-            return b""
+            return b"", Origin.MEMORY
         wanted = own
         if along:
             wanted = range(min(own.start, along.start), max(own.stop, along.stop))
-        parts = (await self.blocks(ref, wanted))[own.start - wanted.start : own.stop - wanted.start]
+        parts, origin = await self._gather(ref, wanted)
+        parts = parts[own.start - wanted.start : own.stop - wanted.start]
         end = min(offset + size, ref.size)
         first_start = layout.bounds(own.start)[0]
         if len(parts) == 1:
             whole = parts[0]
             if offset == first_start and end - offset == len(whole):
-                return whole
-            return whole[offset - first_start : end - first_start]
+                return whole, origin
+            return whole[offset - first_start : end - first_start], origin
         last_start = layout.bounds(own.stop - 1)[0]
         views = [memoryview(part) for part in parts]
         views[0] = views[0][offset - first_start :]
         views[-1] = views[-1][: end - last_start]
-        return b"".join(views)
+        return b"".join(views), origin
 
     async def blocks(self, ref: ObjectRef, blocks: range) -> list[bytes]:
         """The given blocks of the object, fetching what neither memory nor disk has."""
-        found: dict[int, bytes] = {}
-        waiting: dict[int, _Flight] = {}
-        missing: list[int] = []
-        for index in blocks:
-            key = (ref.key, index)
-            data = self._memory.get(key)
-            if data is not None:
-                found[index] = data
-                self._counters.memory_hits += 1
-                if key in self._unread_readahead:
-                    self._unread_readahead.discard(key)
-                    self._counters.readahead_hits += 1
-                continue
-            flight = self._flights.get(key)
-            if flight is not None:
-                waiting[index] = flight
-                self._counters.joined += 1
-                if flight.readahead and index not in flight.claimed:
-                    flight.claimed.add(index)
-                    self._counters.readahead_hits += 1
-                continue
-            missing.append(index)
-        for run in runs(missing, self.config.request_blocks):
-            flight = self._launch(ref, run, readahead=False)
-            waiting.update(dict.fromkeys(run, flight))
-        if not waiting:
-            await anyio.lowlevel.checkpoint()  # let read-ahead just asked for get started
-        for index, flight in waiting.items():
-            found[index] = await flight.result(index)
-        return [found[index] for index in blocks]
+        parts, _ = await self._gather(ref, blocks)
+        return parts
 
-    def _launch(self, ref: ObjectRef, run: range, *, readahead: bool) -> _Flight:
-        flight = _Flight(run, readahead=readahead)
+    async def _gather(self, ref: ObjectRef, blocks: range) -> tuple[list[bytes], Origin]:
+        found: dict[int, bytes] = {}
+        farthest = Origin.MEMORY
+        wanted = list(blocks)
+        while wanted:
+            waiting: dict[int, _Flight] = {}
+            missing: list[int] = []
+            for index in wanted:
+                key = (ref.key, index)
+                data = self._memory.get(key)
+                if data is not None:
+                    found[index] = data
+                    self._counters.memory_hits += 1
+                    origin = self._unread_readahead.pop(key, None)
+                    if origin is not None:
+                        self._counters.readahead_hits += 1
+                        farthest = max(farthest, origin)
+                    continue
+                flight = self._flights.get(key)
+                if flight is not None:
+                    waiting[index] = flight
+                    self._counters.joined += 1
+                    if flight.readahead and index not in flight.claimed:
+                        flight.claimed.add(index)
+                        self._counters.readahead_hits += 1
+                    continue
+                missing.append(index)
+            for run in runs(missing, self.config.request_blocks):
+                flight = self._launch(ref, run, readahead=False)
+                waiting.update(dict.fromkeys(run, flight))
+            if not waiting:
+                await anyio.lowlevel.checkpoint()  # let read-ahead just asked for get started
+            wanted = []
+            for index, flight in waiting.items():
+                data = await flight.result(index)
+                if data is None:
+                    wanted.append(index)  # a disk-only read-ahead left it out
+                else:
+                    found[index] = data
+                    origin = Origin.NETWORK if index in flight.fetched else Origin.DISK
+                    farthest = max(farthest, origin)
+        return [found[index] for index in blocks], farthest
+
+    def _launch(
+        self, ref: ObjectRef, run: range, *, readahead: bool, network: bool = True
+    ) -> _Flight:
+        flight = _Flight(run, readahead=readahead, network=network)
         for index in run:
             self._flights[(ref.key, index)] = flight
         if not readahead:
@@ -181,29 +223,38 @@ class BlockCache:
 
     # -- read-ahead -------------------------------------------------------------------------
 
-    def prefetch(self, ref: ObjectRef, blocks: range) -> PrefetchTicket:
-        """Fetch `blocks` in the background, in pieces of at most one request each."""
+    def prefetch(self, ref: ObjectRef, blocks: range, *, network: bool = True) -> PrefetchTicket:
+        """Fetch `blocks` in the background, in pieces of at most one request each.
+
+        With `network=False` only blocks known to be on disk are loaded (into memory).
+        """
         ticket = PrefetchTicket()
         for piece in split(blocks, self.config.request_blocks):
             ticket.waiting += 1
-            self._tasks.start_soon(self._prefetch, ref, piece, ticket)
+            self._tasks.start_soon(self._prefetch, ref, piece, ticket, network)
         return ticket
 
-    async def _prefetch(self, ref: ObjectRef, piece: range, ticket: PrefetchTicket) -> None:
+    async def _prefetch(
+        self, ref: ObjectRef, piece: range, ticket: PrefetchTicket, network: bool
+    ) -> None:
         async with self._readahead_slots:
             ticket.waiting -= 1
             if ticket.cancelled:
                 return
+            disk = self._disk.object(ref) if self._disk is not None and ref.persistent else None
             missing = [
                 index
                 for index in piece
-                if (ref.key, index) not in self._memory and (ref.key, index) not in self._flights
+                if (ref.key, index) not in self._memory
+                and (ref.key, index) not in self._flights
+                and (network or (disk is not None and disk.has(index)))
             ]
             for run in runs(missing, self.config.request_blocks):
-                await self._complete(ref, self._launch(ref, run, readahead=True), None)
+                flight = self._launch(ref, run, readahead=True, network=network)
+                await self._complete(ref, flight, None)
 
     def _forget_readahead(self, key: BlockKey) -> None:
-        self._unread_readahead.discard(key)
+        self._unread_readahead.pop(key, None)
 
     # -- fetching ---------------------------------------------------------------------------
 
@@ -218,14 +269,19 @@ class BlockCache:
             if not flight.readahead:
                 self._counters.disk_hits += len(found)
                 self._counters.misses += len(remaining)
+            if not flight.network:
+                remaining = [index for index in remaining if index in flight.claimed]
             for run in runs(remaining, self.config.request_blocks):
                 fetched.update(await self._fetch(ref, run, slots, readahead=flight.readahead))
+            flight.fetched = set(fetched)
             flight.data = found | fetched
             for index, data in flight.data.items():
                 key = (ref.key, index)
                 self._memory.put(key, data)
                 if flight.readahead and index not in flight.claimed:
-                    self._unread_readahead.add(key)
+                    self._unread_readahead[key] = (
+                        Origin.NETWORK if index in fetched else Origin.DISK
+                    )
         except Exception as exc:
             flight.error = exc
             if flight.readahead and not flight.claimed:
@@ -264,6 +320,10 @@ class BlockCache:
         else:
             async with slots:
                 payload = await self._fetcher.read_range(ref.url, start, end, etag=ref.etag)
+        log.debug(
+            "fetched %s bytes %d-%d (blocks %d-%d%s)",
+            ref.url, start, end - 1, run.start, run.stop - 1, ", read-ahead" if readahead else "",
+        )
         self._counters.requests += 1
         self._counters.bytes_fetched += len(payload)
         if readahead:

@@ -11,6 +11,15 @@ Objects of at most `small_object_bytes` (Zarr chunks, small NWB files) are fetch
 on their first read, in one GET: their next reads would come anyway, and latency, not
 bandwidth, is what they cost.
 
+The first read that reaches into the last `tail_bytes` of a larger object fetches that
+whole tail: HDF5 files written by h5py keep much of their metadata at the end (as zip and
+Parquet keep their directories), and its reads follow one another, each waiting for the
+last.
+
+A read of at least `large_read_bytes` that does not continue the previous one still reads
+ahead by its own size: such reads come from the kernel's read-ahead or from a reader taking
+a whole HDF5 chunk, and the next one usually follows.  Zero turns it off.
+
 Memory is bounded by `memory_bytes` for cached blocks, plus at most
 `(max_requests + max_prefetch_requests) * max_request_bytes` in flight, plus
 `disk_flush_bytes` waiting to be written to the disk store.
@@ -41,6 +50,8 @@ class CacheConfig:
     readahead_max_bytes: int = 64 * MiB
     sequential_tolerance: int = 1 * MiB
     small_object_bytes: int = 2 * MiB
+    tail_bytes: int = 1 * MiB
+    large_read_bytes: int = 1 * MiB
 
     def __post_init__(self) -> None:
         positive = {
@@ -61,6 +72,8 @@ class CacheConfig:
             "readahead_max_bytes": self.readahead_max_bytes,
             "sequential_tolerance": self.sequential_tolerance,
             "small_object_bytes": self.small_object_bytes,
+            "tail_bytes": self.tail_bytes,
+            "large_read_bytes": self.large_read_bytes,
         }
         for name, value in not_negative.items():
             if value < 0:

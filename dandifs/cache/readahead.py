@@ -7,7 +7,9 @@
   block, up to `max_blocks`.
 - A read up to `tolerance` bytes before where the previous one ended changes nothing: the
   kernel delivers its own read-ahead slightly out of order, and readers re-read headers.
-- Any other read is random: the window closes.
+- Any other read is random: the window closes, unless the read is at least `large_read`
+  bytes (a kernel read-ahead request, a whole HDF5 chunk): then the window opens at the
+  read's size at once, since the read that follows it would otherwise wait a round trip.
 - The window is topped up once the reader has used half of it or one request's worth
   (`step_blocks`), whichever is less, in whole requests, so a steady stream becomes a
   steady flow of full-sized GETs rather than one small GET per block.
@@ -27,6 +29,7 @@ class ReadAheadPolicy:
     max_blocks: int
     tolerance: int
     step_blocks: int = 1 << 30
+    large_read: int = 0  # bytes; 0: every random read is treated alike
     window: int = 0
     _expected_offset: int | None = None
     _last_block: int = -1
@@ -48,6 +51,10 @@ class ReadAheadPolicy:
         last = blocks.stop - 1
         if not sequential or self.max_blocks <= 0:
             self.window, self._last_block, self._ahead = 0, last, last + 1
+            if self.large_read and size >= self.large_read and self.max_blocks > 0:
+                self.window = min(len(blocks), self.max_blocks)
+                self._ahead = min(last + 1 + self.window, self.layout.block_count)
+                return range(last + 1, self._ahead)
             return range(0)
         if self.window == 0:
             # At least one more read of this size ahead, or the next read waits anyway.

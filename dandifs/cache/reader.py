@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from dandifs.cache.blockcache import BlockCache, PrefetchTicket
+import logging
+
+from dandifs.cache.blockcache import BlockCache, Origin, PrefetchTicket
 from dandifs.cache.objectref import ObjectRef
 from dandifs.cache.readahead import ReadAheadPolicy
+
+log = logging.getLogger(__name__)
 
 
 class RangeReader:
     """Reads of one object through a shared `BlockCache`, with read-ahead for this handle.
 
     Read-ahead runs in the background: a read waits only for its own blocks.  A random
-    read (or closing) drops read-ahead that has not started yet.  A small object (see
-    `CacheConfig.small_object_bytes`) is fetched whole by its first read instead.
+    read (or closing) drops read-ahead that has not started yet.  A small object is fetched
+    whole by its first read instead, and the first read reaching into a larger object's tail
+    fetches the whole tail (see `CacheConfig`).
     """
 
     def __init__(
@@ -33,11 +38,19 @@ class RangeReader:
             max_blocks=config.readahead_max_blocks,
             tolerance=config.sequential_tolerance,
             step_blocks=config.request_blocks,
+            large_read=config.large_read_bytes,
         )
         self._tickets: list[PrefetchTicket] = []
         self._closed = False
-        whole = self.ref.size <= config.small_object_bytes
-        self._along = cache.layout(self.ref).span(0, self.ref.size) if whole else range(0)
+        # Read-ahead may use the network only while this handle's reads come from it: a
+        # replay of reads that the disk serves never fetches anything speculatively.  Reads
+        # that memory alone served leave the question as it was.
+        self._network_fed = False
+        self._layout = cache.layout(self.ref)
+        small = size <= config.small_object_bytes
+        self._whole = self._layout.span(0, size) if small else range(0)
+        tail_start = max(0, size - config.tail_bytes)
+        self._tail = range(0) if small else self._layout.span(tail_start, size - tail_start)
 
     @property
     def readahead_window(self) -> int:
@@ -53,15 +66,28 @@ class RangeReader:
         size = max(0, min(size, self.ref.size - offset))
         if size == 0:
             return b""
-        if self._along:
-            return await self._cache.read(self.ref, offset, size, along=self._along)
+        if self._whole:
+            return await self._cache.read(self.ref, offset, size, along=self._whole)
+        along = range(0)
+        if self._tail and self._layout.span(offset, size).stop > self._tail.start:
+            along, self._tail = self._tail, range(0)
         ahead = self._policy.after_read(offset, size)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "read %s bytes %d-%d, read-ahead window %d blocks, asking for %s",
+                self.ref.url, offset, offset + size - 1, self._policy.window, ahead or "none",
+            )
         if self._policy.window == 0:
             self._cancel_readahead()
         if ahead:
             self._tickets = [ticket for ticket in self._tickets if not ticket.settled]
-            self._tickets.append(self._cache.prefetch(self.ref, ahead))
-        return await self._cache.read(self.ref, offset, size)
+            self._tickets.append(
+                self._cache.prefetch(self.ref, ahead, network=self._network_fed)
+            )
+        data, origin = await self._cache.read_with_origin(self.ref, offset, size, along=along)
+        if origin is not Origin.MEMORY:
+            self._network_fed = origin is Origin.NETWORK
+        return data
 
     def _cancel_readahead(self) -> None:
         for ticket in self._tickets:
