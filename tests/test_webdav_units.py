@@ -18,6 +18,7 @@ from dandifs.webdav.delivery import RedirectMode, choose_target, follows_redirec
 from dandifs.webdav.errors import status_for, to_dav_error
 from dandifs.webdav.guard import refusal
 from dandifs.webdav.html import breadcrumbs, human_size, link_to, metadata_link, render_listing, utc_time
+from dandifs.webdav.provider import ImmutableEntries
 from dandifs.webdav.propfind import BadPropfind, PropfindRequest, parse_request
 from dandifs.webdav.propfind import render as propfind_render
 from dandifs.webdav.resources import content_type_of, plain_etag
@@ -378,3 +379,17 @@ def test_propfind_rendering():
     assert text.count("HTTP/1.1 404 Not Found") == 2  # the custom property, for each
     allprop = propfind_render("/mnt", [("/d/a b&c.nwb", file)], PropfindRequest("allprop")).decode()
     assert "<D:href>/mnt/d/a%20b&amp;c.nwb</D:href>" in allprop and "404" not in allprop
+
+
+def test_immutable_entries_are_kept_per_caller():
+    cache = ImmutableEntries(capacity=2)
+    published = blob(immutable=True)
+    draft = blob(immutable=False)
+    cache.remember(None, "/p", published)
+    cache.remember(None, "/d", draft)
+    assert cache.get(None, "/p") is published
+    assert cache.get(None, "/d") is None  # drafts change: always asked of the core
+    assert cache.get("token", "/p") is None  # another caller's view is its own
+    cache.remember("token", "/q", published)
+    cache.remember("token", "/r", published)
+    assert cache.get(None, "/p") is None  # bounded: the oldest went first

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from typing import Any
 
+from cachetools import LRUCache
 from wsgidav import util
 from wsgidav.dav_error import PRECONDITION_CODE_PropfindFiniteDepth, DAVError
 from wsgidav.dav_provider import DAVProvider
@@ -52,6 +54,7 @@ class DandiProvider(DAVProvider):
         self.sessions = sessions
         self.api_url = api_url
         self.redirect = redirect
+        self.immutable = ImmutableEntries()
 
     # -- the core, called from WSGI worker threads --------------------------------------
 
@@ -77,11 +80,20 @@ class DandiProvider(DAVProvider):
         return True
 
     def stat(self, path: str, environ: dict) -> Entry:
-        """The entry at `path`, looked up at most once per request."""
+        """The entry at `path`, looked up at most once per request.
+
+        Entries of published versions never change, so they are also kept on this side of
+        the portal: a GET inside a published version usually costs no hop to the core.
+        """
         memo = environ.setdefault("dandifs.stat", {})
         key = path.rstrip("/") or "/"
         if key not in memo:
-            memo[key] = self._stat(key, environ)
+            token = environ.get(TOKEN_KEY)
+            entry = self.immutable.get(token, key)
+            if entry is None:
+                entry = self._stat(key, environ)
+                self.immutable.remember(token, key, entry)
+            memo[key] = entry
         return memo[key]
 
     def _stat(self, path: str, environ: dict) -> Entry:
@@ -121,7 +133,11 @@ class DandiProvider(DAVProvider):
         memo = environ.setdefault("dandifs.listdir", {})
         key = path.rstrip("/") or "/"
         if key not in memo:
-            memo[key] = self._call(environ, lambda session: session.listdir(key))
+            children = self._call(environ, lambda session: session.listdir(key))
+            token = environ.get(TOKEN_KEY)
+            for child in children:
+                self.immutable.remember(token, join(key, child.name), child)
+            memo[key] = children
         return memo[key]
 
     def open(self, entry: Entry, environ: dict) -> io.RawIOBase:
@@ -260,3 +276,24 @@ def dandiset_of(route: routes.Route) -> str | None:
     if isinstance(route, (routes.VersionRoot, routes.DandisetYaml, routes.InVersion)):
         return route.address.dandiset_id
     return None
+
+
+class ImmutableEntries:
+    """Entries of published versions by (caller's token, path): thread-safe and bounded.
+
+    The token is part of the key so that what one caller may see is never answered to
+    another from here.
+    """
+
+    def __init__(self, capacity: int = 200_000) -> None:
+        self._entries: LRUCache[tuple[str | None, str], Entry] = LRUCache(maxsize=capacity)
+        self._lock = threading.Lock()
+
+    def get(self, token: str | None, path: str) -> Entry | None:
+        with self._lock:
+            return self._entries.get((token, path))
+
+    def remember(self, token: str | None, path: str, entry: Entry) -> None:
+        if entry.immutable:
+            with self._lock:
+                self._entries[(token, path)] = entry
