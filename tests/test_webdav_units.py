@@ -18,9 +18,9 @@ from dandifs.webdav.delivery import RedirectMode, choose_target, follows_redirec
 from dandifs.webdav.errors import status_for, to_dav_error
 from dandifs.webdav.guard import refusal
 from dandifs.webdav.html import breadcrumbs, human_size, link_to, metadata_link, render_listing, utc_time
-from dandifs.webdav.provider import ImmutableEntries
 from dandifs.webdav.propfind import BadPropfind, PropfindRequest, parse_request
 from dandifs.webdav.propfind import render as propfind_render
+from dandifs.webdav.provider import ImmutableEntries
 from dandifs.webdav.resources import content_type_of, plain_etag
 from dandifs.webdav.sessions import Sessions
 
