@@ -573,6 +573,10 @@ def test_malformed_propfind_body_is_a_clear_400(server, published):
         response, cost = server.archive_requests(lambda: propfind(url, "0", body))
         assert response.status_code == 400 and b"Traceback" not in response.content
         assert cost == 0
+    chunked = propfind(url, "0", iter([b"<not ", b"xml"]))  # Transfer-Encoding: chunked
+    assert chunked.status_code == 400
+    names = propfind(url, "0", iter([b"<propfind xmlns='DAV:'>", b"<propname/></propfind>"]))
+    assert names.status_code == 207 and b"<D:resourcetype/>" in names.content
 
 
 def test_unknown_dandiset(server, local_archive):

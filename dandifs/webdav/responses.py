@@ -17,9 +17,17 @@ def read_body(environ: dict, limit: int = 1 << 20) -> bytes:
         length = int(environ.get("CONTENT_LENGTH") or 0)
     except ValueError:
         raise DAVError(400, context_info="invalid Content-Length") from None
+    chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
     if length > limit:
         raise DAVError(413, context_info=f"request body over {limit} bytes")
-    body = environ["wsgi.input"].read(length) if length > 0 else b""
+    if length > 0:
+        body = environ["wsgi.input"].read(length)
+    elif chunked:  # the server de-chunks; read to the end, but no further than the limit
+        body = environ["wsgi.input"].read(limit + 1)
+        if len(body) > limit:
+            raise DAVError(413, context_info=f"request body over {limit} bytes")
+    else:
+        body = b""
     environ["wsgidav.all_input_read"] = 1
     return body
 
