@@ -96,6 +96,8 @@ class DandiOperations(pyfuse3.Operations):
         self._dirs: dict[int, _DirSnapshot] = {}
         self._files: dict[int, FileHandle] = {}
         self._handles = itertools.count(1)
+        self._reads = 0
+        self._read_bytes = 0
 
     # -- names and attributes ------------------------------------------------------------
 
@@ -191,6 +193,8 @@ class DandiOperations(pyfuse3.Operations):
             end = min(off + size, handle.entry.size)
             if off >= end:
                 return b""
+            self._reads += 1
+            self._read_bytes += end - off
             try:
                 return await handle.reader.read(off, end - off)
             except errors.Unavailable:
@@ -212,7 +216,8 @@ class DandiOperations(pyfuse3.Operations):
         with fuse_errors("getxattr", inode):
             if inode == ROOT_INODE and self.statistics and os.fsdecode(name) == STATS:
                 handles = {"inodes": len(self.inodes), "open_files": len(self._files),
-                           "open_folders": len(self._dirs)}
+                           "open_folders": len(self._dirs), "reads": self._reads,
+                           "read_bytes": self._read_bytes}
                 return json.dumps({**self.statistics(), "fuse": handles}, sort_keys=True).encode()
             entry = await self.namespace.stat(self.inodes.path(inode))
             value = await xattr_value(entry, os.fsdecode(name), self.namespace.asset_metadata)
