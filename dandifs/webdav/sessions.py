@@ -11,6 +11,7 @@ which must be entered and left by one task), so each lives in a host task of `ru
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
@@ -59,6 +60,9 @@ SessionOpener = Callable[[str | None], AbstractAsyncContextManager[Session]]
 """A session for a token (None: anonymous); entering it raises InvalidToken if the archive says no."""
 
 
+REJECTION_MEMORY_SECONDS = 60.0
+
+
 @dataclass
 class _Hosted:
     session: Session
@@ -87,7 +91,7 @@ class Sessions:
         self._anonymous: _Hosted | None = None
         self._by_token: OrderedDict[str, _Hosted] = OrderedDict()
         self._opening: dict[str | None, _Opening] = {}
-        self._rejected: OrderedDict[str, None] = OrderedDict()
+        self._rejected: OrderedDict[str, float] = OrderedDict()
         self._tasks: TaskGroup | None = None
         self._stopping = anyio.Event()
 
@@ -110,7 +114,7 @@ class Sessions:
     async def get(self, token: str | None) -> Session:
         hosted = self._anonymous if token is None else self._by_token.get(token)
         if hosted is None:
-            if token is not None and token in self._rejected:
+            if token is not None and self._recently_rejected(token):
                 raise InvalidToken("the archive rejected this API token")
             hosted = await self._open_once(token)
         if token is not None and token in self._by_token:
@@ -147,10 +151,20 @@ class Sessions:
             self._evict()
         return opening.hosted
 
+    def _recently_rejected(self, token: str) -> bool:
+        """Rejections are remembered briefly: a token created a minute ago may be new."""
+        rejected_at = self._rejected.get(token)
+        if rejected_at is None:
+            return False
+        if time.monotonic() - rejected_at < REJECTION_MEMORY_SECONDS:
+            return True
+        del self._rejected[token]
+        return False
+
     def _remember_rejected(self, token: str | None) -> None:
         if token is None:
             return
-        self._rejected[token] = None
+        self._rejected[token] = time.monotonic()
         while len(self._rejected) > self._capacity:
             self._rejected.popitem(last=False)
 
