@@ -63,7 +63,6 @@ class TokenAuthenticator(BaseMiddleware):
 
     def __call__(self, environ, start_response):
         environ[TOKEN_KEY] = None
-        environ.pop("HTTP_X_FORWARDED_USER", None)
         header = environ.get("HTTP_AUTHORIZATION", "")
         try:
             token = token_from_authorization(header)
