@@ -2,9 +2,9 @@
 
 In front of WsgiDAV: the access log, then the request guard (refusals that need no I/O).
 Inside it, the middleware stack is WsgiDAV's own error printer, the token authenticator
-and WsgiDAV's request resolver.  WsgiDAV's
-directory browser, lock manager and property manager are left out: listings are rendered
-by the provider, and a read-only archive has nothing to lock and no dead properties.
+and WsgiDAV's request resolver.  WsgiDAV's directory browser, lock manager and property
+manager are left out: listings are rendered by the provider, and a read-only archive has
+nothing to lock and no dead properties.
 """
 
 from __future__ import annotations
