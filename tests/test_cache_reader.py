@@ -192,6 +192,24 @@ async def test_random_reads_do_not_read_ahead(server):
     assert stats.readahead_requests == 0
 
 
+async def test_a_large_random_read_fetches_the_next_one_alongside(server):
+    """How the kernel splits an application's 1.3 MB read into 1 MiB FUSE reads: the second
+    must not wait another round trip."""
+    server.latency = 0.2
+    data = random_bytes(32 * MiB, seed=27)
+    url = server.put("blob", data, "e1")
+    async with cache_over() as cache:
+        reader = RangeReader(cache, url, len(data), "e1")
+        await reader.read(0, 100)  # the network feeds this handle
+        first = 10 * MiB + 4096
+        assert await reader.read(first, 1 * MiB) == data[first : first + 1 * MiB]
+        started = time.perf_counter()
+        second = first + 1 * MiB
+        assert await reader.read(second, 300_000) == data[second : second + 300_000]
+        assert time.perf_counter() - started < server.latency / 2
+        assert cache.statistics().readahead_hits >= 1
+
+
 async def test_read_ahead_never_delays_a_read_beyond_its_own_blocks(server):
     """With read-ahead queued behind one slow slot, a far read still takes one round trip."""
     server.latency = 0.25
