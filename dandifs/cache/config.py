@@ -3,9 +3,10 @@
 Blocks are 256 KiB: HDF5 metadata reads are small and scattered, so a small block keeps a
 random read cheap on slow links (remfile uses 100 KiB), while coalescing adjacent blocks
 into GETs of up to 8 MiB and doubling the read-ahead window keeps streaming fast (8 MiB is
-the part size AWS and mountpoint-s3 find saturates S3).  Measured on h5py summarizing a
-220 MiB NWB file over S3 with 30 ms latency: 64 KiB blocks took 11 GETs and 2.0 MiB,
-256 KiB 9 GETs and 2.7 MiB, 1 MiB 7 GETs and 6.2 MiB, 4 MiB 6 GETs and 20 MiB.
+the part size AWS and mountpoint-s3 find saturates S3).  Measured with h5py summarizing a
+220 MiB NWB file over S3 with 30 ms latency (before the tail rule below): 64 KiB blocks
+took 11 GETs and 2.0 MiB, 256 KiB 9 GETs and 2.7 MiB, 1 MiB 7 GETs and 6.2 MiB, 4 MiB
+6 GETs and 20 MiB.
 
 Objects of at most `small_object_bytes` (Zarr chunks, small NWB files) are fetched whole
 on their first read, in one GET: their next reads would come anyway, and latency, not
@@ -21,8 +22,8 @@ ahead by its own size: such reads come from the kernel's read-ahead or from a re
 a whole HDF5 chunk, and the next one usually follows.  Zero turns it off.
 
 Memory is bounded by `memory_bytes` for cached blocks, plus at most
-`(max_requests + max_prefetch_requests) * max_request_bytes` in flight, plus
-`disk_flush_bytes` waiting to be written to the disk store.
+`(max_requests + max_prefetch_requests) * max_request_bytes` in flight, plus at most four
+times `disk_flush_bytes` waiting to be written to the disk store (more is not persisted).
 """
 
 from __future__ import annotations
