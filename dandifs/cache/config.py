@@ -22,7 +22,7 @@ ahead by its own size: such reads come from the kernel's read-ahead or from a re
 a whole HDF5 chunk, and the next one usually follows.  Zero turns it off.
 
 Memory is bounded by `memory_bytes` for cached blocks, plus at most
-`(max_requests + max_prefetch_requests) * max_request_bytes` in flight, plus at most four
+`(max_requests + max_prefetch_requests) * max_request_bytes` in flight, plus about four
 times `disk_flush_bytes` waiting to be written to the disk store (more is not persisted).
 """
 
