@@ -9,7 +9,8 @@ Fetches run in the cache's own task group, so a reader that gives up (an interru
 request) does not cancel a fetch that other readers wait on.  Reads and read-ahead take
 turns from separate pools of request slots: read-ahead queued behind other read-ahead
 never delays a read, and claims its blocks only once it holds a slot, so a read that gets
-there first fetches them itself.
+there first fetches them itself.  Read-ahead can be kept off the network (it then only
+loads blocks the disk holds): readers use that when their own reads are served locally.
 """
 
 from __future__ import annotations
