@@ -33,6 +33,7 @@ class ObjectServer:
         self._objects: dict[str, tuple[bytes, str]] = {}
         self._served: list[Served] = []
         self._lock = threading.Lock()
+        self._answering = 0  # requests being answered right now
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -66,6 +67,11 @@ class ObjectServer:
             return [s for s in self._served if path is None or s.path == path]
 
     def forget_served(self) -> None:
+        """Start counting afresh, once every request under way was answered (a client that
+        hung up early still has its request counted where it belongs)."""
+        deadline = time.monotonic() + 10
+        while self._answering and time.monotonic() < deadline:
+            time.sleep(0.005)
         with self._lock:
             self._served.clear()
 
@@ -79,12 +85,20 @@ class ObjectServer:
         self._thread.join()
 
     def _answer(self, request: BaseHTTPRequestHandler) -> None:
-        if self.latency:
-            time.sleep(self.latency)
+        with self._lock:
+            self._answering += 1
+        try:
+            self._answer_counted(request)
+        finally:
+            with self._lock:
+                self._answering -= 1
+
+    def _answer_counted(self, request: BaseHTTPRequestHandler) -> None:
         path = request.path.lstrip("/")
         with self._lock:
             found = self._objects.get(path)
         if found is None:
+            self._delay()
             self._reply(request, 404, b"not found")
             return
         data, etag = found
@@ -94,15 +108,21 @@ class ObjectServer:
             start = int(match.group(1))
             end = min(len(data), int(match.group(2)) + 1 if match.group(2) else len(data))
             if start >= len(data):
+                self._delay()
                 self._reply(request, 416, b"", {"Content-Range": f"bytes */{len(data)}"})
                 return
             status = 206
         with self._lock:
             self._served.append(Served(path, start, end))
+        self._delay()
         headers = {"ETag": f'"{etag}"'}
         if status == 206:
             headers["Content-Range"] = f"bytes {start}-{end - 1}/{len(data)}"
         self._reply(request, status, memoryview(data)[start:end], headers)
+
+    def _delay(self) -> None:
+        if self.latency:
+            time.sleep(self.latency)
 
     @staticmethod
     def _reply(

@@ -123,7 +123,8 @@ def test_a_record_for_another_object_is_ignored(tmp_path):
     present = BlockBitmap(2)
     present.update([0, 1])
     inode = os.stat(obj.data_path).st_ino
-    obj.record_path.write_bytes(encode(BlockRecord("someone else\ne", BLOCK, 2 * BLOCK, inode, present)))
+    record = BlockRecord("someone else\ne", BLOCK, 2 * BLOCK, inode, present)
+    obj.record_path.write_bytes(encode(record))
     assert obj.read(range(2)) == {}
 
 
@@ -131,7 +132,8 @@ def test_scan_removes_stale_temporaries_and_orphan_records(tmp_path):
     store = store_at(tmp_path)
     shard = store.root / "ab"
     shard.mkdir()
-    stale, recent, orphan = shard / "k.blocks.1.aa.tmp", shard / "k.blocks.1.bb.tmp", shard / "o.blocks"
+    stale, recent = shard / "k.blocks.1.aa.tmp", shard / "k.blocks.1.bb.tmp"
+    orphan = shard / "o.blocks"
     for path in (stale, recent, orphan):
         path.write_bytes(b"x")
     os.utime(stale, (time.time() - 3600, time.time() - 3600))
@@ -191,7 +193,7 @@ CONCURRENT_WRITER = textwrap.dedent(
     import random, sys
     from dandifs.cache import ObjectRef
     from dandifs.cache.disk import DiskStore
-    directory, first, step, block = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    directory, (first, step, block) = sys.argv[1], map(int, sys.argv[2:5])
     data = random.Random(11).randbytes(48 * block)
     ref = ObjectRef("https://s3/shared", len(data), "e")
     store = DiskStore(directory, block_size=block, capacity=1 << 30)
@@ -208,13 +210,14 @@ CONCURRENT_WRITER = textwrap.dedent(
 def test_two_processes_writing_one_object_merge_their_claims(tmp_path):
     writers = [
         subprocess.Popen(
-            [sys.executable, "-c", CONCURRENT_WRITER, str(tmp_path), str(first), str(step), str(BLOCK)]
+            [sys.executable, "-c", CONCURRENT_WRITER, str(tmp_path), *map(str, (first, step, BLOCK))]
         )
         for first, step in ((0, 2), (1, 2), (0, 3))
     ]
     assert [writer.wait(timeout=60) for writer in writers] == [0, 0, 0]
     data = content(11, 48 * BLOCK)
-    found = store_at(tmp_path).object(ObjectRef("https://s3/shared", len(data), "e")).read(range(48))
+    shared = store_at(tmp_path).object(ObjectRef("https://s3/shared", len(data), "e"))
+    found = shared.read(range(48))
     assert found == blocks_of(data)
 
 

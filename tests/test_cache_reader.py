@@ -7,7 +7,6 @@ import hashlib
 import json
 import os
 import random
-import subprocess
 import sys
 import textwrap
 import time
@@ -46,9 +45,9 @@ def server():
 async def cache_over(config: CacheConfig | None = None) -> AsyncIterator[BlockCache]:
     """A cache whose fetcher is the archive client's object store (no API is needed: object
     URLs are fetched as they are)."""
-    async with ArchiveClient("http://127.0.0.1:9/api", anonymous=True, policy=QUICK_RETRIES) as client:
-        async with open_block_cache(client.objects, config or CacheConfig()) as cache:
-            yield cache
+    client = ArchiveClient("http://127.0.0.1:9/api", anonymous=True, policy=QUICK_RETRIES)
+    async with client, open_block_cache(client.objects, config or CacheConfig()) as cache:
+        yield cache
 
 
 def random_bytes(size: int, seed: int = 0) -> bytes:
@@ -389,7 +388,8 @@ WARM_READER = textwrap.dedent(
         async with ArchiveClient("http://127.0.0.1:9/api", anonymous=True) as client:
             async with open_block_cache(client.objects, CacheConfig(disk_dir=directory)) as cache:
                 reader = RangeReader(cache, url, size, "e1")
-                data = b"".join([await reader.read(o, 64 * 1024) for o in range(0, size, 64 * 1024)])
+                step = 64 * 1024
+                data = b"".join([await reader.read(o, step) for o in range(0, size, step)])
                 sys.stdout.buffer.write(data)
                 print(cache.statistics(), file=sys.stderr)
 
@@ -466,7 +466,8 @@ async def test_memory_stays_bounded_while_streaming_an_object_much_larger_than_i
     data = random_bytes(96 * MiB, seed=15)
     url = server.put("blob", data, "e1")
     result = await stream_in_child(url, len(data), 8 * MiB, passes=2)
-    print(f"\nRSS growth streaming 2 x 96 MiB through an 8 MiB memory cache: {result['growth'] / MiB:.0f} MiB")
+    growth = result["growth"] / MiB
+    print(f"\nRSS growth streaming 2 x 96 MiB through an 8 MiB memory cache: {growth:.0f} MiB")
     assert result["digests"] == [hashlib.sha256(data).hexdigest()]
     assert result["held"] <= 8 * MiB
     assert result["fetched"] == 2 * len(data)  # the second pass could not be cached

@@ -43,7 +43,7 @@ class BlockLayout:
         return end - start
 
     def span(self, offset: int, size: int) -> range:
-        """Indices of the blocks that hold bytes `[offset, offset + size)`, clipped to the object."""
+        """The blocks holding bytes `[offset, offset + size)`, clipped to the object."""
         end = min(offset + size, self.object_size)
         if offset < 0 or size < 0:
             raise ValueError(f"bad byte range: offset {offset}, size {size}")

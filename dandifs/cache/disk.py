@@ -219,12 +219,10 @@ class DiskObject:
                     _write_all(fd, batch[index], self.layout.bounds(index)[0])
                 os.fdatasync(fd)
                 present.update(fresh)
-                self._store.write_record(
-                    self.record_path,
-                    BlockRecord(
-                        self.ref.record_identity, self.layout.block_size, self.ref.size, inode, present
-                    ),
+                record = BlockRecord(
+                    self.ref.record_identity, self.layout.block_size, self.ref.size, inode, present
                 )
+                self._store.write_record(self.record_path, record)
                 with self._file_lock:
                     if self._inode == inode:
                         self._present.update(fresh)
@@ -359,9 +357,8 @@ class DiskStore:
                 try:
                     if name.endswith(".data"):
                         info = entry.stat()
-                        yield StoredObject(
-                            name[: -len(".data")], Path(entry.path), info.st_blocks * 512, info.st_mtime
-                        )
+                        key = name[: -len(".data")]
+                        yield StoredObject(key, Path(entry.path), info.st_blocks * 512, info.st_mtime)
                     elif name.endswith(".tmp") and now - entry.stat().st_mtime > STALE_TEMPORARY:
                         os.unlink(entry.path)
                     elif name.endswith(".blocks") and not os.path.exists(

@@ -111,4 +111,5 @@ def decode(data: bytes) -> BlockRecord:
         raise RecordError("block record identity is not UTF-8") from exc
     bits = body[offset + identity_length :]
     block_count = -(-object_size // block_size)
-    return BlockRecord(identity, block_size, object_size, data_inode, BlockBitmap(block_count, bits))
+    present = BlockBitmap(block_count, bits)
+    return BlockRecord(identity, block_size, object_size, data_inode, present)
