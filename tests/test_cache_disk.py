@@ -61,6 +61,12 @@ def test_a_changed_etag_never_sees_old_blocks(tmp_path):
     assert store.object(ObjectRef("https://s3/x", len(data), "v2")).read(range(4)) == {}
 
 
+def test_an_unusable_directory_is_refused_with_a_clear_message(tmp_path):
+    (tmp_path / "file").write_text("not a directory")
+    with pytest.raises(OSError, match="cannot keep cached blocks in .*file: Not a directory"):
+        store_at(tmp_path / "file")
+
+
 def test_blocks_of_the_wrong_length_are_refused(tmp_path):
     obj = store_at(tmp_path).object(ObjectRef("u", 3 * BLOCK, "e"))
     with pytest.raises(ValueError, match="has 10 bytes"):

@@ -261,7 +261,12 @@ class DiskStore:
         self.capacity = capacity
         self.object_limit = int(capacity * LOW_WATER)
         self.root = Path(directory) / f"{LAYOUT}-{block_size}"
-        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OSError(
+                exc.errno, f"cannot keep cached blocks in {directory}: {exc.strerror}"
+            ) from exc
         self._lock = threading.Lock()
         self._objects: OrderedDict[str, DiskObject] = OrderedDict()
         self._usage = sum(entry.allocated for entry in self.scan())
