@@ -68,7 +68,7 @@ class ArchiveSession:
     async def open_reader(self, entry: Entry) -> RangeReader | VirtualReader:
         if entry.content_url is None:
             return VirtualReader(await self.resolver.read_virtual(entry.path))
-        return RangeReader(self.blocks, entry.content_url, entry.size)
+        return RangeReader(self.blocks, entry.content_url, entry.size, entry.etag)
 
     async def locate(self, url: str) -> str:
         return await self.archive.objects.locate(url)
