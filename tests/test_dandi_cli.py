@@ -63,7 +63,7 @@ def demo(local_archive) -> dict[str, DemoDandiset]:
 
 
 RECORDINGS = Path(os.environ.get(
-    "DANDIFS_REAL_ARCHIVE_RECORDINGS", "/work/shared/reference/real-archive/recordings"))
+    "DANDIFS_REAL_ARCHIVE_RECORDINGS", str(Path(__file__).parent / "data" / "real-archive" / "recordings")))
 ACCESS_LINE = re.compile(r'"(?P<method>[A-Z]+) (?P<path>\S+) HTTP/[\d.]+" (?P<status>\d{3})')
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 

@@ -38,7 +38,7 @@ from localarchive_app import (
 )
 
 RECORDINGS = Path(os.environ.get(
-    "DANDIFS_REAL_ARCHIVE_RECORDINGS", "/work/shared/reference/real-archive/recordings"))
+    "DANDIFS_REAL_ARCHIVE_RECORDINGS", str(Path(__file__).parent / "data" / "real-archive" / "recordings")))
 
 NOT_REPRODUCED = {
     "dandisets_create_POST_form_encoded_500":

@@ -29,7 +29,7 @@ from dandifs.namespace.routes import (
     parse_path,
 )
 
-RECORDINGS = Path("/work/shared/reference/real-archive/recordings")
+RECORDINGS = Path(__file__).parent / "data" / "real-archive" / "recordings"
 
 
 # --- routes: what each path means -------------------------------------------------------

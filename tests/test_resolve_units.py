@@ -30,7 +30,7 @@ from dandifs.resolve.entries import (
 )
 from dandifs.resolve.entry import EntryKind
 
-RECORDINGS = Path("/work/shared/reference/real-archive/recordings")
+RECORDINGS = Path(__file__).parent / "data" / "real-archive" / "recordings"
 API = "http://127.0.0.1:8000/api"
 VERSION_TIME = datetime(2026, 11, 22, 2, 0, tzinfo=timezone.utc)
 ORIGIN = Origin(
