@@ -24,6 +24,7 @@ from dandifs.archive.auth import TokenPolicy, find_token
 from dandifs.archive.instances import Instance, apply_server_info, resolve_instance
 from dandifs.archive.objects import ObjectStore
 from dandifs.archive.pagination import collect
+from dandifs.archive.rawhttp import RangeClient
 from dandifs.archive.retry import RetryPolicy
 from dandifs.archive.session import HttpSession, RequestStats
 from dandifs.archive.values import BlobExists, Completion, UploadedPart, UploadStarted
@@ -116,13 +117,20 @@ class ArchiveClient:
                 max_connections=object_connections, max_keepalive_connections=object_connections
             ),
         )
+        self._ranges = RangeClient(
+            user_agent=headers["User-Agent"],
+            connect_timeout=timeout.connect,
+            read_timeout=timeout.read,
+            max_idle_per_origin=object_connections,
+        )
         self._open_sessions()
 
     def _open_sessions(self) -> None:
         tokens = TokenPolicy.for_instance(self.instance, self.token)
         self.api = HttpSession(self._api_http, tokens=tokens, policy=self.policy, stats=self.stats)
         self.objects = ObjectStore(
-            HttpSession(self._object_http, tokens=tokens, policy=self.policy, stats=self.stats)
+            HttpSession(self._object_http, tokens=tokens, policy=self.policy, stats=self.stats),
+            ranges=self._ranges,
         )
 
     async def __aenter__(self) -> ArchiveClient:
@@ -140,6 +148,7 @@ class ArchiveClient:
     async def aclose(self) -> None:
         await self._api_http.aclose()
         await self._object_http.aclose()
+        await self._ranges.aclose()
 
     @property
     def authenticated(self) -> bool:

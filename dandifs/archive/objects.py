@@ -20,20 +20,25 @@ from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import TypeVar
 from urllib.parse import parse_qsl, urljoin, urlsplit
+from urllib.request import getproxies, proxy_bypass
 
 import anyio
 import httpx
 
 from dandifs.archive.instances import origin_of
+from dandifs.archive import rawhttp
 from dandifs.archive.presigned import PresignedTargets, redact
-from dandifs.archive.retry import TransientFailure
-from dandifs.archive.session import Body, HttpSession, describe
+from dandifs.archive.rawhttp import RangeClient
+from dandifs.archive.retry import TransientFailure, parse_retry_after
+from dandifs.archive.session import Body, HttpSession, describe, is_retryable_status
 from dandifs.errors import ArchiveRejected, DandiFSError, Stale
 from dandifs.model import ObjectInfo
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+Answer = httpx.Response | rawhttp.Answer
+"""The head of an answer to a GET, from either HTTP client."""
 
 UPLOAD_CHUNK = 1 << 20
 
@@ -88,11 +93,22 @@ class ObjectStore:
     URLs on the API origin (the archive's `/assets/<id>/download/`) are first resolved to
     their redirect target with the token; the target is cached until near its expiry and
     fetched without the token.  Any other URL is fetched as is, never with the token.
+
+    With `ranges`, `read_range` fetches token-free targets over that lean client instead
+    of httpx (the bulk of a mount's bytes); everything else goes through `session`.
     """
 
-    def __init__(self, session: HttpSession, *, targets: PresignedTargets | None = None) -> None:
+    def __init__(
+        self,
+        session: HttpSession,
+        *,
+        targets: PresignedTargets | None = None,
+        ranges: RangeClient | None = None,
+    ) -> None:
         self.session = session
         self.targets = targets if targets is not None else PresignedTargets()
+        self.ranges = ranges
+        self._direct_origins: dict[str, bool] = {}
 
     # -- locating ---------------------------------------------------------------------
 
@@ -184,24 +200,11 @@ class ObjectStore:
             return b""
 
         async def attempt(target: str) -> bytes:
-            async with self.session.open(
-                "GET", target, headers=range_header(start, end)
-            ) as response:
-                if response.status_code not in (200, 206):
-                    await self._read_small(response, target)
-                    if response.status_code == 416:
-                        return b""  # the range starts at or after the object's end
-                    raise ArchiveRejected(
-                        f"GET {redact(target)}: unexpected {response.status_code}",
-                        status=response.status_code,
-                    )
-                check_etag(response, etag, target)
-                offset, stop = body_window(response, start, end, target)
-                data = await read_raw(response, offset, stop)
-                self.session.stats.bytes_received += len(data)
-                if len(data) != stop - offset:
-                    raise TransientFailure(f"short body: {len(data)} of {stop - offset} bytes")
-                return data
+            if self._direct(target):
+                data = await self._read_range_direct(target, start, end, etag)
+                if data is not None:
+                    return data
+            return await self._read_range_via_session(target, start, end, etag)
 
         return await self._with_fresh_target(
             url,
@@ -210,6 +213,82 @@ class ObjectStore:
                 lambda: attempt(target),
             ),
         )
+
+    def _direct(self, target: str) -> bool:
+        """Whether `target` may be read with the lean client: a token-free, proxy-free URL."""
+        if self.ranges is None or self._via_api(target):
+            return False
+        origin = origin_of(target)
+        direct = self._direct_origins.get(origin)
+        if direct is None:
+            host = urlsplit(target).hostname or ""
+            proxied = getproxies().keys() & {"http", "https", "all"}
+            direct = origin.startswith(("http://", "https://")) and (
+                not proxied or bool(proxy_bypass(host))
+            )
+            self._direct_origins[origin] = direct
+        return direct
+
+    async def _read_range_direct(
+        self, target: str, start: int, end: int, etag: str | None
+    ) -> bytes | None:
+        """One attempt over the lean client; None if the answer is a redirect (left to
+        `HttpSession`, which follows redirects with its token rules)."""
+        assert self.ranges is not None
+        self.session.stats.object_requests += 1
+        try:
+            async with self.ranges.get(target, range_header(start, end)) as answer:
+                status = answer.status_code
+                if status not in (200, 206):
+                    body = await answer.read_small()
+                    if answer.is_redirect:
+                        return None
+                    self._refuse(answer.as_httpx(target, body), target)
+                    return b""  # 416: the range starts at or after the object's end
+                check_etag(answer, etag, target)
+                offset, stop = body_window(answer, start, end, target)
+                data = await answer.read_span(offset, stop)
+        except rawhttp.TransportError as exc:
+            raise TransientFailure(str(exc)) from exc
+        self.session.stats.bytes_received += len(data)
+        if len(data) != stop - offset:
+            raise TransientFailure(f"short body: {len(data)} of {stop - offset} bytes")
+        return data
+
+    def _refuse(self, response: httpx.Response, target: str) -> None:
+        """Raise what a non-2xx answer to a ranged GET means (nothing for 416)."""
+        status = response.status_code
+        if is_retryable_status(status, idempotent=True):
+            raise TransientFailure(
+                f"HTTP {status} {response.reason_phrase}".strip(),
+                retry_after=parse_retry_after(response.headers.get("retry-after")),
+            )
+        if status == 403:
+            raise _TargetRefused(self.session.error_for(response, what=f"GET {redact(target)}"))
+        if status == 416:
+            return
+        self.session.raise_for_status(response, what=f"GET {redact(target)}")
+        raise ArchiveRejected(f"GET {redact(target)}: unexpected {status}", status=status)
+
+    async def _read_range_via_session(
+        self, target: str, start: int, end: int, etag: str | None
+    ) -> bytes:
+        async with self.session.open("GET", target, headers=range_header(start, end)) as response:
+            if response.status_code not in (200, 206):
+                await self._read_small(response, target)
+                if response.status_code == 416:
+                    return b""  # the range starts at or after the object's end
+                raise ArchiveRejected(
+                    f"GET {redact(target)}: unexpected {response.status_code}",
+                    status=response.status_code,
+                )
+            check_etag(response, etag, target)
+            offset, stop = body_window(response, start, end, target)
+            data = await read_raw(response, offset, stop)
+            self.session.stats.bytes_received += len(data)
+            if len(data) != stop - offset:
+                raise TransientFailure(f"short body: {len(data)} of {stop - offset} bytes")
+            return data
 
     async def stream_range(
         self,
@@ -370,7 +449,7 @@ def signed_tagging(url: str) -> dict[str, str]:
     return {"x-amz-tagging": "embargoed=true"} if "x-amz-tagging" in signed.split(";") else {}
 
 
-def check_etag(response: httpx.Response, expected: str | None, target: str) -> str | None:
+def check_etag(response: Answer, expected: str | None, target: str) -> str | None:
     """The answer's ETag; `Stale` if it is not the one expected."""
     actual = normalize_etag(response.headers.get("etag")) or None
     if expected and actual and actual != normalize_etag(expected):
@@ -380,7 +459,7 @@ def check_etag(response: httpx.Response, expected: str | None, target: str) -> s
     return actual
 
 
-def body_window(response: httpx.Response, start: int, end: int, target: str) -> tuple[int, int]:
+def body_window(response: Answer, start: int, end: int, target: str) -> tuple[int, int]:
     """Which bytes of this answer's body are `[start, end)`, clipped to the object's end.
 
     A 206 body begins at `start`; a 200 body is the whole object, so `start` is its offset.

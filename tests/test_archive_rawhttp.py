@@ -1,0 +1,223 @@
+"""The lean HTTP/1.1 client for ranged object reads (`dandifs.archive.rawhttp`), through
+`ObjectStore.read_range`, against real loopback servers under trio's MockClock.
+
+`test_archive_http.py` already runs the object-read cases (ranges, ETags, short and cut
+bodies, 403 re-resolution, servers ignoring Range) through this client; here are the
+connection-level behaviours of its own: keep-alive, connections the server closed while
+idle, chunked and unframed bodies, redirects handed to the general client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+
+import pytest
+import trio
+import trio.testing
+
+from dandifs import errors
+from dandifs.archive.rawhttp import TransportError, parse_head
+from test_archive_http import Reply, objects_client, run, sequence, serve_object, started
+
+DATA = bytes(range(256)) * 64  # 16 KiB
+
+
+# -- a server that writes raw answers and counts connections -------------------------------
+
+RawReply = tuple[bytes, bool]  # bytes to send, then whether to close the connection
+
+
+class RawServer:
+    """Answers each request head with `handler(target, connection_number)`."""
+
+    def __init__(self, handler: Callable[[str, int], RawReply]) -> None:
+        self.handler = handler
+        self.connections = 0
+        self.requests: list[str] = []
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/bucket/key"
+
+    async def start(self, nursery: trio.Nursery) -> RawServer:
+        listeners = await nursery.start(partial(trio.serve_tcp, self._serve, 0, host="127.0.0.1"))
+        self.port = listeners[0].socket.getsockname()[1]
+        return self
+
+    async def _serve(self, stream: trio.SocketStream) -> None:
+        self.connections += 1
+        number = self.connections
+        buffer = b""
+        try:
+            while True:
+                while b"\r\n\r\n" not in buffer:
+                    data = await stream.receive_some(65536)
+                    if not data:
+                        return
+                    buffer += data
+                head, buffer = buffer.split(b"\r\n\r\n", 1)
+                target = head.split(b" ")[1].decode()
+                self.requests.append(target)
+                answer, close = self.handler(target, number)
+                await stream.send_all(answer)
+                if close:
+                    return
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return
+        finally:
+            await stream.aclose()
+
+
+def partial_content(first: int, last: int, **extra: str) -> bytes:
+    headers = {"Content-Range": f"bytes {first}-{last}/{len(DATA)}", "ETag": '"e1"',
+               "Content-Length": str(last - first + 1), **extra}
+    head = "HTTP/1.1 206 Partial Content\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    return head.encode() + b"\r\n" + DATA[first : last + 1]
+
+
+# -- pure parsing -------------------------------------------------------------------------
+
+
+def test_parse_head_reads_status_reason_and_headers_case_insensitively():
+    status, reason, headers = parse_head(
+        b"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 0-9/100\r\nETag:  \"x\" "
+    )
+    assert (status, reason) == (206, "Partial Content")
+    assert headers["content-range"] == "bytes 0-9/100"
+    assert headers["etag"] == '"x"'
+    assert parse_head(b"HTTP/1.0 200")[:2] == (200, "")
+
+
+@pytest.mark.parametrize(
+    "head", [b"SSH-2.0-OpenSSH_9.2", b"HTTP/1.1 abc OK", b"HTTP/1.1 200 OK\r\nno colon here",
+             b"HTTP/1.1 200 OK\r\n Folded: header"],
+)
+def test_parse_head_refuses_what_is_not_http(head):
+    with pytest.raises(TransportError):
+        parse_head(head)
+
+
+# -- connections --------------------------------------------------------------------------
+
+
+def test_ranged_reads_share_one_kept_alive_connection():
+    async def test(nursery):
+        server = await RawServer(lambda target, n: (partial_content(0, 99), False)).start(nursery)
+        async with objects_client() as archive:
+            for _ in range(3):
+                assert await archive.objects.read_range(server.url, 0, 100) == DATA[:100]
+            assert server.connections == 1
+            assert archive.stats.object_requests == 3
+
+    run(test)
+
+
+def test_a_connection_closed_while_idle_is_replaced_without_a_retry():
+    async def test(nursery):
+        # Every answer claims keep-alive, but the server hangs up right after it.
+        server = await RawServer(lambda target, n: (partial_content(10, 19), True)).start(nursery)
+        async with objects_client() as archive:
+            for _ in range(3):
+                await trio.sleep(1)  # the close reaches the client while the connection idles
+                assert await archive.objects.read_range(server.url, 10, 20) == DATA[10:20]
+            assert server.connections == 3
+            assert archive.stats.failed_attempts == 0
+
+    run(test)
+
+
+def test_connection_close_is_honoured():
+    async def test(nursery):
+        server = await RawServer(
+            lambda target, n: (partial_content(0, 9, Connection="close"), False)
+        ).start(nursery)
+        async with objects_client() as archive:
+            for _ in range(2):
+                assert await archive.objects.read_range(server.url, 0, 10) == DATA[:10]
+            assert server.connections == 2
+
+    run(test)
+
+
+def test_a_body_read_only_in_part_does_not_go_back_to_the_pool():
+    async def test(nursery):
+        whole = (b"HTTP/1.1 200 OK\r\nETag: \"e1\"\r\nContent-Length: %d\r\n\r\n" % len(DATA)) + DATA
+        server = await RawServer(lambda target, n: (whole, False)).start(nursery)
+        async with objects_client() as archive:
+            assert await archive.objects.read_range(server.url, 5, 15) == DATA[5:15]
+            assert await archive.objects.read_range(server.url, 0, len(DATA)) == DATA
+            assert server.connections == 2  # the first answer's rest was never read
+
+    run(test)
+
+
+def test_chunked_and_unframed_error_bodies_are_read_and_quoted():
+    chunked = (b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n"
+               b"5\r\nno su\r\n6;ext=1\r\nch key\r\n0\r\n\r\n")
+    unframed = b"HTTP/1.1 404 Not Found\r\n\r\ngone for good"
+
+    async def test(nursery):
+        server = await RawServer(
+            lambda target, n: (chunked, False) if "chunked" in target else (unframed, True)
+        ).start(nursery)
+        async with objects_client() as archive:
+            with pytest.raises(errors.NotFound, match="no such key"):
+                await archive.objects.read_range(server.url + "?chunked", 0, 10)
+            with pytest.raises(errors.NotFound, match="gone for good"):
+                await archive.objects.read_range(server.url, 0, 10)
+            assert archive.stats.failed_attempts == 0
+
+    run(test)
+
+
+def test_garbage_and_silence_are_retried_then_reported():
+    async def test(nursery):
+        server = await RawServer(lambda target, n: (b"garbage\r\n\r\n", False)).start(nursery)
+        async with objects_client() as archive:
+            with pytest.raises(errors.Unavailable, match="not an HTTP/1.x answer"):
+                await archive.objects.read_range(server.url, 0, 10)
+            assert archive.stats.failed_attempts == 5
+
+    run(test)
+
+
+def test_a_silent_server_times_out_and_the_read_is_retried():
+    async def test(nursery):
+        s3 = await started(
+            nursery, sequence(Reply(silent=True), Reply(503, {"Retry-After": "7"}), Reply())
+        )
+        s3.handler = _then_object(s3.handler, after=2)
+        async with objects_client() as archive:
+            began = trio.current_time()
+            assert await archive.objects.read_range(f"{s3.origin}/o", 3, 9) == DATA[3:9]
+            # 60 s read timeout, 1 s back-off, then the 7 s the 503 asked for.
+            assert trio.current_time() - began == pytest.approx(68)
+            assert archive.stats.failed_attempts == 2
+
+    run(test)
+
+
+def _then_object(scripted: Callable, *, after: int) -> Callable:
+    calls = 0
+
+    def handler(request):
+        nonlocal calls
+        calls += 1
+        return scripted(request) if calls <= after else serve_object(request, DATA, etag="e")
+
+    return handler
+
+
+def test_a_redirecting_object_url_is_followed_by_the_general_client():
+    async def test(nursery):
+        s3 = await started(nursery, lambda request: serve_object(request, DATA, etag="e"))
+        mirror = await started(
+            nursery, lambda request: Reply(307, {"Location": f"{s3.origin}/real"})
+        )
+        async with objects_client() as archive:
+            assert await archive.objects.read_range(f"{mirror.origin}/o", 0, 4) == DATA[:4]
+            assert [r.path for r in s3.requests] == ["/real"]
+
+    run(test)
