@@ -67,6 +67,8 @@ class VersionInfo(VersionSummary):
     """A version with its full metadata (`…/versions/{v}/info/`)."""
 
     metadata: dict[str, Any] = Field(default_factory=dict)
+    dandiset: Optional[Dandiset] = None
+    """The dandiset's record as the archive nests it (its embargo status says who may read)."""
 
 
 class Asset(Frozen):

@@ -175,7 +175,8 @@ def _innermost(exc: BaseException) -> BaseException:
 @asynccontextmanager
 async def open_filesystem(options: MountOptions) -> AsyncIterator[DandiOperations]:
     """The layers under the mount, built inside the trio run and closed after the unmount:
-    archive client -> resolver (metadata) and block cache (bytes) -> FUSE handlers."""
+    archive client -> resolver (metadata) and block cache (bytes) -> FUSE handlers.  Both
+    keep what never changes (published versions) in the cache dir, for the next mount."""
     cache_config = CacheConfig(
         memory_bytes=options.memory_size,
         disk_dir=options.cache_dir / "blocks",
@@ -190,7 +191,7 @@ async def open_filesystem(options: MountOptions) -> AsyncIterator[DandiOperation
             options.cache_size >> 20,
             options.memory_size >> 20,
         )
-        resolver = Resolver(client)
+        resolver = Resolver(client, persist_dir=options.cache_dir / "metadata")
         policy = AttrPolicy(
             uid=os.getuid() if options.uid is None else options.uid,
             gid=os.getgid() if options.gid is None else options.gid,
@@ -209,6 +210,7 @@ async def open_filesystem(options: MountOptions) -> AsyncIterator[DandiOperation
                 yield operations
             finally:
                 log.info("statistics: %s", json.dumps(mount_statistics(client, resolver, cache)))
+                resolver.close()
 
 
 def mount_statistics(client: ArchiveClient, resolver: Resolver, cache: BlockCache) -> dict[str, Any]:

@@ -29,6 +29,8 @@ class CacheStats:
 
     archive_calls: int = 0
     """Calls made to the archive client (one call may walk several pages)."""
+    disk_hits: int = 0
+    """Archive calls answered instead from answers kept on disk (published versions)."""
     hits: int = 0
     misses: int = 0
     negative_hits: int = 0

@@ -32,6 +32,7 @@ from dandifs.resolve.entries import (
     tree_from_assets,
 )
 from dandifs.resolve.entry import Entry, EntryKind
+from dandifs.resolve import persistent
 from dandifs.resolve.lookups import Lookups
 from dandifs.resolve.versions import VersionContext
 from dandifs.resolve.zarrs import Tree, ZarrFolders, split, tree_weight
@@ -162,14 +163,16 @@ class AssetFolders:
         client = self.lookups.client
 
         async def fetch() -> Tree:
+            path = f"{base}/" if base else None
             assets = await self.lookups.call(
                 lambda: client.list_assets(
-                    dandiset_id,
-                    version,
-                    path=f"{base}/" if base else None,
-                    metadata=True,
-                    order="path",
-                )
+                    dandiset_id, version, path=path, metadata=True, order="path"
+                ),
+                kept=context.keeping(
+                    persistent.assets(
+                        dandiset_id, version, path=path, metadata=True, order="path"
+                    )
+                ),
             )
             tree = tree_from_assets(assets, base, context.origin)
             if base and not tree[base].entries:
@@ -185,7 +188,8 @@ class AssetFolders:
 
         async def fetch() -> Listing:
             items = await self.lookups.call(
-                lambda: client.list_asset_paths(dandiset_id, version, relative)
+                lambda: client.list_asset_paths(dandiset_id, version, relative),
+                kept=context.keeping(persistent.asset_paths(dandiset_id, version, relative)),
             )
             if relative and not items:
                 # The endpoint answers an empty list when the path is a file.
@@ -229,7 +233,10 @@ class AssetFolders:
         client = self.lookups.client
         if "*" not in relative:  # `*` is the glob wildcard; asset paths never contain it
             assets = await self.lookups.call(
-                lambda: client.list_assets(dandiset_id, version, glob=relative, metadata=True)
+                lambda: client.list_assets(dandiset_id, version, glob=relative, metadata=True),
+                kept=context.keeping(
+                    persistent.assets(dandiset_id, version, glob=relative, metadata=True)
+                ),
             )
             for asset in assets:
                 if asset.path == relative:  # the glob ignores case; paths do not

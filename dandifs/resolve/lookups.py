@@ -11,6 +11,7 @@ import anyio
 from dandifs import errors
 from dandifs.errors import NotFound
 from dandifs.resolve.caching import CacheStats, Clock, MetadataCache
+from dandifs.resolve.persistent import PublishedAnswers, Question
 from dandifs.resolve.source import MetadataSource
 
 if sys.version_info < (3, 11):  # pragma: no cover
@@ -20,7 +21,11 @@ T = TypeVar("T")
 
 
 class Lookups:
-    """The archive client behind counted calls, plus the cache settings every part uses."""
+    """The archive client behind counted calls, plus the cache settings every part uses.
+
+    `answers`, when set, keeps the answers about published versions on disk (see
+    `persistent`); which calls may use it is said by each call site.
+    """
 
     def __init__(
         self,
@@ -30,8 +35,10 @@ class Lookups:
         ttl_draft: float,
         ttl_negative: float,
         clock: Clock,
+        answers: PublishedAnswers | None = None,
     ) -> None:
         self.client = client
+        self.answers = answers
         self.ttl_published = ttl_published
         self.ttl_draft = ttl_draft
         self.ttl_negative = ttl_negative
@@ -51,13 +58,37 @@ class Lookups:
             maxsize, negative_ttl=self.ttl_negative, stats=self.stats, clock=self.clock, weigh=weigh
         )
 
-    async def call(self, work: Callable[[], Awaitable[T]]) -> T:
+    async def call(
+        self, work: Callable[[], Awaitable[T]], *, kept: Question[T] | None = None
+    ) -> T:
         """One call to the archive client, counted; embargo refusals read as "not found".
 
         Without a token an embargoed dandiset is invisible (the archive answers 401, or 403
         to a non-owner), exactly as if it did not exist.  A rejected token is not hidden:
         the person must fix it.
+
+        `kept`: the call asks `kept` about a published version of an open dandiset, so its
+        answer is taken from disk when it was kept before, and kept otherwise.
         """
+        if kept is not None and self.answers is not None:
+            found = await self.recall(kept)
+            if found is not None:
+                return found
+            answer = await self._ask(work)
+            await self.answers.keep(kept, answer)
+            return answer
+        return await self._ask(work)
+
+    async def recall(self, question: Question[T]) -> T | None:
+        """The answer to `question` kept on disk, or None (none kept, or no disk store)."""
+        if self.answers is None:
+            return None
+        found = await self.answers.recall(question)
+        if found is not None:
+            self.stats.disk_hits += 1
+        return found
+
+    async def _ask(self, work: Callable[[], Awaitable[T]]) -> T:
         self.stats.archive_calls += 1
         try:
             return await work()

@@ -12,7 +12,9 @@ like `.git` before any I/O), then asks the part that knows the answer:
 Everything is cached with a lifetime: published versions are immutable (`ttl_published`,
 hours), drafts and the `latest` pointer change (`ttl_draft`, seconds), "not found" is
 remembered for `ttl_negative` seconds.  Identical concurrent lookups share one request.
-Caches are bounded by entry count (`cache_entries`), so memory stays bounded.
+Caches are bounded by entry count (`cache_entries`), so memory stays bounded.  With a
+`persist_dir`, the archive's answers about published versions of open dandisets are also
+kept on disk there (`persistent`), so a new process resolves them with no request.
 
 Entries inside versions are cached with paths relative to their version, because one
 listing serves `<v>/`, `latest/` and `releases/<v>/` alike; they are presented at the path
@@ -22,6 +24,7 @@ that was asked for.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from dandifs.errors import NotADirectory, NotFound
@@ -33,13 +36,16 @@ from dandifs.namespace.routes import (
     InVersion,
     ReleasesFolder,
     Root,
+    VersionAddress,
     VersionRoot,
     parse_path,
 )
 from dandifs.resolve.caching import CacheStats, Clock
 from dandifs.resolve.entry import Entry, EntryKind
 from dandifs.resolve.folders import ROOT, AssetFolders
+from dandifs.resolve import persistent
 from dandifs.resolve.lookups import Lookups, gather
+from dandifs.resolve.persistent import PublishedAnswers
 from dandifs.resolve.source import MetadataSource
 from dandifs.resolve.versions import (
     VersionContext,
@@ -58,7 +64,8 @@ class Resolver:
     read with one walk of the assets list (real file times, digests); bigger ones by the
     folder endpoint.  The assets list with metadata comes 200 assets a page, so the default
     keeps a first listing to at most 10 pages.  `zarr_tree_limit`: Zarrs with at most this
-    many objects are walked whole.
+    many objects are walked whole.  `persist_dir`: where answers about published versions
+    are kept across processes (at most `persist_bytes`); call `close()` when done.
     """
 
     def __init__(
@@ -72,14 +79,22 @@ class Resolver:
         zarr_tree_limit: int = 100_000,
         cache_entries: int = 500_000,
         clock: Clock = time.monotonic,
+        persist_dir: Path | None = None,
+        persist_bytes: int = persistent.DEFAULT_MAX_BYTES,
     ) -> None:
         self.client = client
+        answers = None
+        if persist_dir is not None:
+            answers = PublishedAnswers(
+                persist_dir, client.instance.api_url, max_bytes=persist_bytes
+            )
         self._lookups = Lookups(
             client,
             ttl_published=ttl_published,
             ttl_draft=ttl_draft,
             ttl_negative=ttl_negative,
             clock=clock,
+            answers=answers,
         )
         self._versions = Versions(self._lookups, list_entries=cache_entries // 10)
         zarrs = ZarrFolders(self._lookups, tree_limit=zarr_tree_limit, cache_entries=cache_entries)
@@ -112,7 +127,8 @@ class Resolver:
         if isinstance(route, (Root, DandisetsFolder)):
             return Entry(path=route.path, kind=EntryKind.FOLDER)
         if isinstance(route, (DandisetFolder, ReleasesFolder)):
-            return dandiset_folder(route.path, await self._versions.dandiset(route.dandiset_id))
+            record = await self._versions.folder_dandiset(route.dandiset_id)
+            return dandiset_folder(route.path, record)
         if isinstance(route, VersionRoot):
             context = await self._versions.context(route.address)
             if route.address.is_latest and not follow:
@@ -191,8 +207,12 @@ class Resolver:
         dandiset_id, version, asset_id = entry.dandiset_id, entry.version, entry.asset_id
 
         async def fetch() -> dict[str, Any]:
+            kept = None
+            if version != names.DRAFT:
+                context = await self._versions.context(VersionAddress(dandiset_id, version))
+                kept = context.keeping(persistent.asset(dandiset_id, version, asset_id))
             asset = await self._lookups.call(
-                lambda: self.client.get_asset(dandiset_id, version, asset_id)
+                lambda: self.client.get_asset(dandiset_id, version, asset_id), kept=kept
             )
             return dict(asset.metadata or {})
 
@@ -221,6 +241,11 @@ class Resolver:
         return data
 
     # --- bookkeeping ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the disk store (if any); the resolver must not be used afterwards."""
+        if self._lookups.answers is not None:
+            self._lookups.answers.close()
 
     def statistics(self) -> dict[str, int]:
         """Cache counters plus the archive client's HTTP counters (when it keeps them)."""

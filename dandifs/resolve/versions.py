@@ -3,13 +3,16 @@
 `draft` and `latest` are resolved from the dandiset record (one request, kept `ttl_draft`
 seconds, since both move); a version id from its `info` (kept `ttl_published`: a published
 version never changes), which also carries the metadata `dandiset.yaml` is rendered from.
+With a disk store (`persistent`), a published version's `info` is kept there too, and the
+dandiset's folder takes its attributes from the record kept there unless a fresher one is
+in memory, so a path through a version id needs no request at all on a new mount.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from dandifs.errors import NotFound
 from dandifs.model import Dandiset, VersionInfo, VersionSummary
@@ -20,8 +23,11 @@ from dandifs.namespace.routes import VersionAddress
 from dandifs.resolve.entries import Origin
 from dandifs.resolve.entry import Entry, EntryKind
 from dandifs.resolve.lookups import Lookups, gather
+from dandifs.resolve.persistent import Question, dandiset_record, folder_record, version_info
 
 YAML_CONTENT_TYPE = "text/yaml; charset=utf-8"
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,8 @@ class VersionContext:
     asset_count: int
     size: int
     ttl: float
+    durable: bool = False
+    """Its answers may be kept on disk: a published version of a dandiset known to be OPEN."""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -43,6 +51,10 @@ class VersionContext:
     def immutable(self) -> bool:
         """Published, and not named through `latest` (which may point elsewhere tomorrow)."""
         return self.origin.immutable and not self.address.is_latest
+
+    def keeping(self, question: Question[T]) -> Question[T] | None:
+        """`question` if its answer may be kept on disk, else None (for `Lookups.call`)."""
+        return question if self.durable else None
 
 
 def _sequence_weight(items: tuple[Any, ...]) -> int:
@@ -59,16 +71,49 @@ class Versions:
         self._versions = lookups.cache(list_entries, _sequence_weight)
         self._infos = lookups.cache(1_000)
         self._yaml = lookups.cache(1_000)
+        self._folder_records = lookups.cache(10_000)
+        self._kept_records: dict[str, datetime] = {}
 
     # --- records ----------------------------------------------------------------------------
 
     async def dandiset(self, dandiset_id: str) -> Dandiset:
+        """The dandiset's record, fresh (`ttl_draft`): `draft` and `latest` are read from it."""
         client = self.lookups.client
-        return await self._dandisets.get(
-            dandiset_id,
-            lambda: self.lookups.call(lambda: client.get_dandiset(dandiset_id)),
-            ttl=self.lookups.ttl_draft,
-        )
+
+        async def fetch() -> Dandiset:
+            record = await self.lookups.call(lambda: client.get_dandiset(dandiset_id))
+            await self._keep_folder_record(record)
+            return record
+
+        return await self._dandisets.get(dandiset_id, fetch, ttl=self.lookups.ttl_draft)
+
+    async def folder_dandiset(self, dandiset_id: str) -> Dandiset:
+        """The record that `/dandisets/<id>/` takes its attributes from.
+
+        A fresh record if one is in memory; else, for a dandiset with a published version,
+        the record kept on disk (its times as of when the archive was last asked); else a
+        fresh one from the archive.
+        """
+        fresh = self._dandisets.peek(dandiset_id)
+        if fresh is not None:
+            return fresh
+        if self.lookups.answers is None:
+            return await self.dandiset(dandiset_id)
+
+        async def recall() -> Dandiset:
+            kept = await self.lookups.recall(dandiset_record(dandiset_id))
+            return kept if kept is not None else await self.dandiset(dandiset_id)
+
+        return await self._folder_records.get(dandiset_id, recall, ttl=self.lookups.ttl_draft)
+
+    async def _keep_folder_record(self, record: Dandiset) -> None:
+        answers = self.lookups.answers
+        if answers is None or record.most_recent_published_version is None:
+            return
+        if self._kept_records.get(record.identifier) == record.modified:
+            return
+        await answers.keep(dandiset_record(record.identifier), folder_record(record))
+        self._kept_records[record.identifier] = record.modified
 
     async def versions(self, dandiset_id: str) -> tuple[VersionSummary, ...]:
         client = self.lookups.client
@@ -83,7 +128,10 @@ class Versions:
         client = self.lookups.client
         return await self._infos.get(
             context.key,
-            lambda: self.lookups.call(lambda: client.get_version(dandiset_id, version)),
+            lambda: self.lookups.call(
+                lambda: client.get_version(dandiset_id, version),
+                kept=context.keeping(version_info(dandiset_id, version)),
+            ),
             ttl=context.ttl,
         )
 
@@ -164,20 +212,26 @@ class Versions:
                     raise NotFound(
                         f"dandiset {address.dandiset_id} has no published version, so no 'latest'"
                     )
-            return self._context(address, summary, embargoed=dandiset.embargoed)
+            return self._context(
+                address, summary, embargoed=dandiset.embargoed, durable=not dandiset.embargoed
+            )
         client = self.lookups.client
         info = await self._infos.get(
             (address.dandiset_id, address.version),
             lambda: self.lookups.call(
-                lambda: client.get_version(address.dandiset_id, address.version)
+                lambda: client.get_version(address.dandiset_id, address.version),
+                kept=version_info(address.dandiset_id, address.version),
             ),
             ttl=self.lookups.ttl_published,
         )
-        # Embargoed dandisets cannot be published, so a published version is open.
-        return self._context(address, info, embargoed=False)
+        # Embargoed dandisets cannot be published, so a published version is open; its
+        # answers are kept on disk only when the archive says so, too.
+        owner = info.dandiset
+        known_open = owner is not None and not owner.embargoed
+        return self._context(address, info, embargoed=False, durable=known_open)
 
     def _context(
-        self, address: VersionAddress, summary: VersionSummary, *, embargoed: bool
+        self, address: VersionAddress, summary: VersionSummary, *, embargoed: bool, durable: bool
     ) -> VersionContext:
         published = not summary.is_draft
         origin = Origin(
@@ -195,6 +249,7 @@ class Versions:
             asset_count=summary.asset_count,
             size=summary.size,
             ttl=self.lookups.ttl(published=published),
+            durable=published and durable,
         )
 
     async def dandiset_yaml(self, context: VersionContext) -> bytes | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dandifs.errors import NotFound
 from dandifs.resolve.entries import Listing, tree_from_zarr_files
 from dandifs.resolve.entry import Entry
+from dandifs.resolve import persistent
 from dandifs.resolve.lookups import Lookups
 from dandifs.resolve.versions import VersionContext
 
@@ -42,8 +43,12 @@ class ZarrFolders:
         client = self.lookups.client
 
         async def fetch() -> Tree:
+            key_prefix = f"{prefix}/" if prefix else ""
             files = await self.lookups.call(
-                lambda: client.list_zarr_files(zarr_id, prefix=f"{prefix}/" if prefix else "")
+                lambda: client.list_zarr_files(zarr_id, prefix=key_prefix),
+                kept=context.keeping(
+                    persistent.zarr_files(*context.key, zarr_id, key_prefix)
+                ),
             )
             tree = tree_from_zarr_files(files, zarr, context.origin, prefix)
             if whole:
