@@ -193,7 +193,10 @@ class ObjectStore:
         )
 
     async def read_range(self, url: str, start: int, end: int, *, etag: str | None = None) -> bytes:
-        """Bytes `[start, end)` of the object; fewer only where the object ends first."""
+        """Bytes `[start, end)` of the object; fewer only where the object ends first.
+
+        The result may be a `bytearray` (bytes received in place); treat it as read-only.
+        """
         if start < 0 or end < start:
             raise ValueError(f"bad byte range [{start}, {end})")
         if end == start:
@@ -223,7 +226,7 @@ class ObjectStore:
         if direct is None:
             host = urlsplit(target).hostname or ""
             proxied = getproxies().keys() & {"http", "https", "all"}
-            direct = origin.startswith(("http://", "https://")) and (
+            direct = origin.startswith("http://") and (
                 not proxied or bool(proxy_bypass(host))
             )
             self._direct_origins[origin] = direct
@@ -235,25 +238,27 @@ class ObjectStore:
         """One attempt over the lean client; None if the answer is a redirect (left to
         `HttpSession`, which follows redirects with its token rules)."""
         assert self.ranges is not None
+
+        def span(answer: rawhttp.Answer) -> tuple[int, int]:
+            check_etag(answer, etag, target)
+            return body_window(answer, start, end, target)
+
         self.session.stats.object_requests += 1
         try:
-            async with self.ranges.get(target, range_header(start, end)) as answer:
-                status = answer.status_code
-                if status not in (200, 206):
-                    body = await answer.read_small()
-                    if answer.is_redirect:
-                        return None
-                    self._refuse(answer.as_httpx(target, body), target)
-                    return b""  # 416: the range starts at or after the object's end
-                check_etag(answer, etag, target)
-                offset, stop = body_window(answer, start, end, target)
-                data = await answer.read_span(offset, stop)
+            answer = await self.ranges.get(target, range_header(start, end), span)
         except rawhttp.TransportError as exc:
             raise TransientFailure(str(exc)) from exc
+        if not answer.is_success:
+            if answer.is_redirect:
+                return None
+            self._refuse(answer.as_httpx(target), target)
+            return b""  # 416: the range starts at or after the object's end
+        data = answer.body
         self.session.stats.bytes_received += len(data)
+        offset, stop = body_window(answer, start, end, target)
         if len(data) != stop - offset:
             raise TransientFailure(f"short body: {len(data)} of {stop - offset} bytes")
-        return data
+        return data  # a bytearray, received in place: copying it to `bytes` would cost a pass
 
     def _refuse(self, response: httpx.Response, target: str) -> None:
         """Raise what a non-2xx answer to a ranged GET means (nothing for 416)."""

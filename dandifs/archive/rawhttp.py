@@ -4,9 +4,15 @@ Reading object bodies through httpx costs more CPU than everything else a mount 
 connection layer reads sockets 64 KiB at a time and pushes each piece through the h11
 parser and several layers of async generators, all on the one thread that also answers
 FUSE.  A ranged GET needs none of that generality: one request line, a few headers, and a
-body whose length the answer states.  So this module speaks just that, over anyio streams
-(plain TCP or TLS): the head is parsed once, and the body is received in large pieces
-straight into one list that is joined once.
+body whose length the answer states.  So this module speaks just that, and does it on a
+worker thread with a blocking socket: the body is received straight into one preallocated
+buffer by one `recv_into(MSG_WAITALL)` (no joins, one GIL hand-over per body), and the
+kernel's copy of the bytes runs without the GIL, in parallel with the event loop serving
+FUSE.  The event loop pays one thread hop per request.
+
+Plain HTTP only.  TLS records are at most 16 KiB, so a TLS body cannot be taken in one call,
+and a worker thread that needs the GIL back after every record stalls behind the busy event
+loop; `https` object URLs stay on httpx, whose decryption costs dominate anyway.
 
 Connections are kept alive per origin.  One taken from the idle pool may have been closed by
 the server meanwhile; if it fails before the first byte of an answer arrives, the request is
@@ -19,19 +25,22 @@ general `HttpSession`; see `ObjectStore.read_range`.
 
 from __future__ import annotations
 
-import ssl
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import socket
+import struct
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import anyio
-import anyio.abc
 import httpx
 
-RECEIVE_BYTES = 1 << 20
+HEAD_RECEIVE_BYTES = 16 << 10  # small, so that little of the body is copied along with the head
 MAX_HEAD_BYTES = 64 << 10
 MAX_ERROR_BODY = 1 << 20
+
+Span = Callable[["Answer"], tuple[int, int]]
+"""Given a successful answer's head, which bytes `[offset, stop)` of its body to keep."""
 
 
 class TransportError(Exception):
@@ -52,72 +61,43 @@ class Origin:
     def of(cls, url: str) -> tuple[Origin, str]:
         """The origin of `url` and the request target (path and query, as written)."""
         parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"not an http(s) URL: {url}")
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+        if parts.scheme != "http" or not parts.hostname:
+            raise ValueError(f"not an http URL: {url}")
+        port = parts.port or 80
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         return cls(parts.scheme, parts.hostname, port), target
 
     @property
     def host_header(self) -> str:
-        default = 443 if self.scheme == "https" else 80
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return host if self.port == default else f"{host}:{self.port}"
+        return host if self.port == 80 else f"{host}:{self.port}"
 
 
 class Answer:
-    """A response whose head has arrived; the body is read with `read_span` or `read_small`.
+    """A response: `status_code`, `reason_phrase`, case-insensitive `headers` (as on an
+    `httpx.Response`, so the same checks apply to answers of either client) and `body`: the
+    kept span of a successful answer, or the first `MAX_ERROR_BODY` bytes of any other."""
 
-    Offers `status_code`, `reason_phrase` and case-insensitive `headers`, like an
-    `httpx.Response`, so that the same checks apply to answers of either client.
-    """
-
-    def __init__(self, connection: _Connection, status: int, reason: str, headers: httpx.Headers):
+    def __init__(self, status: int, reason: str, headers: httpx.Headers) -> None:
         self.status_code = status
         self.reason_phrase = reason
         self.headers = headers
-        self._connection = connection
-        self._framing = _framing(status, headers)
-        self.complete = self._framing == 0  # body read to its end: the connection is reusable
+        self.body: bytes | bytearray = b""
+
+    @property
+    def is_success(self) -> bool:
+        return self.status_code in (200, 206)
 
     @property
     def is_redirect(self) -> bool:
         return self.status_code in (301, 302, 303, 307, 308) and "location" in self.headers
 
-    async def read_span(self, offset: int, stop: int) -> bytes:
-        """Bytes `[offset, stop)` of the body (fewer if it ends first), skipping the rest.
-
-        A body longer than `stop` is not read further: its connection is then closed.
-        """
-        if not isinstance(self._framing, int):
-            return (await self.read_small(limit=stop))[offset:stop]
-        length = self._framing
-        stop = min(stop, length)
-        if offset:
-            await self._connection.skip(min(offset, length))
-        data = await self._connection.receive_exactly(max(0, stop - offset))
-        self.complete = stop >= length
-        return data
-
-    async def read_small(self, limit: int = MAX_ERROR_BODY) -> bytes:
-        """The body, or its first `limit` bytes (an error answer, a one-byte range)."""
-        framing = self._framing
-        if framing == "chunked":
-            body, self.complete = await self._connection.receive_chunked(limit)
-            return body
-        if framing is None:
-            return await self._connection.receive_to_eof(limit)  # the connection ends with it
-        assert isinstance(framing, int)
-        body = await self._connection.receive_exactly(min(framing, limit))
-        self.complete = framing <= limit
-        return body
-
-    def as_httpx(self, url: str, body: bytes) -> httpx.Response:
+    def as_httpx(self, url: str) -> httpx.Response:
         """This answer as an `httpx.Response`, for the archive layer's error translation."""
         return httpx.Response(
             self.status_code,
             headers=self.headers,
-            content=body,
+            content=bytes(self.body),
             request=httpx.Request("GET", url),
         )
 
@@ -141,43 +121,60 @@ def _framing(status: int, headers: httpx.Headers) -> int | str | None:
 
 
 class _Connection:
-    """One HTTP/1.1 connection: a stream plus what was received beyond the last message."""
+    """One HTTP/1.1 connection over a blocking socket (used by one thread at a time), plus
+    what was received beyond the last message."""
 
-    def __init__(self, stream: anyio.abc.ByteStream, read_timeout: float | None) -> None:
-        self.stream = stream
-        self.read_timeout = read_timeout
+    def __init__(self, sock: socket.socket, timeout: float | None) -> None:
+        self.sock = sock
+        self.timeout = timeout
         self.buffer = bytearray()
         self.reused = False
+        # Blocking mode, so that MSG_WAITALL works; the kernel enforces the timeout.
+        sock.settimeout(None)
+        if timeout:
+            seconds = int(timeout)
+            interval = struct.pack("ll", seconds, int((timeout - seconds) * 1e6))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, interval)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, interval)
 
-    async def _receive(self) -> bytes:
+    def _receive(self) -> bytes:
         """The next piece from the network; b"" at the end of the stream."""
         try:
-            with anyio.fail_after(self.read_timeout):
-                return await self.stream.receive(RECEIVE_BYTES)
-        except anyio.EndOfStream:
-            return b""
-        except TimeoutError:
-            raise TransportError(f"no data for {self.read_timeout:g} s") from None
-        except (OSError, anyio.BrokenResourceError, ssl.SSLError) as exc:
+            return self.sock.recv(HEAD_RECEIVE_BYTES)
+        except BlockingIOError:  # SO_RCVTIMEO expired
+            raise TransportError(f"no data for {self.timeout:g} s") from None
+        except OSError as exc:
             raise TransportError(f"connection lost: {exc or type(exc).__name__}") from exc
 
-    async def send(self, data: bytes) -> None:
+    def exchange(self, request: bytes, span: Span) -> tuple[Answer, bool]:
+        """Send `request`, receive the answer; also whether the connection may be reused."""
         try:
-            with anyio.fail_after(self.read_timeout):
-                await self.stream.send(data)
-        except TimeoutError:
-            raise TransportError(f"could not send for {self.read_timeout:g} s") from None
-        except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError, ssl.SSLError) as exc:
+            self.sock.sendall(request)
+        except OSError as exc:
             if self.reused:
                 raise _StaleConnection("kept-alive connection was closed") from exc
             raise TransportError(f"connection lost: {exc or type(exc).__name__}") from exc
+        answer = Answer(*self.receive_head())
+        framing = _framing(answer.status_code, answer.headers)
+        if answer.is_success and isinstance(framing, int):
+            offset, stop = span(answer)
+            stop = min(stop, framing)
+            self.skip(min(offset, framing))
+            answer.body = self.receive_into(max(0, stop - offset))
+            complete = stop >= framing
+        else:
+            offset, limit = span(answer) if answer.is_success else (0, MAX_ERROR_BODY)
+            body, complete = self.receive_whole(framing, limit)
+            answer.body = body[offset:]
+        keep = complete and "close" not in answer.headers.get("connection", "").lower()
+        return answer, keep
 
-    async def receive_head(self) -> tuple[int, str, httpx.Headers]:
+    def receive_head(self) -> tuple[int, str, httpx.Headers]:
         while (end := self.buffer.find(b"\r\n\r\n")) < 0:
             if len(self.buffer) > MAX_HEAD_BYTES:
                 raise TransportError("answer head too long")
             try:
-                piece = await self._receive()
+                piece = self._receive()
             except TransportError as exc:
                 if self.reused and not self.buffer:
                     raise _StaleConnection(str(exc)) from exc
@@ -191,31 +188,34 @@ class _Connection:
         del self.buffer[: end + 4]
         return parse_head(head)
 
-    async def receive_exactly(self, count: int) -> bytes:
-        """`count` bytes of body; `TransportError` if the stream ends first."""
-        if len(self.buffer) >= count:
-            data = bytes(self.buffer[:count])
-            del self.buffer[:count]
-            return data
-        pieces = [bytes(self.buffer)] if self.buffer else []
-        received = len(self.buffer)
-        self.buffer.clear()
-        while received < count:
-            piece = await self._receive()
-            if not piece:
-                raise TransportError(f"body ended after {received} of {count} bytes")
-            received += len(piece)
-            pieces.append(piece)
-        if received > count:  # never expected without pipelining; kept for the next message
-            extra = received - count
-            self.buffer += pieces[-1][-extra:]
-            pieces[-1] = pieces[-1][:-extra]
-        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+    def receive_into(self, count: int) -> bytearray:
+        """`count` bytes of body, received in place; `TransportError` if the stream ends."""
+        body = bytearray(count)
+        view = memoryview(body)
+        taken = min(count, len(self.buffer))
+        view[:taken] = self.buffer[:taken]
+        del self.buffer[:taken]
+        position = taken
+        try:
+            while position < count:
+                # One call for the whole rest (MSG_WAITALL): each return to Python must win
+                # the GIL back from the busy event loop, which can take milliseconds.
+                received = self.sock.recv_into(view[position:], 0, socket.MSG_WAITALL)
+                if not received:
+                    raise TransportError(f"body ended after {position} of {count} bytes")
+                position += received
+        except BlockingIOError:  # SO_RCVTIMEO expired with nothing received
+            raise TransportError(f"no data for {self.timeout:g} s") from None
+        except OSError as exc:
+            raise TransportError(f"connection lost: {exc or type(exc).__name__}") from exc
+        finally:
+            view.release()
+        return body
 
-    async def skip(self, count: int) -> None:
+    def skip(self, count: int) -> None:
         while count:
             if not self.buffer:
-                piece = await self._receive()
+                piece = self._receive()
                 if not piece:
                     raise TransportError("body ended early")
                 self.buffer += piece
@@ -223,11 +223,20 @@ class _Connection:
             del self.buffer[:taken]
             count -= taken
 
-    async def receive_line(self) -> bytes:
+    def receive_whole(self, framing: int | str | None, limit: int) -> tuple[bytes, bool]:
+        """A body, or its first `limit` bytes; and whether it was read to its end."""
+        if framing == "chunked":
+            return self.receive_chunked(limit)
+        if framing is None:
+            return self.receive_to_eof(limit), False  # the connection ends with the body
+        assert isinstance(framing, int)
+        return bytes(self.receive_into(min(framing, limit))), framing <= limit
+
+    def receive_line(self) -> bytes:
         while (end := self.buffer.find(b"\r\n")) < 0:
             if len(self.buffer) > MAX_HEAD_BYTES:
                 raise TransportError("chunk header too long")
-            piece = await self._receive()
+            piece = self._receive()
             if not piece:
                 raise TransportError("connection closed inside a chunked body")
             self.buffer += piece
@@ -235,40 +244,64 @@ class _Connection:
         del self.buffer[: end + 2]
         return line
 
-    async def receive_chunked(self, limit: int) -> tuple[bytes, bool]:
+    def receive_chunked(self, limit: int) -> tuple[bytes, bool]:
         """A chunked body, or its first `limit` bytes; and whether it was read to its end."""
         body = bytearray()
         while True:
-            size_text = (await self.receive_line()).split(b";", 1)[0].strip()
+            size_text = self.receive_line().split(b";", 1)[0].strip()
             try:
                 size = int(size_text, 16)
             except ValueError:
                 raise TransportError(f"bad chunk size {size_text!r}") from None
             if size == 0:
-                while await self.receive_line():
+                while self.receive_line():
                     pass  # trailer fields, up to the empty line
                 return bytes(body), True
             if len(body) + size > limit:
-                body += await self.receive_exactly(limit - len(body))
+                body += self.receive_into(limit - len(body))
                 return bytes(body), False
-            body += await self.receive_exactly(size)
-            if await self.receive_line():
+            body += self.receive_into(size)
+            if self.receive_line():
                 raise TransportError("chunk not followed by CRLF")
 
-    async def receive_to_eof(self, limit: int) -> bytes:
+    def receive_to_eof(self, limit: int) -> bytes:
         """Up to `limit` bytes of a body that ends with the connection."""
         body = bytearray(self.buffer)
         self.buffer.clear()
-        while len(body) < limit and (piece := await self._receive()):
+        while len(body) < limit and (piece := self._receive()):
             body += piece
         return bytes(body[:limit])
 
-    async def aclose(self) -> None:
-        with anyio.CancelScope(shield=True):
-            try:
-                await self.stream.aclose()
-            except (OSError, anyio.BrokenResourceError, ssl.SSLError):
-                pass
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+class _Exchange:
+    """One request on a worker thread.  If the waiting task is cancelled, the thread runs on
+    (sockets cannot be interrupted) and closes its connection when it is done."""
+
+    def __init__(self, connection: _Connection | None) -> None:
+        self.connection = connection
+        self._lock = threading.Lock()
+        self._abandoned = False
+        self._finished = False
+
+    def finish(self) -> None:
+        with self._lock:
+            self._finished = True
+            abandoned = self._abandoned
+        if abandoned and self.connection is not None:
+            self.connection.close()
+
+    def abandon(self) -> None:
+        with self._lock:
+            self._abandoned = True
+            finished = self._finished
+        if finished and self.connection is not None:
+            self.connection.close()
 
 
 def parse_head(head: bytes) -> tuple[int, str, httpx.Headers]:
@@ -287,10 +320,6 @@ def parse_head(head: bytes) -> tuple[int, str, httpx.Headers]:
     return int(parts[1]), parts[2] if len(parts) > 2 else "", httpx.Headers(headers)
 
 
-def _keeps_alive(answer: Answer) -> bool:
-    return answer.complete and "close" not in answer.headers.get("connection", "").lower()
-
-
 class RangeClient:
     """Keep-alive connections per origin for GETs of object bytes."""
 
@@ -301,34 +330,37 @@ class RangeClient:
         connect_timeout: float | None = 10.0,
         read_timeout: float | None = 60.0,
         max_idle_per_origin: int = 32,
-        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.user_agent = user_agent
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.max_idle_per_origin = max_idle_per_origin
-        self._ssl_context = ssl_context
         self._idle: dict[Origin, list[_Connection]] = {}
         self._closed = False
 
-    @asynccontextmanager
-    async def get(self, url: str, headers: dict[str, str]) -> AsyncIterator[Answer]:
-        """A GET of `url`; the answer's connection is reused if its body was read whole."""
+    async def get(self, url: str, headers: dict[str, str], span: Span) -> Answer:
+        """A GET of `url`.  For a 200 or 206, `span(answer)` says which bytes of the body to
+        keep (it may raise to refuse the answer); other answers keep a short body."""
         origin, target = Origin.of(url)
         request = self._request(origin, target, headers)
-        connection, answer = await self._exchange(origin, request)
+        idle = self._idle.get(origin)
+        exchange = _Exchange(idle.pop() if idle else None)
         try:
-            yield answer
+            answer, keep = await anyio.to_thread.run_sync(
+                self._exchange, exchange, origin, request, span, abandon_on_cancel=True
+            )
         except BaseException:
-            await connection.aclose()
+            exchange.abandon()
             raise
-        if _keeps_alive(answer) and not self._closed:
+        connection = exchange.connection
+        assert connection is not None
+        pool = self._idle.setdefault(origin, [])
+        if keep and not self._closed and len(pool) < self.max_idle_per_origin:
             connection.reused = True
-            idle = self._idle.setdefault(origin, [])
-            if len(idle) < self.max_idle_per_origin:
-                idle.append(connection)
-                return
-        await connection.aclose()
+            pool.append(connection)
+        else:
+            connection.close()
+        return answer
 
     def _request(self, origin: Origin, target: str, headers: dict[str, str]) -> bytes:
         lines = [f"GET {target} HTTP/1.1", f"Host: {origin.host_header}",
@@ -336,49 +368,41 @@ class RangeClient:
         lines += [f"{name}: {value}" for name, value in headers.items()]
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
-    async def _exchange(self, origin: Origin, request: bytes) -> tuple[_Connection, Answer]:
-        while True:
-            idle = self._idle.get(origin)
-            connection = idle.pop() if idle else await self._connect(origin)
-            try:
-                await connection.send(request)
-                status, reason, headers = await connection.receive_head()
-                return connection, Answer(connection, status, reason, headers)
-            except _StaleConnection:
-                await connection.aclose()  # and try the next idle one, or a new one
-            except BaseException:
-                await connection.aclose()
-                raise
-
-    async def _connect(self, origin: Origin) -> _Connection:
-        tls = origin.scheme == "https"
+    def _exchange(
+        self, exchange: _Exchange, origin: Origin, request: bytes, span: Span
+    ) -> tuple[Answer, bool]:
+        """On the worker thread: send on the idle connection given, or on a new one."""
         try:
-            with anyio.fail_after(self.connect_timeout):
-                stream: anyio.abc.ByteStream = await anyio.connect_tcp(
-                    origin.host,
-                    origin.port,
-                    tls=tls,
-                    ssl_context=self._tls_context() if tls else None,
-                    tls_standard_compatible=False,
-                )
+            while True:
+                if exchange.connection is None:
+                    exchange.connection = self._connect(origin)
+                try:
+                    return exchange.connection.exchange(request, span)
+                except _StaleConnection:
+                    exchange.connection.close()
+                    exchange.connection = None  # and send it again on a new connection
+                except BaseException:
+                    exchange.connection.close()
+                    raise
+        finally:
+            exchange.finish()
+
+    def _connect(self, origin: Origin) -> _Connection:
+        address = f"{origin.host}:{origin.port}"
+        try:
+            sock = socket.create_connection((origin.host, origin.port), self.connect_timeout)
         except TimeoutError:
             raise TransportError(
-                f"could not connect to {origin.host}:{origin.port} "
-                f"in {self.connect_timeout:g} s"
+                f"could not connect to {address} in {self.connect_timeout:g} s"
             ) from None
-        except (OSError, ssl.SSLError) as exc:
-            raise TransportError(f"could not connect to {origin.host}:{origin.port}: {exc}") from exc
-        return _Connection(stream, self.read_timeout)
-
-    def _tls_context(self) -> ssl.SSLContext:
-        if self._ssl_context is None:
-            # The same trust as httpx (certifi, or SSL_CERT_FILE / SSL_CERT_DIR).
-            self._ssl_context = httpx.create_ssl_context()
-        return self._ssl_context
+        except OSError as exc:
+            raise TransportError(f"could not connect to {address}: {exc}") from exc
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return _Connection(sock, self.read_timeout)
 
     async def aclose(self) -> None:
         self._closed = True
         idle, self._idle = self._idle, {}
         for connections in idle.values():
             for connection in connections:
-                await connection.aclose()
+                connection.close()

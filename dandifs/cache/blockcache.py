@@ -38,7 +38,13 @@ from dandifs.errors import Stale, Unavailable
 log = logging.getLogger(__name__)
 
 BlockKey = tuple[str, int]  # (object key, block index)
+Block = bytes | memoryview
+"""A block's bytes: its own, or a read-only view of the buffer of the request that fetched it."""
 DISK_BACKLOG_FLUSHES = 4  # blocks waiting for the disk are capped at this many flushes' worth
+
+
+def as_bytes(block: Block) -> bytes:
+    return block if isinstance(block, bytes) else bytes(block)
 
 
 class Origin(IntEnum):
@@ -61,7 +67,7 @@ class _Flight:
         self.readahead = readahead
         self.network = network
         self.claimed: set[int] = set()  # read-ahead blocks a read already waits on
-        self.data: dict[int, bytes] = {}
+        self.data: dict[int, Block] = {}
         self.fetched: set[int] = set()  # the blocks that came over the network
         self.error: BaseException | None = None
         self._done = anyio.Event()
@@ -69,7 +75,7 @@ class _Flight:
     def finish(self) -> None:
         self._done.set()
 
-    async def result(self, index: int) -> bytes | None:
+    async def result(self, index: int) -> Block | None:
         """The block, or None if this flight left it out (ask again)."""
         await self._done.wait()
         if self.error is not None:
@@ -156,8 +162,8 @@ class BlockCache:
         if len(parts) == 1:
             whole = parts[0]
             if offset == first_start and end - offset == len(whole):
-                return whole, origin
-            return whole[offset - first_start : end - first_start], origin
+                return as_bytes(whole), origin
+            return as_bytes(whole[offset - first_start : end - first_start]), origin
         last_start = layout.bounds(own.stop - 1)[0]
         views = [memoryview(part) for part in parts]
         views[0] = views[0][offset - first_start :]
@@ -167,10 +173,10 @@ class BlockCache:
     async def blocks(self, ref: ObjectRef, blocks: range) -> list[bytes]:
         """The given blocks of the object, fetching what neither memory nor disk has."""
         parts, _ = await self._gather(ref, blocks)
-        return parts
+        return [as_bytes(part) for part in parts]
 
-    async def _gather(self, ref: ObjectRef, blocks: range) -> tuple[list[bytes], Origin]:
-        found: dict[int, bytes] = {}
+    async def _gather(self, ref: ObjectRef, blocks: range) -> tuple[list[Block], Origin]:
+        found: dict[int, Block] = {}
         farthest = Origin.MEMORY
         wanted = list(blocks)
         while wanted:
@@ -263,7 +269,7 @@ class BlockCache:
         self, ref: ObjectRef, flight: _Flight, slots: anyio.Semaphore | None
     ) -> None:
         """Fill a flight from disk, then the network; never raises, the waiters do."""
-        fetched: dict[int, bytes] = {}
+        fetched: dict[int, Block] = {}
         try:
             found = await self._from_disk(ref, flight)
             remaining = [index for index in flight.blocks if index not in found]
@@ -298,7 +304,7 @@ class BlockCache:
         if fetched:
             self._queue_for_disk(ref, fetched)
 
-    async def _from_disk(self, ref: ObjectRef, flight: _Flight) -> dict[int, bytes]:
+    async def _from_disk(self, ref: ObjectRef, flight: _Flight) -> dict[int, Block]:
         if self._disk is None or not ref.persistent:
             return {}
         disk = self._disk.object(ref)
@@ -313,7 +319,7 @@ class BlockCache:
 
     async def _fetch(
         self, ref: ObjectRef, run: range, slots: anyio.Semaphore | None, *, readahead: bool
-    ) -> dict[int, bytes]:
+    ) -> dict[int, Block]:
         layout = self.layout(ref)
         start, end = layout.byte_range(run)
         if slots is None:
@@ -335,18 +341,23 @@ class BlockCache:
                 f"{ref.url} gave {len(payload)} bytes for bytes {start}-{end - 1} of a "
                 f"{ref.size}-byte object: it changed since it was opened"
             )
+        view = memoryview(payload).toreadonly()
         if len(run) == 1:
-            return {run.start: payload}
-        view = memoryview(payload)
-        blocks = {}
+            return {run.start: view}
+        # Read-ahead streams: its blocks are read, and leave memory, in order, so they may
+        # share the request's buffer instead of each taking a copy (a copy per block costs
+        # more CPU than receiving it).  Other blocks are copied, so that one kept block
+        # never holds a whole request's buffer in memory.
+        blocks: dict[int, Block] = {}
         for index in run:
             block_start, block_end = layout.bounds(index)
-            blocks[index] = bytes(view[block_start - start : block_end - start])
+            part = view[block_start - start : block_end - start]
+            blocks[index] = part if readahead else bytes(part)
         return blocks
 
     # -- disk -------------------------------------------------------------------------------
 
-    def _queue_for_disk(self, ref: ObjectRef, blocks: dict[int, bytes]) -> None:
+    def _queue_for_disk(self, ref: ObjectRef, blocks: dict[int, Block]) -> None:
         if self._disk is None or not ref.persistent:
             return
         if self._queued_bytes >= DISK_BACKLOG_FLUSHES * self.config.disk_flush_bytes:

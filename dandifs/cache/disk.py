@@ -45,6 +45,8 @@ from dandifs.cache.record import BlockBitmap, BlockRecord, RecordError
 
 log = logging.getLogger(__name__)
 
+Block = bytes | memoryview  # a read-only view may share the buffer of a whole request
+
 LAYOUT = "blocks-v1"
 LOW_WATER = 0.9  # eviction frees space down to this share of the capacity
 REFRESH_INTERVAL = 0.5  # seconds between looks for blocks other processes have added
@@ -79,9 +81,9 @@ class DiskObject:
         self._inode: int | None = None
         self._present = BlockBitmap(self.layout.block_count)
         self._loaded = False
-        self._pending: dict[int, bytes] = {}
+        self._pending: dict[int, Block] = {}
         self._pending_size = 0
-        self._flushing: dict[int, bytes] = {}
+        self._flushing: dict[int, Block] = {}
         self._refreshed_at = float("-inf")
         self._touched_at = float("-inf")
 
@@ -105,10 +107,10 @@ class DiskObject:
 
     # -- reading -----------------------------------------------------------------------------
 
-    def read(self, indices: Iterable[int]) -> dict[int, bytes]:
+    def read(self, indices: Iterable[int]) -> dict[int, Block]:
         """The requested blocks that are on disk (or waiting to be written)."""
         wanted = list(indices)
-        found: dict[int, bytes] = {}
+        found: dict[int, Block] = {}
         with self._queue_lock:
             for index in wanted:
                 data = self._pending.get(index, self._flushing.get(index))
@@ -169,7 +171,7 @@ class DiskObject:
 
     # -- writing -----------------------------------------------------------------------------
 
-    def add(self, index: int, data: bytes) -> int:
+    def add(self, index: int, data: Block) -> int:
         """Queue a block for the next flush; returns the bytes newly queued."""
         if len(data) != self.layout.block_length(index):
             raise ValueError(f"block {index} of {self.ref.url} has {len(data)} bytes")
@@ -197,7 +199,7 @@ class DiskObject:
                 for index in batch:
                     self._flushing.pop(index, None)
 
-    def _store_durably(self, batch: dict[int, bytes]) -> int:
+    def _store_durably(self, batch: dict[int, Block]) -> int:
         self.data_path.parent.mkdir(parents=True, exist_ok=True)
         for _ in range(3):  # the file may be evicted between open and lock
             fd = os.open(self.data_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -234,7 +236,7 @@ class DiskObject:
         log.warning("could not store blocks of %s: its cache file kept changing", self.ref.url)
         return 0
 
-    def _within_limit(self, present: BlockBitmap, batch: dict[int, bytes]) -> list[int]:
+    def _within_limit(self, present: BlockBitmap, batch: dict[int, Block]) -> list[int]:
         """The new blocks of `batch`, in order, up to the per-object share of the store."""
         room = self._store.object_limit - len(present) * self.layout.block_size
         fresh = []
@@ -426,7 +428,7 @@ class DiskStore:
             os.close(fd)
 
 
-def _write_all(fd: int, data: bytes, offset: int) -> None:
+def _write_all(fd: int, data: Block, offset: int) -> None:
     view = memoryview(data)
     while view:
         written = os.pwrite(fd, view, offset)

@@ -7,6 +7,7 @@ from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
 Key = TypeVar("Key", bound=Hashable)
+Data = bytes | memoryview
 
 
 class MemoryStore(Generic[Key]):
@@ -21,7 +22,7 @@ class MemoryStore(Generic[Key]):
         if capacity < 0:
             raise ValueError(f"memory capacity must not be negative, not {capacity}")
         self.capacity = capacity
-        self._blocks: OrderedDict[Key, bytes] = OrderedDict()
+        self._blocks: OrderedDict[Key, Data] = OrderedDict()
         self._bytes = 0
         self._on_evict = on_evict
 
@@ -35,14 +36,14 @@ class MemoryStore(Generic[Key]):
     def __contains__(self, key: object) -> bool:
         return key in self._blocks
 
-    def get(self, key: Key) -> bytes | None:
+    def get(self, key: Key) -> Data | None:
         """The block, marked most recently used; None if absent."""
         data = self._blocks.get(key)
         if data is not None:
             self._blocks.move_to_end(key)
         return data
 
-    def put(self, key: Key, data: bytes) -> None:
+    def put(self, key: Key, data: Data) -> None:
         self.discard(key)
         if len(data) > self.capacity:
             return
