@@ -86,10 +86,11 @@ async def version_walk(resolver: Resolver, version_root: str) -> list:
 
 def kept_rows(persist_dir: Path) -> list[tuple[str, str, str]]:
     with sqlite3.connect(persist_dir / DB_NAME) as db:
-        return db.execute("SELECT dandiset, version, query FROM answers ORDER BY 1, 2, 3").fetchall()
+        rows = db.execute("SELECT dandiset, version, query FROM answers ORDER BY 1, 2, 3")
+        return rows.fetchall()
 
 
-# --- a new resolver over the same folder ---------------------------------------------------------
+# --- a new resolver over the same folder ----------------------------------------------------------
 
 
 @pytest.mark.parametrize("tree_limit", [2000, 1], ids=["assets-walks", "folder-endpoint"])
@@ -130,7 +131,7 @@ async def test_releases_paths_share_what_is_kept(local_archive, published, tmp_p
         assert client.stats.api_requests == 0
 
 
-# --- what is never kept ----------------------------------------------------------------------------
+# --- what is never kept ---------------------------------------------------------------------------
 
 
 async def test_drafts_and_latest_still_ask_the_archive(local_archive, published, tmp_path):
@@ -183,7 +184,7 @@ async def test_not_found_is_not_kept(local_archive, published, tmp_path):
     assert all(version != "0.999999.9999" for _, version, _ in kept_rows(tmp_path))
 
 
-# --- a damaged store -------------------------------------------------------------------------------
+# --- a damaged store ------------------------------------------------------------------------------
 
 
 async def test_a_corrupt_store_is_discarded_and_rebuilt(local_archive, published, tmp_path, caplog):
@@ -226,7 +227,7 @@ async def test_an_unusable_folder_does_not_fail_lookups(local_archive, published
         assert entry.size > 0 and client.stats.api_requests > 0
 
 
-# --- several processes at once ---------------------------------------------------------------------
+# --- several processes at once --------------------------------------------------------------------
 
 WALKER = textwrap.dedent(
     """
@@ -287,7 +288,7 @@ def test_concurrent_processes_share_the_store(local_archive, published, tmp_path
     assert [result["entries"] for result in warm] == [cold[0]["entries"]] * 3
 
 
-# --- the codec: archive answers survive the round trip -----------------------------------------------
+# --- the codec: archive answers survive the round trip --------------------------------------------
 
 
 async def test_answers_read_back_equal_the_archives(local_archive, published, tmp_path):
@@ -321,7 +322,7 @@ async def test_a_draft_version_info_is_never_kept(local_archive, tmp_path):
         answers.close()
 
 
-# --- the bound (pure SQLite, no archive) -----------------------------------------------------------
+# --- the bound (pure SQLite, no archive) ----------------------------------------------------------
 
 
 class Clock:

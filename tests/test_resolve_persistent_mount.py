@@ -9,7 +9,6 @@ import os
 import h5py
 import httpx
 import numpy as np
-import pytest
 
 from fuse_support import MountProcess, require_fuse, version_path
 

@@ -68,7 +68,7 @@ class AnswerDB:
         self._disabled = False
         self._warned = False
 
-    # --- the three operations ----------------------------------------------------------------
+    # --- reading and writing -------------------------------------------------------------------
 
     def get(self, key: AnswerKey) -> bytes | None:
         """The bytes kept for `key`, or None."""
@@ -84,11 +84,14 @@ class AnswerDB:
             body, used = row
             now = self._clock()
             if now - used > TOUCH_INTERVAL_SECONDS:
-                db.execute(
-                    "UPDATE answers SET used = ?"
-                    " WHERE archive = ? AND dandiset = ? AND version = ? AND query = ?",
-                    (now, *key),
-                )
+                try:
+                    db.execute(
+                        "UPDATE answers SET used = ?"
+                        " WHERE archive = ? AND dandiset = ? AND version = ? AND query = ?",
+                        (now, *key),
+                    )
+                except sqlite3.OperationalError:
+                    pass  # another process is writing: the answer is read all the same
             return bytes(body)
 
         return self._run(read, None)
@@ -133,25 +136,25 @@ class AnswerDB:
     # --- bookkeeping ---------------------------------------------------------------------------
 
     def total_bytes(self) -> int:
-        return self._run(lambda db: int(db.execute(
-            "SELECT COALESCE(SUM(bytes), 0) FROM answers"
-        ).fetchone()[0]), 0)
+        return self._run(lambda db: _count(db, "SUM(bytes)"), 0)
 
     def row_count(self) -> int:
-        return self._run(lambda db: int(db.execute("SELECT COUNT(*) FROM answers").fetchone()[0]), 0)
+        return self._run(lambda db: _count(db, "COUNT(*)"), 0)
 
     def _prune(self, db: sqlite3.Connection) -> None:
         """Delete the least recently used rows once the total exceeds `max_bytes`."""
-        total = db.execute("SELECT COALESCE(SUM(bytes), 0) FROM answers").fetchone()[0]
+        total = _count(db, "SUM(bytes)")
         if total <= self.max_bytes:
             return
         excess = total - int(self.max_bytes * PRUNE_TO)
         victims = []
-        for rowid, size in db.execute("SELECT rowid, bytes FROM answers ORDER BY used"):
+        oldest_first = db.execute("SELECT rowid, bytes FROM answers ORDER BY used")
+        for rowid, size in oldest_first:
             victims.append((rowid,))
             excess -= size
             if excess <= 0:
                 break
+        oldest_first.close()
         db.executemany("DELETE FROM answers WHERE rowid = ?", victims)
         log.info("metadata store over %d bytes: %d answers pruned", self.max_bytes, len(victims))
 
@@ -207,7 +210,9 @@ class AnswerDB:
 
     def _rebuild(self, reason: Exception) -> None:
         """Throw the damaged file away and start an empty one; give up if that fails too."""
-        log.warning("metadata store %s is damaged (%s): discarded, starting afresh", self.path, reason)
+        log.warning(
+            "metadata store %s is damaged (%s): discarded, starting afresh", self.path, reason
+        )
         if self._db is not None:
             self._db.close()
             self._db = None
@@ -216,7 +221,9 @@ class AnswerDB:
                 Path(f"{self.path}{suffix}").unlink(missing_ok=True)
             self._db = self._open()
         except (OSError, sqlite3.Error) as exc:
-            log.warning("metadata store %s cannot be rebuilt (%s): not keeping metadata", self.path, exc)
+            log.warning(
+                "metadata store %s cannot be rebuilt (%s): not keeping metadata", self.path, exc
+            )
             self._disabled = True
 
 
@@ -235,3 +242,7 @@ def _transaction(db: sqlite3.Connection) -> Iterator[None]:
 
 def _schema_version(db: sqlite3.Connection) -> int:
     return int(db.execute("PRAGMA user_version").fetchone()[0])
+
+
+def _count(db: sqlite3.Connection, aggregate: str) -> int:
+    return int(db.execute(f"SELECT COALESCE({aggregate}, 0) FROM answers").fetchone()[0])

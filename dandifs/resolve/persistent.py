@@ -67,7 +67,7 @@ class Question(Generic[T]):
 
 
 def _query(call: str, **params: Any) -> str:
-    present = {name: value for name, value in params.items() if value not in (None, False, "")}
+    present = {name: value for name, value in params.items() if value not in (None, False)}
     return f"{call}?{urlencode(sorted(present.items()))}" if present else call
 
 
