@@ -113,6 +113,21 @@ async def test_the_first_read_of_the_tail_fetches_all_of_it(server):
     ]
 
 
+async def test_prefetching_both_ends_takes_two_requests_that_the_first_reads_join(server):
+    data = random_bytes(8 * MiB + 1000, seed=25)
+    url = server.put("blob", data, "e1")
+    async with cache_over() as cache:
+        reader = RangeReader(cache, url, len(data), "e1")
+        reader.prefetch_ends()
+        assert await reader.read(len(data) - 5000, 100) == data[-5000:-4900]
+        assert await reader.read(40, 100) == data[40:140]
+        assert await reader.read(len(data) - 1 * MiB, 100) == data[-1 * MiB : -1 * MiB + 100]
+    tail_start = (len(data) - 1 * MiB) // BLOCK * BLOCK
+    assert sorted((s.start, s.end) for s in server.served()) == [
+        (0, BLOCK), (tail_start, len(data))
+    ]
+
+
 async def test_eight_concurrent_readers_of_one_block_cause_one_fetch(server):
     server.latency = 0.2
     data = random_bytes(3 * MiB, seed=3)

@@ -52,6 +52,23 @@ class RangeReader:
         tail_start = max(0, size - config.tail_bytes)
         self._tail = range(0) if small else self._layout.span(tail_start, size - tail_start)
 
+    def prefetch_ends(self) -> None:
+        """Start fetching the object's first block and its tail at once, in parallel.
+
+        For formats that keep what every reader needs first at both ends (HDF5: the
+        superblock at the start, objects written late at the end), so that the chain of
+        dependent reads an open makes starts with both ends cached or in flight.  The tail
+        is the one the first read reaching it would fetch (`CacheConfig.tail_bytes`), so that
+        read joins this fetch instead of asking for the rest of the tail on its own.
+        """
+        if self._whole:
+            self._cache.prefetch(self.ref, self._whole)
+            return
+        if self._layout.block_count:
+            self._cache.prefetch(self.ref, range(0, 1))
+        if self._tail:
+            self._cache.prefetch(self.ref, self._tail)
+
     @property
     def readahead_window(self) -> int:
         """Blocks read-ahead currently keeps in front of this handle (0: random access)."""

@@ -18,8 +18,6 @@ from dandifs.resolve.entry import Entry
 
 #: Names of files opened by HDF5 readers (NWB is HDF5).
 HDF5_SUFFIXES = (".nwb", ".h5", ".hdf5", ".hdf")
-#: How much of an HDF5 file's end to fetch on open: where its late-written objects live.
-HDF5_TAIL_BYTES = 1024 * 1024
 
 
 class ContentSource(Protocol):
@@ -56,25 +54,11 @@ class ContentOpener:
         etag = entry.etag or await self._digest(entry)
         reader = RangeReader(self.cache, entry.content_url, entry.size, etag)
         if entry.name.lower().endswith(HDF5_SUFFIXES):
-            self._prefetch_hdf5_metadata(reader)
+            # Opening HDF5 is a chain of dependent small reads, from the superblock at the
+            # start to objects h5py and pynwb mostly leave at the end: fetching both ends at
+            # once saves a round trip or two of it (blocks already cached cost nothing).
+            reader.prefetch_ends()
         return reader
-
-    def _prefetch_hdf5_metadata(self, reader: RangeReader) -> None:
-        """Start fetching both ends of an HDF5 file while the opener is still in `open()`.
-
-        Opening HDF5 is a chain of dependent small reads: the superblock at the start, then
-        objects that h5py and pynwb mostly leave at the end of the file.  Fetching both ends
-        in parallel at once saves a round trip or two of that chain; blocks already cached
-        cost nothing.
-        """
-        layout = self.cache.layout(reader.ref)
-        count = layout.block_count
-        if count == 0:
-            return
-        tail = max(1, -(-HDF5_TAIL_BYTES // self.cache.config.block_size))
-        self.cache.prefetch(reader.ref, range(0, 1))
-        if count > 1:
-            self.cache.prefetch(reader.ref, range(max(1, count - tail), count))
 
     async def _digest(self, entry: Entry) -> str | None:
         if entry.asset_id is None:
