@@ -45,7 +45,7 @@ from dandifs.cache.record import BlockBitmap, BlockRecord, RecordError
 
 log = logging.getLogger(__name__)
 
-Block = bytes | memoryview  # a read-only view may share the buffer of a whole request
+Block = bytes | memoryview  # a read-only view of the buffer it was received in
 
 LAYOUT = "blocks-v1"
 LOW_WATER = 0.9  # eviction frees space down to this share of the capacity
