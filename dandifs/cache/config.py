@@ -8,10 +8,6 @@ the part size AWS and mountpoint-s3 find saturates S3).  Measured with h5py summ
 took 11 GETs and 2.0 MiB, 256 KiB 9 GETs and 2.7 MiB, 1 MiB 7 GETs and 6.2 MiB, 4 MiB
 6 GETs and 20 MiB.
 
-Read-ahead may have `max_prefetch_requests` GETs in flight: 8 of 8 MiB cover the largest
-read-ahead window, and measured against 4, a 1 GiB stream through FUSE went from about 410 to
-455 MB/s with 30 ms of latency (the same without latency).
-
 Objects of at most `small_object_bytes` (Zarr chunks, small NWB files) are fetched whole
 on their first read, in one GET: their next reads would come anyway, and latency, not
 bandwidth, is what they cost.
@@ -50,7 +46,7 @@ class CacheConfig:
     disk_flush_interval: float = 1.0
     max_request_bytes: int = 8 * MiB
     max_requests: int = 8
-    max_prefetch_requests: int = 8
+    max_prefetch_requests: int = 4
     readahead_initial_bytes: int = 512 * KiB
     readahead_max_bytes: int = 64 * MiB
     sequential_tolerance: int = 1 * MiB
