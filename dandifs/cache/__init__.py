@@ -19,12 +19,13 @@ from dandifs.cache.blocks import BlockLayout
 from dandifs.cache.config import CacheConfig
 from dandifs.cache.fetcher import RangeFetcher
 from dandifs.cache.objectref import ObjectRef
-from dandifs.cache.reader import RangeReader
+from dandifs.cache.reader import BytesReader, RangeReader
 from dandifs.cache.stats import CacheStatistics
 
 __all__ = [
     "BlockCache",
     "BlockLayout",
+    "BytesReader",
     "CacheConfig",
     "CacheStatistics",
     "ObjectRef",

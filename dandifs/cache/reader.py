@@ -120,3 +120,17 @@ class RangeReader:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+
+class BytesReader:
+    """The `RangeReader` interface over bytes already in memory: files dandifs renders itself
+    (`dandiset.yaml`), so that front ends read every file the same way."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    async def read(self, offset: int, size: int) -> bytes:
+        return self.data[offset : offset + size]
+
+    async def aclose(self) -> None:
+        return None

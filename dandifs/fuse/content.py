@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from dandifs.cache import BlockCache, RangeReader
+from dandifs.cache import BlockCache, BytesReader, RangeReader
 from dandifs.resolve.entry import Entry
 
 
@@ -28,19 +28,6 @@ class ContentSource(Protocol):
     async def asset_metadata(self, entry: Entry) -> dict[str, Any]: ...
 
 
-class RenderedFile:
-    """A file whose bytes dandifs made (`dandiset.yaml`), served from memory."""
-
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-
-    async def read(self, offset: int, size: int) -> bytes:
-        return self._data[offset : offset + size]
-
-    async def aclose(self) -> None:
-        return None
-
-
 class ContentOpener:
     """Opens entries for reading: `await opener(entry)` gives a reader for one handle."""
 
@@ -48,9 +35,9 @@ class ContentOpener:
         self.source = source
         self.cache = cache
 
-    async def __call__(self, entry: Entry) -> RangeReader | RenderedFile:
+    async def __call__(self, entry: Entry) -> RangeReader | BytesReader:
         if entry.content_url is None:
-            return RenderedFile(await self.source.read_virtual(entry.path))
+            return BytesReader(await self.source.read_virtual(entry.path))
         etag = entry.etag or await self._digest(entry)
         reader = RangeReader(self.cache, entry.content_url, entry.size, etag)
         if entry.name.lower().endswith(HDF5_SUFFIXES):

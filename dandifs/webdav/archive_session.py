@@ -9,7 +9,7 @@ from typing import Any
 
 from dandifs.archive.client import ArchiveClient
 from dandifs.archive.instances import Instance
-from dandifs.cache import CacheConfig, RangeReader, open_block_cache
+from dandifs.cache import BytesReader, CacheConfig, RangeReader, open_block_cache
 from dandifs.cache.blockcache import BlockCache
 from dandifs.resolve import Entry, EntryKind, Resolver
 
@@ -25,19 +25,6 @@ session or reach a disk.  With `Sessions`' default of 64 token sessions the wors
 def as_folder(entry: Entry) -> Entry:
     """`latest` is a symlink in FUSE; WebDAV has no symlinks, so it is a folder here."""
     return replace(entry, kind=EntryKind.FOLDER) if entry.kind is EntryKind.SYMLINK else entry
-
-
-class VirtualReader:
-    """Reads of a file dandifs renders itself (`dandiset.yaml`), from its bytes."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-    async def read(self, offset: int, size: int) -> bytes:
-        return self.data[offset : offset + size]
-
-    async def aclose(self) -> None:
-        pass
 
 
 class ArchiveSession:
@@ -65,9 +52,9 @@ class ArchiveSession:
             return entry
         return as_folder(await self.resolver.stat(entry.path, follow=True))
 
-    async def open_reader(self, entry: Entry) -> RangeReader | VirtualReader:
+    async def open_reader(self, entry: Entry) -> RangeReader | BytesReader:
         if entry.content_url is None:
-            return VirtualReader(await self.resolver.read_virtual(entry.path))
+            return BytesReader(await self.resolver.read_virtual(entry.path))
         return RangeReader(self.blocks, entry.content_url, entry.size, entry.etag)
 
     async def locate(self, url: str) -> str:
