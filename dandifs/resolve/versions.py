@@ -273,12 +273,7 @@ class Versions:
             path=context.address.path_of(names.DANDISET_YAML),
             kind=EntryKind.FILE,
             size=len(data),
-            mtime=context.origin.modified,
-            ctime=context.origin.created,
-            immutable=context.immutable,
-            embargoed=context.origin.embargoed,
-            dandiset_id=context.origin.dandiset_id,
-            version=context.origin.version,
+            **version_fields(context),
             content_type=YAML_CONTENT_TYPE,
         )
 
@@ -331,17 +326,24 @@ def latest_symlink(
     )
 
 
+def version_fields(context: VersionContext) -> dict[str, Any]:
+    """The Entry fields every entry made from a version's own record shares."""
+    return {
+        "mtime": context.origin.modified,
+        "ctime": context.origin.created,
+        "immutable": context.immutable,
+        "embargoed": context.origin.embargoed,
+        "dandiset_id": context.origin.dandiset_id,
+        "version": context.origin.version,
+    }
+
+
 def version_folder(path: str, context: VersionContext) -> Entry:
     """A version root as named by `path` (`draft/`, `latest/`, `releases/<v>/`, `<v>/`)."""
     return Entry(
         path=path,
         kind=EntryKind.FOLDER,
         size=context.size,
-        mtime=context.origin.modified,
-        ctime=context.origin.created,
-        immutable=context.immutable,
-        embargoed=context.origin.embargoed,
-        dandiset_id=context.origin.dandiset_id,
-        version=context.origin.version,
+        **version_fields(context),
         file_count=context.asset_count,
     )
