@@ -83,9 +83,16 @@ def running_archive(seed: str = "big", data_dir: Path | None = None) -> Iterator
             ready = json.loads(ready_file.read_text())
             yield Archive(ready["api_url"], ready["s3_url"], ready["s3_proxy_url"], ready["token"])
         finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process)
+
+
+def stop_process(process: subprocess.Popen, grace: float = 30.0) -> None:
+    """SIGTERM, then SIGKILL if it is still running after `grace` seconds."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

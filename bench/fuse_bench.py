@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -36,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from bench._localarchive import Archive, running_archive
+from bench._localarchive import Archive, running_archive, stop_process
 from bench._table import Series, render
 
 LARGE_NWB = "sub-mouse01/sub-mouse01_ses-20240101_ecephys.nwb"
@@ -131,12 +130,7 @@ class Mount:
             try:
                 self.process.wait(20)
             except subprocess.TimeoutExpired:
-                self.process.send_signal(signal.SIGTERM)
-                try:
-                    self.process.wait(10)
-                except subprocess.TimeoutExpired:
-                    self.process.kill()
-                    self.process.wait()
+                stop_process(self.process, grace=10)
         if is_mounted(self.mountpoint):
             subprocess.run(["fusermount3", "-uz", str(self.mountpoint)], check=False)
 

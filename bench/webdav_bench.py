@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import random
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -33,7 +32,7 @@ from pathlib import Path
 
 import httpx
 
-from bench._localarchive import Archive, running_archive
+from bench._localarchive import Archive, running_archive, stop_process
 from bench._table import Series, render
 from dandifs.localarchive.demo.catalog import BULK_FILES
 
@@ -94,12 +93,7 @@ def process(command: list[str], log: Path, url_pattern: str, source: str = "stdo
         threading.Thread(target=stream.read, daemon=True).start()  # keep draining its output
         yield match.group(1)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 def dandifs_command(archive: Archive) -> list[str]:
