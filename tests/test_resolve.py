@@ -235,6 +235,21 @@ async def test_cold_stat_of_a_file_is_one_request(local_archive):
         assert requests.made == 2
 
 
+async def test_the_latest_release_by_its_id_costs_no_request_of_its_own(local_archive):
+    """The path a kernel walks to a file of the latest release: the dandiset's record, which
+    already describes that release, then the file's folder; no `info` request between."""
+    version = await published_version(local_archive)
+    async with resolving(local_archive) as (resolver, client):
+        requests = Requests(client)
+        await resolver.stat("/dandisets/000001")
+        assert requests.made == 1
+        entry = await resolver.stat(f"/dandisets/000001/{version}")
+        assert requests.made == 1
+        assert entry.kind is EntryKind.FOLDER and entry.immutable and entry.version == version
+        info = await client.get_version("000001", version)
+        assert (entry.size, entry.mtime) == (info.size, info.modified)
+
+
 async def test_concurrent_identical_lookups_share_one_walk(local_archive):
     async with resolving(local_archive) as (resolver, client):
         await resolver.stat(DRAFT)

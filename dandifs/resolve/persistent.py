@@ -28,7 +28,15 @@ from urllib.parse import urlencode
 import anyio
 from pydantic import TypeAdapter, ValidationError
 
-from dandifs.model import Asset, AssetPath, Dandiset, EmbargoStatus, VersionInfo, ZarrFile
+from dandifs.model import (
+    Asset,
+    AssetPath,
+    Dandiset,
+    EmbargoStatus,
+    VersionInfo,
+    VersionSummary,
+    ZarrFile,
+)
 from dandifs.resolve.answerdb import AnswerDB, AnswerKey
 
 log = logging.getLogger("dandifs.resolve.answers")
@@ -42,6 +50,7 @@ DB_NAME = "answers.sqlite3"
 NO_VERSION = ""
 
 _VERSION_INFO: TypeAdapter[VersionInfo] = TypeAdapter(VersionInfo)
+_VERSION_SUMMARY: TypeAdapter[VersionSummary] = TypeAdapter(VersionSummary)
 _ASSETS: TypeAdapter[list[Asset]] = TypeAdapter(list[Asset])
 _ASSET: TypeAdapter[Asset] = TypeAdapter(Asset)
 _ASSET_PATHS: TypeAdapter[list[AssetPath]] = TypeAdapter(list[AssetPath])
@@ -83,6 +92,12 @@ def _published_and_open(info: VersionInfo) -> bool:
 def version_info(dandiset_id: str, version: str) -> Question[VersionInfo]:
     """`…/versions/<v>/info/`: kept only if it shows a published version of an open dandiset."""
     return Question(dandiset_id, version, "info", _VERSION_INFO, _published_and_open)
+
+
+def version_summary(dandiset_id: str, version: str) -> Question[VersionSummary]:
+    """A published version as its dandiset's record described it (the caller knows the
+    dandiset is open: a summary does not say)."""
+    return Question(dandiset_id, version, "summary", _VERSION_SUMMARY, lambda s: not s.is_draft)
 
 
 def assets(

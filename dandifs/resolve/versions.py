@@ -23,7 +23,13 @@ from dandifs.namespace.routes import VersionAddress
 from dandifs.resolve.entries import Origin
 from dandifs.resolve.entry import Entry, EntryKind
 from dandifs.resolve.lookups import Lookups, gather
-from dandifs.resolve.persistent import Question, dandiset_record, folder_record, version_info
+from dandifs.resolve.persistent import (
+    Question,
+    dandiset_record,
+    folder_record,
+    version_info,
+    version_summary,
+)
 
 YAML_CONTENT_TYPE = "text/yaml; charset=utf-8"
 
@@ -73,6 +79,7 @@ class Versions:
         self._yaml = lookups.cache(1_000)
         self._folder_records = lookups.cache(10_000)
         self._kept_records: dict[str, datetime] = {}
+        self._kept_summaries: set[tuple[str, str]] = set()
 
     # --- records ----------------------------------------------------------------------------
 
@@ -215,6 +222,28 @@ class Versions:
             return self._context(
                 address, summary, embargoed=dandiset.embargoed, durable=not dandiset.embargoed
             )
+        summary, known_open = await self._published(address)
+        return self._context(address, summary, embargoed=False, durable=known_open)
+
+    async def _published(self, address: VersionAddress) -> tuple[VersionSummary, bool]:
+        """A published version's summary, and whether its dandiset is known to be OPEN.
+
+        The dandiset's record, fetched moments ago to look up its folder, already describes
+        its latest release: a path naming that version costs no request of its own (the
+        summary is kept on disk for the next mount).  Any other version comes from its
+        `info`.  Embargoed dandisets cannot be published, so a published version is open;
+        its answers are kept on disk only when the archive says so, too.
+        """
+        fresh = self._dandisets.peek(address.dandiset_id)
+        latest = fresh.most_recent_published_version if fresh is not None else None
+        summary_question = version_summary(address.dandiset_id, address.version)
+        if fresh is not None and latest is not None and latest.version == address.version:
+            if not fresh.embargoed:
+                await self._keep_summary(summary_question, latest)
+            return latest, not fresh.embargoed
+        kept = await self.lookups.recall(summary_question)
+        if kept is not None:
+            return kept, True
         client = self.lookups.client
         info = await self._infos.get(
             (address.dandiset_id, address.version),
@@ -224,11 +253,17 @@ class Versions:
             ),
             ttl=self.lookups.ttl_published,
         )
-        # Embargoed dandisets cannot be published, so a published version is open; its
-        # answers are kept on disk only when the archive says so, too.
         owner = info.dandiset
-        known_open = owner is not None and not owner.embargoed
-        return self._context(address, info, embargoed=False, durable=known_open)
+        return info, owner is not None and not owner.embargoed
+
+    async def _keep_summary(
+        self, question: Question[VersionSummary], summary: VersionSummary
+    ) -> None:
+        answers = self.lookups.answers
+        if answers is None or (question.dandiset_id, question.version) in self._kept_summaries:
+            return
+        await answers.keep(question, summary)
+        self._kept_summaries.add((question.dandiset_id, question.version))
 
     def _context(
         self, address: VersionAddress, summary: VersionSummary, *, embargoed: bool, durable: bool
