@@ -43,14 +43,17 @@ class TestFaultConfig:
     def test_defaults_are_no_faults(self) -> None:
         assert FaultConfig().to_json() == {
             "latency_ms": 0.0, "error_rate": 0.0, "reset_rate": 0.0,
-            "truncate_rate": 0.0, "seed": None,
+            "truncate_rate": 0.0, "seed": None, "stream_mbps": 0.0,
         }
 
     @pytest.mark.parametrize(
         ("data", "message"),
         [
             ({"error_rate": 1.5}, "error_rate must be between 0 and 1"),
-            ({"latency_ms": -1}, "latency_ms must be >= 0"),
+            ({"latency_ms": -1}, "latency_ms must be a finite number >= 0"),
+            ({"stream_mbps": -1}, "stream_mbps must be a finite number >= 0"),
+            ({"stream_mbps": float("inf")}, "stream_mbps must be a finite number >= 0"),
+            ({"stream_mbps": "fast"}, "stream_mbps must be a number"),
             ({"error_rate": 0.6, "reset_rate": 0.6}, "at most 1"),
             ({"latency": 5}, "unknown field(s) ['latency']"),
             ({"seed": "x"}, "seed must be an integer"),
@@ -507,6 +510,72 @@ def test_truncate_faults_cut_the_body_short(s3: Stack) -> None:
     assert s3.stats()["faults"] == {"truncate": 2}
 
 
+STREAM_BODY = 8 << 20
+
+
+def _timed_get(url: str) -> tuple[float, bytes]:
+    started = time.monotonic()
+    body = httpx.get(url, timeout=30).content
+    return time.monotonic() - started, body
+
+
+def test_stream_cap_paces_each_body(s3: Stack) -> None:
+    data = os.urandom(STREAM_BODY)
+    s3.store.put_bytes("pace/object", data)
+    url = s3.store.object_url("pace/object")
+    s3.faults(stream_mbps=50)
+    elapsed, body = _timed_get(url)
+    assert body == data
+    assert 0.95 * STREAM_BODY / 50e6 <= elapsed < 2.0  # 0.168 s at 50 MB/s
+    # A ranged GET is a body of its own, paced the same way.
+    started = time.monotonic()
+    response = httpx.get(url, headers={"Range": f"bytes=0-{STREAM_BODY // 2 - 1}"})
+    assert response.status_code == 206 and response.content == data[: STREAM_BODY // 2]
+    assert time.monotonic() - started >= 0.95 * STREAM_BODY / 2 / 50e6
+
+
+def test_stream_cap_is_per_connection(s3: Stack) -> None:
+    """Two GETs in parallel each get the whole rate, as two S3 connections do."""
+    data = os.urandom(STREAM_BODY)
+    s3.store.put_bytes("pace/parallel", data)
+    url = s3.store.object_url("pace/parallel")
+    s3.faults(stream_mbps=16)
+    alone = STREAM_BODY / 16e6  # 0.52 s; the two one after the other would take 1.05 s
+    results: list[tuple[float, bytes]] = []
+    started = time.monotonic()
+    threads = [threading.Thread(target=lambda: results.append(_timed_get(url)))
+               for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.monotonic() - started
+    assert [body == data for _, body in results] == [True, True]
+    assert all(elapsed >= 0.95 * alone for elapsed, _ in results)
+    assert wall < 1.5 * alone
+
+
+def test_stream_cap_zero_restores_full_speed(s3: Stack) -> None:
+    data = os.urandom(STREAM_BODY)
+    s3.store.put_bytes("pace/uncapped", data)
+    url = s3.store.object_url("pace/uncapped")
+    s3.faults(stream_mbps=10)
+    assert httpx.get(f"{s3.url}/__dandifs__/faults").json()["stream_mbps"] == 10
+    s3.faults(stream_mbps=0)
+    fastest = min(_timed_get(url)[0] for _ in range(3))
+    # Twice the cap at least (uncapped it is ~100x on an idle machine; others share its cores).
+    assert fastest < 0.5 * STREAM_BODY / 10e6
+
+
+def test_bad_stream_cap_is_refused_with_a_400(s3: Stack) -> None:
+    s3.faults(stream_mbps=40)
+    for bad in (-5, "fast", None):
+        response = httpx.put(f"{s3.url}/__dandifs__/faults", json={"stream_mbps": bad})
+        assert response.status_code == 400
+        assert "stream_mbps" in response.json()["detail"]
+    assert httpx.get(f"{s3.url}/__dandifs__/faults").json()["stream_mbps"] == 40
+
+
 def test_control_endpoints_validate_and_count(s3: Stack) -> None:
     bad = httpx.put(f"{s3.url}/__dandifs__/faults", json={"error_rate": 3})
     assert bad.status_code == 400 and "error_rate" in bad.json()["detail"]
@@ -578,7 +647,7 @@ def test_ready_file_token_and_sigterm_shutdown(tmp_path: Path) -> None:
     ready = tmp_path / "ready.json"
     process, info = start_local_archive(
         data, ready, tmp_path / "first.log", "--seed", "none", "--s3-latency", "20",
-        timeout=120,
+        "--s3-stream-mbps", "75", timeout=120,
     )
     try:
         assert set(info) >= {"api_url", "s3_url", "token", "pid", "data_dir"}
@@ -587,7 +656,7 @@ def test_ready_file_token_and_sigterm_shutdown(tmp_path: Path) -> None:
         assert httpx.get(f"{info['api_url']}/info/").status_code == 200
         assert httpx.get(f"{info['s3_direct_url']}/{DEFAULT_BUCKET}").status_code == 200
         faults = httpx.get(f"{info['s3_proxy_url']}/__dandifs__/faults").json()
-        assert faults["latency_ms"] == 20
+        assert faults["latency_ms"] == 20 and faults["stream_mbps"] == 75
         run_dir = data / "runs" / str(process.pid)
         weed = [p for p in _group_members_named("weed") if _is_under(p, run_dir)]
         assert len(weed) == 1
@@ -604,13 +673,21 @@ def test_ready_file_token_and_sigterm_shutdown(tmp_path: Path) -> None:
     assert again["token"] == info["token"]  # stable for one data directory
 
 
-def test_runner_refuses_bad_options() -> None:
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--s3-error-rate", "1.5", "between 0 and 1"),
+        ("--s3-stream-mbps", "-3", "must not be negative"),
+        ("--s3-stream-mbps", "inf", "stream_mbps must be a finite number"),
+    ],
+)
+def test_runner_refuses_bad_options(option: str, value: str, message: str) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "dandifs", "local-archive", "--s3-error-rate", "1.5"],
+        [sys.executable, "-m", "dandifs", "local-archive", option, value],
         capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 2
-    assert "between 0 and 1" in result.stderr and "Traceback" not in result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
 
 
 def _group_members_named(name: str) -> list[int]:

@@ -22,7 +22,7 @@ def _rate(text: str) -> float:
     return value
 
 
-def _milliseconds(text: str) -> float:
+def _non_negative(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -62,8 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="demo dandisets to load: demo, big (demo plus a 10,000-asset folder and a 1 GiB "
         "file), or none",
     )
-    parser.add_argument("--s3-latency", type=_milliseconds, default=0.0, metavar="MS",
+    parser.add_argument("--s3-latency", type=_non_negative, default=0.0, metavar="MS",
                         help="delay added to every S3 request, in milliseconds")
+    parser.add_argument("--s3-stream-mbps", type=_non_negative, default=0.0, metavar="MB/S",
+                        help="bandwidth of each S3 response body, in MB/s (10^6 bytes), as "
+                        "one S3 connection has; parallel GETs each get it; 0 (default) is "
+                        "unlimited")
     parser.add_argument("--s3-error-rate", type=_rate, default=0.0, metavar="F",
                         help="fraction of S3 requests answered 500/503")
     parser.add_argument("--s3-reset-rate", type=_rate, default=0.0, metavar="F",
@@ -93,6 +97,7 @@ def main(argv: list[str]) -> int:
             reset_rate=args.s3_reset_rate,
             truncate_rate=args.s3_truncate_rate,
             seed=args.s3_fault_seed,
+            stream_mbps=args.s3_stream_mbps,
         )
     except ValueError as exc:
         parser.error(str(exc))

@@ -9,6 +9,10 @@ difference between the proxy being a bottleneck and being nearly free.
 The sockets are driven by the running asyncio loop's readiness callbacks (`sock_recv`,
 `add_reader`...), not by asyncio transports, because a transport owns its socket and cannot
 lend it to `splice`.
+
+A `Pace` caps the rate of one body (the proxy's model of a single S3 connection's bandwidth):
+the body still moves through the pipe, but a chunk at a time, each released only when the
+rate allows it.
 """
 
 from __future__ import annotations
@@ -19,12 +23,42 @@ import fcntl
 import os
 import socket
 import struct
+import math
 from collections.abc import Callable
 
 RECV_SIZE = 1 << 18
 PIPE_SIZE = 1 << 20
+PACE_QUANTUM = 0.01  # seconds of data per paced chunk: ~100 wake-ups a second per stream
+PACE_MIN_CHUNK = 16 << 10
 _F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ, named in the fcntl module only from Python 3.10 on Linux
 _SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
+
+
+class Pace:
+    """Releases the bytes of one stream no faster than `rate` bytes per second.
+
+    Byte n of the stream goes out no earlier than n / rate seconds after the stream's first
+    chunk was ready, as if it crossed a link of that bandwidth. The schedule is absolute, so
+    a sleep that overshoots is made up by the next ones instead of adding up.
+    """
+
+    def __init__(self, rate: float) -> None:
+        if not (rate > 0 and math.isfinite(rate)):
+            raise ValueError(f"rate must be a positive number of bytes per second, got {rate}")
+        self.rate = rate
+        self.chunk_size = max(PACE_MIN_CHUNK, min(PIPE_SIZE, int(rate * PACE_QUANTUM)))
+        self._started: float | None = None
+        self._released = 0
+
+    async def release(self, count: int) -> None:
+        """Wait until `count` more bytes may go out."""
+        now = asyncio.get_running_loop().time()
+        if self._started is None:
+            self._started = now
+        self._released += count
+        delay = self._started + self._released / self.rate - now
+        if delay > 0:
+            await asyncio.sleep(delay)
 
 
 class Connection:
@@ -128,46 +162,54 @@ class Connection:
 
     # -- forwarding -------------------------------------------------------------------------
 
-    async def forward(self, target: Connection, count: int) -> int:
-        """Move exactly `count` bytes from this connection to `target` (zero-copy);
-        `asyncio.IncompleteReadError` if this side ends first."""
+    async def forward(self, target: Connection, count: int, pace: Pace | None = None) -> int:
+        """Move exactly `count` bytes from this connection to `target` (zero-copy), at most
+        at `pace`'s rate if given; `asyncio.IncompleteReadError` if this side ends first."""
         await target.drain()
         remaining = count
         if self._buffer:
-            head = self._take(min(remaining, len(self._buffer)))
-            await self._loop.sock_sendall(target.sock, head)
-            remaining -= len(head)
+            remaining -= await self._send_buffered(target, remaining, pace)
         while remaining:
-            moved = await self._splice_some(target, remaining)
+            moved = await self._splice_some(target, remaining, pace)
             if moved == 0:
                 raise asyncio.IncompleteReadError(b"", remaining)
             remaining -= moved
         return count
 
-    async def forward_to_eof(self, target: Connection) -> int:
+    async def forward_to_eof(self, target: Connection, pace: Pace | None = None) -> int:
         await target.drain()
         total = 0
         if self._buffer:
-            head = self._take(len(self._buffer))
-            await self._loop.sock_sendall(target.sock, head)
-            total += len(head)
+            total += await self._send_buffered(target, len(self._buffer), pace)
         while not self._eof:
-            moved = await self._splice_some(target, PIPE_SIZE)
+            moved = await self._splice_some(target, PIPE_SIZE, pace)
             if moved == 0:
                 self._eof = True
             total += moved
         return total
 
-    async def _splice_some(self, target: Connection, limit: int) -> int:
-        """Fill the pipe from this socket (up to `limit` bytes), then empty it into `target`.
-        Returns the bytes moved; 0 means this side reached end of stream."""
+    async def _send_buffered(self, target: Connection, limit: int, pace: Pace | None) -> int:
+        """Send what was already read into the buffer (at most `limit` bytes) to `target`."""
+        head = self._take(min(limit, len(self._buffer)))
+        if pace is not None:
+            await pace.release(len(head))
+        await self._loop.sock_sendall(target.sock, head)
+        return len(head)
+
+    async def _splice_some(self, target: Connection, limit: int, pace: Pace | None) -> int:
+        """Fill the pipe from this socket (up to `limit` bytes, or one paced chunk), then
+        empty it into `target` (once `pace` allows). Returns the bytes moved; 0 means this
+        side reached end of stream."""
         read_end, write_end = self._ensure_pipe()
+        size = min(limit, PIPE_SIZE if pace is None else pace.chunk_size)
         while True:
             try:
-                moved = os.splice(self.fd, write_end, min(limit, PIPE_SIZE), flags=_SPLICE_FLAGS)
+                moved = os.splice(self.fd, write_end, size, flags=_SPLICE_FLAGS)
                 break
             except (BlockingIOError, InterruptedError):
                 await self._readable()
+        if pace is not None and moved:
+            await pace.release(moved)
         left = moved
         while left:
             try:

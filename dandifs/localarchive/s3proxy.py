@@ -5,6 +5,9 @@ them (zero-copy, see `relay.py`), and adds what a real bucket on the internet ha
 loopback SeaweedFS lacks:
 
 - latency: a fixed delay before each request is answered;
+- bandwidth per connection: each response body is paced to at most `stream_mbps` MB/s, on
+  its own, so N parallel GETs move N times as much (S3 bounds each connection's rate, which
+  is why clients read large objects with parallel ranged GETs);
 - faults, drawn per request from a seeded generator: 500/503 answers with an S3 XML error
   body, connection resets, and truncated bodies (the full Content-Length promised, the
   connection closed half-way);
@@ -22,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import random
 import socket
 import threading
@@ -33,7 +37,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from dandifs.localarchive.objectstore import PrivateKeys
-from dandifs.localarchive.relay import Connection
+from dandifs.localarchive.relay import Connection, Pace
 
 CONTROL_PREFIX = "/__dandifs__/"
 _DISCARD_CHUNK = 1 << 20  # bytes per read when dropping a body
@@ -53,6 +57,7 @@ class UpstreamLost(Exception):
 class FaultConfig:
     """What the proxy does to requests. Rates are probabilities per request; their sum is at
     most 1. The same `seed` gives the same sequence of faults for the same sequence of requests.
+    `stream_mbps` caps each response body at that many MB (10^6 bytes) per second; 0 is no cap.
     """
 
     latency_ms: float = 0.0
@@ -60,10 +65,13 @@ class FaultConfig:
     reset_rate: float = 0.0
     truncate_rate: float = 0.0
     seed: int | None = None
+    stream_mbps: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.latency_ms < 0:
-            raise ValueError(f"latency_ms must be >= 0, got {self.latency_ms}")
+        for name in ("latency_ms", "stream_mbps"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
         rates = {"error_rate": self.error_rate, "reset_rate": self.reset_rate,
                  "truncate_rate": self.truncate_rate}
         for name, value in rates.items():
@@ -93,6 +101,10 @@ class FaultConfig:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+    def body_pace(self) -> Pace | None:
+        """A fresh pace for one response body, or None when bodies are not capped."""
+        return Pace(self.stream_mbps * 1e6) if self.stream_mbps else None
 
 
 @dataclass
@@ -470,10 +482,11 @@ class S3Proxy:
         self.stats.statuses[status] += 1
         length = _content_length(response)
         bodyless = method == "HEAD" or status in _NO_BODY_STATUSES or 100 <= status < 200
+        pace = self._faults.body_pace()
         if truncate and not bodyless and length and length > 1:
             self.stats.faults["truncate"] += 1
             client.write(response.raw)
-            self.stats.bytes_sent += await s3.forward(client, length // 2)
+            self.stats.bytes_sent += await s3.forward(client, length // 2, pace)
             upstream.close()
             return False  # the caller closes the connection: a clean FIN, half a body short
 
@@ -481,12 +494,12 @@ class S3Proxy:
         if bodyless:
             pass
         elif response.get("transfer-encoding"):
-            self.stats.bytes_sent += await _copy_chunked(s3, client)
+            self.stats.bytes_sent += await _copy_chunked(s3, client, pace)
         elif length is not None:
-            self.stats.bytes_sent += await s3.forward(client, length)
+            self.stats.bytes_sent += await s3.forward(client, length, pace)
         else:
             # Delimited by close: relay to the end, then close the client side too.
-            self.stats.bytes_sent += await s3.forward_to_eof(client)
+            self.stats.bytes_sent += await s3.forward_to_eof(client, pace)
             upstream.close()
             return False
         await client.drain()
@@ -616,8 +629,11 @@ async def _discard(connection: Connection, count: int) -> None:
         count -= len(data)
 
 
-async def _copy_chunked(source: Connection, target: Connection | None) -> int:
-    """Relay (or, with no target, drop) a chunked body verbatim; return its payload size."""
+async def _copy_chunked(
+    source: Connection, target: Connection | None, pace: Pace | None = None
+) -> int:
+    """Relay (or, with no target, drop) a chunked body verbatim, its chunks at most at
+    `pace`'s rate; return its payload size."""
     total = 0
     while True:
         size_line = await source.readuntil(b"\r\n", _HEAD_LIMIT)
@@ -639,5 +655,5 @@ async def _copy_chunked(source: Connection, target: Connection | None) -> int:
         if target is None:
             await _discard(source, size + 2)
         else:
-            await source.forward(target, size + 2)  # the chunk and its CRLF
+            await source.forward(target, size + 2, pace)  # the chunk and its CRLF
         total += size
