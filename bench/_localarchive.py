@@ -38,9 +38,10 @@ class Archive:
         response.raise_for_status()
         return response.json()
 
-    def set_latency(self, milliseconds: float) -> None:
-        self.control("PUT", "faults", {"latency_ms": milliseconds, "error_rate": 0,
-                                       "reset_rate": 0, "truncate_rate": 0})
+    def set_network(self, latency_ms: float, stream_mbps: float = 0) -> None:
+        """S3 latency per request and bandwidth per connection (0: unlimited); no faults."""
+        self.control("PUT", "faults", {"latency_ms": latency_ms, "stream_mbps": stream_mbps,
+                                       "error_rate": 0, "reset_rate": 0, "truncate_rate": 0})
 
     def s3_requests(self) -> int:
         return int(self.control("GET", "stats")["total_requests"])

@@ -1,8 +1,14 @@
 """The FUSE mount beside its peers, measured in one run against one local archive.
 
-    python -m bench fuse_bench [-- --repeat 3 --latencies 30,0 --cases sparse,warm,sequential,listing]
+    python -m bench fuse_bench [-- --repeat 3 --latencies 30,0 --stream-mbps 100
+                                   --cases sparse,warm,sequential,listing]
 
-Cases (each at every S3 latency given; the local archive's S3 proxy adds the latency):
+Cases (each at every S3 latency given; the local archive's S3 proxy adds the latency).  The
+sparse and sequential cases run once more in the scenario "30 ms + <rate> MB/s per
+connection": the proxy also paces every response body to `--stream-mbps` (default 100; 0
+skips the scenario), on its own, as S3 bounds each connection's rate.  Without that cap one
+stream on loopback is bounded only by the CPU, so the premise of the sequential targets --
+parallel ranged GETs beat one stream -- does not hold.
 
 * cold sparse read: a new process opens the ~231 MB NWB file with h5py and reads one slice
   (`acquisition/ElectricalSeries/data[500000:510000, :8]`), with nothing cached — dandifs
@@ -12,8 +18,9 @@ Cases (each at every S3 latency given; the local archive's S3 proxy adds the lat
   remount on the same cache directory; S3 and API requests are counted.  Target: zero
   network requests for a published version.
 * sequential read of the 1 GiB file (1 MiB reads, new mount each time) — dandifs vs curl
-  (one stream, straight from S3) vs rclone mount vs s3fs-fuse, in MB/s; and the peak RSS of
-  the dandifs daemon meanwhile.  Targets: > s3fs-fuse and >= 2x curl.
+  (one stream, straight from S3) vs rclone mount vs s3fs-fuse, in MB/s, with the S3
+  requests each made; and the peak RSS of the dandifs daemon meanwhile.  Targets:
+  > s3fs-fuse and >= 2x curl.
 * `ls -lR` and `find` of the 10,000-asset folder: wall time and archive requests.
 
 Each contender runs in its own process; times are measured inside it (interpreter start-up
@@ -33,7 +40,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from bench._localarchive import Archive, running_archive, stop_process
 from bench._table import Series, render
@@ -44,6 +51,7 @@ BULK_FOLDER = "bulk"
 MiB = 1 << 20
 BIN = Path(sys.executable).parent
 READY_TIMEOUT = 60.0
+CAPPED_LATENCY_MS = 30  # issue 4's sequential target is stated at 30 ms
 
 SPARSE_READ = r"""
 import sys, time
@@ -203,11 +211,34 @@ def sequential_read(path: Path) -> float:
     return run_timed(sys.executable, "-c", SEQUENTIAL_READ, str(path))
 
 
+def curl_read(url: str) -> float:
+    """Seconds curl takes to fetch `url` in one stream (its own `time_total`)."""
+    result = subprocess.run(["curl", "-sf", "-o", "/dev/null", "-w", "%{time_total}", url],
+                            capture_output=True, text=True, check=True, env=peer_environment(),
+                            timeout=900)
+    return float(result.stdout)
+
+
 def mount_stats(mount: Mount) -> dict:
     return json.loads(os.getxattr(mount.mountpoint, "user.dandifs.stats"))
 
 
 # -- cases -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """How the S3 proxy treats every request of a run: a delay before each answer and, if
+    `stream_mbps`, a bandwidth cap on each response body (MB/s per connection)."""
+
+    latency_ms: int
+    stream_mbps: float = 0
+
+    @property
+    def label(self) -> str:
+        if not self.stream_mbps:
+            return f"{self.latency_ms} ms"
+        return f"{self.latency_ms} ms + {self.stream_mbps:g} MB/s per connection"
 
 
 @dataclass
@@ -226,28 +257,43 @@ class Bench:
     def nwb_in(self, mount: Mount) -> Path:
         return mount.mountpoint / "dandisets" / "000001" / self.published / LARGE_NWB
 
-    def sparse(self, latency: int) -> None:
-        case = f"cold sparse read @{latency} ms"
+    def counted(self, measure: Callable[[], float], requests: list[int]) -> float:
+        """`measure()`, appending the S3 requests made meanwhile to `requests`."""
+        before = self.archive.s3_requests()
+        value = measure()
+        requests.append(self.archive.s3_requests() - before)
+        return value
+
+    def sparse(self, scenario: Scenario) -> None:
+        case = f"cold sparse read @{scenario.label}"
         nwb_url = self.archive.s3_url_of("000001", self.published, LARGE_NWB)
         mine = self.add("sparse", Series(case, "dandifs mount"))
         remfile = self.add("sparse", Series(case, "remfile"))
         fsspec = self.add("sparse", Series(case, "fsspec http blockcache"))
         rclone = self.add("sparse", Series(case, "rclone mount (full cache)"))
-        s3_requests: list[int] = []
+        requests: dict[str, list[int]] = {name: [] for name in ("dandifs", "remfile", "fsspec",
+                                                                  "rclone")}
         for _ in range(self.repeat):
             with mounted(self.contenders.dandifs()) as mount:
-                before = self.archive.s3_requests()
-                mine.values.append(sparse_read("path", self.nwb_in(mount)))
-                s3_requests.append(self.archive.s3_requests() - before)
-            remfile.values.append(sparse_read("remfile", nwb_url))
-            fsspec.values.append(sparse_read("fsspec", nwb_url))
+                path = self.nwb_in(mount)
+                mine.values.append(self.counted(lambda: sparse_read("path", path),
+                                                requests["dandifs"]))
+            remfile.values.append(self.counted(lambda: sparse_read("remfile", nwb_url),
+                                               requests["remfile"]))
+            fsspec.values.append(self.counted(lambda: sparse_read("fsspec", nwb_url),
+                                              requests["fsspec"]))
             if "rclone" in self.tools:
                 with mounted(self.contenders.rclone()) as mount:
                     path = mount.mountpoint / object_key(nwb_url, self.archive.bucket)
-                    rclone.values.append(sparse_read("path", path))
-        mine.note = f"S3 requests per read: {sorted(s3_requests)}"
+                    rclone.values.append(self.counted(lambda: sparse_read("path", path),
+                                                      requests["rclone"]))
+        for series, name in ((mine, "dandifs"), (remfile, "remfile"), (fsspec, "fsspec"),
+                             (rclone, "rclone")):
+            if requests[name]:
+                series.note = f"S3 requests per read: {sorted(requests[name])}"
 
-    def warm(self, latency: int) -> None:
+    def warm(self, scenario: Scenario) -> None:
+        latency = scenario.latency_ms
         same = self.add("warm", Series(f"warm re-read, same mount @{latency} ms", "dandifs mount"))
         again = self.add("warm", Series(f"warm re-read, remounted @{latency} ms", "dandifs mount"))
         rclone_again = self.add(
@@ -286,8 +332,8 @@ class Bench:
                     s3.append(self.archive.s3_requests() - before)
             rclone_again.note = f"S3 requests: {s3}"
 
-    def sequential(self, latency: int) -> None:
-        case = f"sequential 1 GiB @{latency} ms"
+    def sequential(self, scenario: Scenario) -> None:
+        case = f"sequential 1 GiB @{scenario.label}"
         url = self.archive.s3_url_of("000004", "draft", LARGE_BIN)
         key = object_key(url, self.archive.bucket)
         size = int(self.archive.asset("000004", "draft", LARGE_BIN)["size"])
@@ -295,25 +341,32 @@ class Bench:
         curl = self.add("sequential", Series(case, "curl (1 stream)"))
         rclone = self.add("sequential", Series(case, "rclone mount (full cache)"))
         s3fs = self.add("sequential", Series(case, "s3fs-fuse"))
-        rss = self.add("memory", Series(f"dandifs daemon peak RSS, sequential @{latency} ms",
-                                        "dandifs mount"))
+        rss = self.add("memory", Series(
+            f"dandifs daemon peak RSS, sequential @{scenario.label}", "dandifs mount"))
+        requests: dict[str, list[int]] = {name: [] for name in ("dandifs", "curl", "rclone",
+                                                                  "s3fs")}
         rate = lambda seconds: size / seconds / 1e6  # noqa: E731
         for _ in range(self.repeat):
             with mounted(self.contenders.dandifs()) as mount:
                 path = mount.mountpoint / "dandisets" / "000004" / "draft" / LARGE_BIN
-                mine.values.append(rate(sequential_read(path)))
+                seconds = self.counted(lambda: sequential_read(path), requests["dandifs"])
+                mine.values.append(rate(seconds))
                 rss.values.append(mount.peak_rss() / MiB)
-            result = subprocess.run(
-                ["curl", "-s", "-o", "/dev/null", "-w", "%{time_total}", url],
-                capture_output=True, text=True, check=True, env=peer_environment(),
-            )
-            curl.values.append(rate(float(result.stdout)))
+            curl.values.append(rate(self.counted(lambda: curl_read(url), requests["curl"])))
             if "rclone" in self.tools:
                 with mounted(self.contenders.rclone()) as mount:
-                    rclone.values.append(rate(sequential_read(mount.mountpoint / key)))
+                    seconds = self.counted(lambda: sequential_read(mount.mountpoint / key),
+                                           requests["rclone"])
+                    rclone.values.append(rate(seconds))
             if "s3fs" in self.tools:
                 with mounted(self.contenders.s3fs()) as mount:
-                    s3fs.values.append(rate(sequential_read(mount.mountpoint / key)))
+                    seconds = self.counted(lambda: sequential_read(mount.mountpoint / key),
+                                           requests["s3fs"])
+                    s3fs.values.append(rate(seconds))
+        for series, name in ((mine, "dandifs"), (curl, "curl"), (rclone, "rclone"),
+                             (s3fs, "s3fs")):
+            if requests[name]:
+                series.note = f"S3 requests: {requests[name]}"
         rss.note = "memory cache 256 MiB (default)"
 
     def listing(self) -> None:
@@ -343,10 +396,24 @@ def available_tools() -> set[str]:
     return tools
 
 
+def non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench fuse_bench")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--latencies", default="30,0", help="S3 latencies in ms, e.g. 30,0")
+    parser.add_argument("--stream-mbps", type=non_negative, default=100.0, metavar="RATE",
+                        help="S3 bandwidth per connection (MB/s) of the scenario run at "
+                        f"{CAPPED_LATENCY_MS} ms beside the plain latencies; 0 skips it "
+                        "(default: %(default)g)")
     parser.add_argument("--cases", default="sparse,warm,sequential,listing")
     args = parser.parse_args(argv or [])
     cases = set(args.cases.split(","))
@@ -361,21 +428,24 @@ def main(argv: list[str] | None = None) -> int:
         bench = Bench(archive, Contenders(archive, Path(scratch)),
                       record["most_recent_published_version"]["version"], args.repeat,
                       available_tools())
+        scenarios = [Scenario(latency) for latency in latencies]
+        if args.stream_mbps:
+            scenarios.append(Scenario(CAPPED_LATENCY_MS, args.stream_mbps))
         try:
-            for latency in latencies:
-                archive.set_latency(latency)
-                print(f"-- S3 latency {latency} ms", flush=True)
+            for scenario in scenarios:
+                archive.set_network(scenario.latency_ms, scenario.stream_mbps)
+                print(f"-- S3 latency {scenario.label}", flush=True)
                 if "sparse" in cases:
-                    bench.sparse(latency)
-                if "warm" in cases:
-                    bench.warm(latency)
+                    bench.sparse(scenario)
+                if "warm" in cases and not scenario.stream_mbps:  # no S3 bytes to cap
+                    bench.warm(scenario)
                 if "sequential" in cases:
-                    bench.sequential(latency)
-            archive.set_latency(0)
+                    bench.sequential(scenario)
+            archive.set_network(0)
             if "listing" in cases:
                 bench.listing()
         finally:
-            archive.set_latency(0)
+            archive.set_network(0)
     sections = {
         "sparse": ("s", {s.case: "remfile" for s in bench.results.get("sparse", [])}),
         "warm": ("s", {}),
@@ -386,8 +456,10 @@ def main(argv: list[str] | None = None) -> int:
     for name, (unit, baseline) in sections.items():
         if name in bench.results:
             print(f"\n{name}\n{render(bench.results[name], unit=unit, baseline=baseline)}")
+    capped = f", {args.stream_mbps:g} MB/s per connection at {CAPPED_LATENCY_MS} ms" \
+        if args.stream_mbps else ""
     print(f"\nfuse_bench took {time.monotonic() - started:.0f} s "
-          f"(repeat {args.repeat}, latencies {latencies} ms)")
+          f"(repeat {args.repeat}, latencies {latencies} ms{capped})")
     return 0
 
 
