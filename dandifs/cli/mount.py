@@ -20,6 +20,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable
 
+import anyio
+
 from dandifs.archive.client import ArchiveClient
 from dandifs.cache import BlockCache, CacheConfig, open_block_cache
 from dandifs.errors import DandiFSError
@@ -49,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-o", dest="options", action="append", default=[], metavar="OPTS",
         help="mount options, comma-separated (allow_other, uid=, gid=, cache_dir=, "
-        "cache_size=, memory_size=, instance=, token_file=, log_file=, debug)",
+        "cache_size=, memory_size=, index_prefetch=, instance=, token_file=, log_file=, debug)",
     )
     parser.add_argument("--cache-dir", help="where cached blocks are kept across mounts")
     parser.add_argument("--cache-size", help="bound of the disk cache, e.g. 20G")
@@ -198,10 +200,16 @@ async def open_filesystem(options: MountOptions) -> AsyncIterator[DandiOperation
             ttl_immutable=resolver.ttl_published,
             ttl_mutable=resolver.ttl_draft,
         )
-        async with open_block_cache(client.objects, cache_config) as cache:
+        async with (
+            open_block_cache(client.objects, cache_config) as cache,
+            anyio.create_task_group() as background,
+        ):
+            opener = ContentOpener(
+                resolver, cache, background, index_prefetch_blocks=options.index_prefetch
+            )
             operations = DandiOperations(
                 resolver,
-                ContentOpener(resolver, cache),
+                opener,
                 policy,
                 ttl_negative=resolver.ttl_negative,
                 statistics=lambda: mount_statistics(client, resolver, cache),
@@ -209,6 +217,7 @@ async def open_filesystem(options: MountOptions) -> AsyncIterator[DandiOperation
             try:
                 yield operations
             finally:
+                background.cancel_scope.cancel()  # prefetches still running end with the mount
                 log.info("statistics: %s", json.dumps(mount_statistics(client, resolver, cache)))
                 resolver.close()
 

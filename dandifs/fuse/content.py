@@ -4,20 +4,35 @@ Each open handle gets its own `RangeReader` over the one `BlockCache` of the mou
 read-ahead follows that handle's access pattern while every handle shares the blocks.
 Blocks are kept on disk across mounts only for objects with a known ETag; an entry listed
 without its digest (the archive's folder listing has none) gets it from the asset record,
-one cached request on the first open.  Opening an HDF5 file (NWB) starts fetching both of
-its ends at once, where HDF5 keeps the metadata every reader needs first.
+one cached request on the first open.
+
+Opening an HDF5 file (NWB) starts fetching both of its ends at once, where HDF5 keeps the
+metadata every reader needs first.  Once they are in, the chunk indexes found there are
+followed one level down (`hdf5index`): the B-tree nodes under each index root are fetched
+in the background, so that a slice read later costs one round trip (the chunk) instead of
+two (the index node, then the chunk).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Protocol
 
-from dandifs.cache import BlockCache, BytesReader, RangeReader
+import anyio.abc
+
+from dandifs.cache import BlockCache, BytesReader, ObjectRef, RangeReader
+from dandifs.cache.blocks import runs
+from dandifs.fuse.hdf5index import child_nodes
 from dandifs.resolve.entry import Entry
 
+log = logging.getLogger(__name__)
 
 #: Names of files opened by HDF5 readers (NWB is HDF5).
 HDF5_SUFFIXES = (".nwb", ".h5", ".hdf5", ".hdf")
+
+#: Blocks of chunk-index nodes one open may fetch ahead: a file with many large datasets
+#: must not set off a flood of requests that its reader may never need.
+INDEX_PREFETCH_BLOCKS = 16
 
 
 class ContentSource(Protocol):
@@ -29,11 +44,24 @@ class ContentSource(Protocol):
 
 
 class ContentOpener:
-    """Opens entries for reading: `await opener(entry)` gives a reader for one handle."""
+    """Opens entries for reading: `await opener(entry)` gives a reader for one handle.
 
-    def __init__(self, source: ContentSource, cache: BlockCache) -> None:
+    Work that outlives an open (following HDF5 chunk indexes) runs in `background`; without
+    one, or with `index_prefetch_blocks=0`, chunk indexes are not followed.
+    """
+
+    def __init__(
+        self,
+        source: ContentSource,
+        cache: BlockCache,
+        background: anyio.abc.TaskGroup | None = None,
+        *,
+        index_prefetch_blocks: int = INDEX_PREFETCH_BLOCKS,
+    ) -> None:
         self.source = source
         self.cache = cache
+        self.background = background
+        self.index_prefetch_blocks = index_prefetch_blocks
 
     async def __call__(self, entry: Entry) -> RangeReader | BytesReader:
         if entry.content_url is None:
@@ -45,6 +73,8 @@ class ContentOpener:
             # start to objects h5py and pynwb mostly leave at the end: fetching both ends at
             # once saves a round trip or two of it (blocks already cached cost nothing).
             reader.prefetch_ends()
+            if self.background is not None and self.index_prefetch_blocks > 0:
+                self.background.start_soon(self._prefetch_chunk_indexes, reader.ref)
         return reader
 
     async def _digest(self, entry: Entry) -> str | None:
@@ -53,3 +83,40 @@ class ContentOpener:
         metadata = await self.source.asset_metadata(entry)
         digests = metadata.get("digest") or {}
         return digests.get("dandi:dandi-etag")
+
+    async def _prefetch_chunk_indexes(self, ref: ObjectRef) -> None:
+        """Fetch the chunk-index nodes that the B-tree roots in the file's ends point to.
+
+        Runs beside the reads, never before them: it waits for the ends that the open is
+        fetching anyway (joining those fetches), and its own fetches are read-ahead, which
+        never takes a request slot from a read.  Failing costs nothing but the prefetch.
+        """
+        try:
+            layout = self.cache.layout(ref)
+            regions: dict[int, bytes] = {}
+            for blocks in self._end_blocks(ref):
+                if blocks:
+                    data = await self.cache.blocks(ref, blocks)
+                    regions[layout.bounds(blocks.start)[0]] = b"".join(data)
+            wanted = sorted(
+                {
+                    index
+                    for node in child_nodes(regions, ref.size)
+                    for index in layout.span(node.start, len(node))
+                }
+            )[: self.index_prefetch_blocks]
+            for run in runs(wanted, self.cache.config.request_blocks):
+                self.cache.prefetch(ref, run)
+            if wanted:
+                log.debug("prefetching chunk-index blocks %s of %s", wanted, ref.url)
+        except Exception as exc:  # noqa: BLE001 - a prefetch must never fail an open or a read
+            log.debug("no chunk-index prefetch for %s: %s", ref.url, exc)
+
+    def _end_blocks(self, ref: ObjectRef) -> tuple[range, range]:
+        """The blocks `RangeReader.prefetch_ends` fetches: the first, and the tail."""
+        layout = self.cache.layout(ref)
+        config = self.cache.config
+        if ref.size <= config.small_object_bytes:
+            return layout.span(0, ref.size), range(0)
+        tail_start = max(0, ref.size - config.tail_bytes)
+        return layout.span(0, 1), layout.span(tail_start, ref.size - tail_start)

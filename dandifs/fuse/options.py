@@ -17,6 +17,8 @@ from typing import Mapping
 
 from platformdirs import user_cache_dir
 
+from dandifs.fuse.content import INDEX_PREFETCH_BLOCKS
+
 DEFAULT_INSTANCE = "dandi"
 DEFAULT_CACHE_SIZE = 10 * 1024**3
 DEFAULT_MEMORY_SIZE = 256 * 1024**2
@@ -51,6 +53,7 @@ class MountOptions:
     cache_dir: Path = field(default_factory=lambda: default_cache_dir())
     cache_size: int = DEFAULT_CACHE_SIZE
     memory_size: int = DEFAULT_MEMORY_SIZE
+    index_prefetch: int = INDEX_PREFETCH_BLOCKS
     token_file: Path | None = None
     log_file: Path | None = None
     debug: bool = False
@@ -91,6 +94,12 @@ def parse_size(text: str, *, what: str = "size") -> int:
 def _parse_id(text: str, what: str) -> int:
     if not text.isdigit():
         raise OptionError(f"{what}={text!r}: expected a numeric id")
+    return int(text)
+
+
+def _parse_count(text: str, what: str) -> int:
+    if not text.isdigit():
+        raise OptionError(f"{what}={text!r}: expected a whole number (0 or more)")
     return int(text)
 
 
@@ -140,6 +149,8 @@ def apply_options(options: MountOptions, text: str, *, sloppy: bool = False) -> 
             changes["cache_size"] = parse_size(_value(value, key), what=key)
         elif name == "memory_size":
             changes["memory_size"] = parse_size(_value(value, key), what=key)
+        elif name == "index_prefetch":
+            changes["index_prefetch"] = _parse_count(_value(value, key), key)
         elif name == "instance":
             changes["instance"] = _value(value, key)
         elif name == "token_file":
@@ -153,7 +164,8 @@ def apply_options(options: MountOptions, text: str, *, sloppy: bool = False) -> 
         else:
             raise OptionError(
                 f"unknown mount option {key!r} (known: allow_other, uid, gid, cache_dir, "
-                "cache_size, memory_size, instance, token_file, log_file, fsname, debug)"
+                "cache_size, memory_size, index_prefetch, instance, token_file, log_file, "
+                "fsname, debug)"
             )
     return replace(options, **changes)  # type: ignore[arg-type]
 
