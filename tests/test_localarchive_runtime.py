@@ -29,6 +29,7 @@ import pytest
 from conftest import LocalArchive, start_local_archive, stop_local_archive
 
 from dandifs.localarchive.objectstore import DEFAULT_BUCKET, ObjectStore, PrivateKeys
+from dandifs.localarchive.relay import PACE_MIN_CHUNK, PIPE_SIZE, Pace
 from dandifs.localarchive.s3proxy import FaultConfig, S3Proxy
 from dandifs.localarchive.seaweed import SeaweedServer
 
@@ -65,6 +66,39 @@ class TestFaultConfig:
         with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("(", r"\(")
                            .replace(")", r"\)").replace("]", r"\]")):
             FaultConfig.from_json(data)
+
+
+class TestPace:
+    """Worked schedules at 1 MB/s: 10,000 bytes take 10 ms."""
+
+    def test_chunks_follow_each_other_at_the_rate(self) -> None:
+        pace = Pace(1e6)
+        assert pace.schedule(10_000, now=100.0) == pytest.approx(0.010)
+        assert pace.schedule(10_000, now=100.0) == pytest.approx(0.020)
+        assert pace.schedule(10_000, now=100.020) == pytest.approx(0.010)
+
+    def test_an_overshooting_sleep_is_made_up(self) -> None:
+        pace = Pace(1e6)
+        assert pace.schedule(10_000, now=0.0) == pytest.approx(0.010)
+        # Woken 5 ms late: the next chunk is due 10 ms after the first was, 5 ms from now.
+        assert pace.schedule(10_000, now=0.015) == pytest.approx(0.005)
+
+    def test_a_stalled_stream_does_not_burst(self) -> None:
+        pace = Pace(1e6)
+        pace.schedule(10_000, now=0.0)
+        # A second later only the last 50 ms (PACE_SLACK) can be made up, then the rate holds.
+        delays = [pace.schedule(10_000, now=1.0) for _ in range(6)]
+        assert delays == pytest.approx([-0.04, -0.03, -0.02, -0.01, 0.0, 0.01])
+
+    def test_chunk_size_is_about_ten_milliseconds_of_data(self) -> None:
+        assert Pace(50e6).chunk_size == 500_000
+        assert Pace(200e6).chunk_size == PIPE_SIZE  # 2 MB of data, capped at the pipe
+        assert Pace(1e3).chunk_size == PACE_MIN_CHUNK
+
+    @pytest.mark.parametrize("rate", [0, -1, float("inf"), float("nan")])
+    def test_refuses_rates_that_are_not_positive_and_finite(self, rate: float) -> None:
+        with pytest.raises(ValueError, match="positive number"):
+            Pace(rate)
 
 
 class TestPrivateKeys:

@@ -30,6 +30,7 @@ RECV_SIZE = 1 << 18
 PIPE_SIZE = 1 << 20
 PACE_QUANTUM = 0.01  # seconds of data per paced chunk: ~100 wake-ups a second per stream
 PACE_MIN_CHUNK = 16 << 10
+PACE_SLACK = 0.05  # seconds of lag a paced stream may make up: wake-ups late on a busy machine
 _F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ, named in the fcntl module only from Python 3.10 on Linux
 _SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
 
@@ -37,9 +38,10 @@ _SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK
 class Pace:
     """Releases the bytes of one stream no faster than `rate` bytes per second.
 
-    Byte n of the stream goes out no earlier than n / rate seconds after the stream's first
-    chunk was ready, as if it crossed a link of that bandwidth. The schedule is absolute, so
-    a sleep that overshoots is made up by the next ones instead of adding up.
+    Each chunk is due `len(chunk) / rate` seconds after the previous one was, as if it crossed
+    a link of that bandwidth. A sleep that overshoots is made up by the next chunks, but by at
+    most `PACE_SLACK`: a stream that fell further behind (its reader stalled) does not burst
+    to catch up, since a link that sat idle cannot send faster afterwards.
     """
 
     def __init__(self, rate: float) -> None:
@@ -47,16 +49,17 @@ class Pace:
             raise ValueError(f"rate must be a positive number of bytes per second, got {rate}")
         self.rate = rate
         self.chunk_size = max(PACE_MIN_CHUNK, min(PIPE_SIZE, int(rate * PACE_QUANTUM)))
-        self._started: float | None = None
-        self._released = 0
+        self._due: float | None = None  # when the bytes released so far have crossed the link
+
+    def schedule(self, count: int, now: float) -> float:
+        """Book `count` more bytes at time `now`; return the seconds to wait before sending."""
+        start = now if self._due is None else max(self._due, now - PACE_SLACK)
+        self._due = start + count / self.rate
+        return self._due - now
 
     async def release(self, count: int) -> None:
         """Wait until `count` more bytes may go out."""
-        now = asyncio.get_running_loop().time()
-        if self._started is None:
-            self._started = now
-        self._released += count
-        delay = self._started + self._released / self.rate - now
+        delay = self.schedule(count, asyncio.get_running_loop().time())
         if delay > 0:
             await asyncio.sleep(delay)
 
