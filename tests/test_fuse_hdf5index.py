@@ -300,6 +300,7 @@ def test_regions_merge_where_they_touch_or_overlap() -> None:
     assert regions.spans == [(0, b"abcdefghij"), (20, b"xyz")]
     assert regions.at(3, 5) == b"defgh" and regions.at(8, 3) is None
     assert list(regions.find(b"gh")) == [6]
+    assert Regions({0: b"abcdefgh", 2: b"cd", 5: b"fghijk"}).spans == [(0, b"abcdefghijk")]
 
 
 def read_hand_built(node: bytes):

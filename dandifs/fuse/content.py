@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Protocol
 
+import anyio
 import anyio.abc
 
 from dandifs.cache import BlockCache, BytesReader, ObjectRef, RangeReader
@@ -73,7 +74,8 @@ class ContentOpener:
             # start to objects h5py and pynwb mostly leave at the end: fetching both ends at
             # once saves a round trip or two of it (blocks already cached cost nothing).
             reader.prefetch_ends()
-            if self.background is not None and self.index_prefetch_blocks > 0:
+            whole = entry.size <= self.cache.config.small_object_bytes  # fetched whole anyway
+            if self.background is not None and self.index_prefetch_blocks > 0 and not whole:
                 self.background.start_soon(self._prefetch_chunk_indexes, reader.ref)
         return reader
 
@@ -95,15 +97,12 @@ class ContentOpener:
             layout = self.cache.layout(ref)
             regions: dict[int, bytes] = {}
             for blocks in self._end_blocks(ref):
-                if blocks:
-                    data = await self.cache.blocks(ref, blocks)
-                    regions[layout.bounds(blocks.start)[0]] = b"".join(data)
+                data = await self.cache.blocks(ref, blocks)
+                regions[layout.bounds(blocks.start)[0]] = b"".join(data)
+            # a worker thread reads the nodes, so that FUSE requests never wait behind it
+            nodes = await anyio.to_thread.run_sync(child_nodes, regions, ref.size)
             wanted = sorted(
-                {
-                    index
-                    for node in child_nodes(regions, ref.size)
-                    for index in layout.span(node.start, len(node))
-                }
+                {index for node in nodes for index in layout.span(node.start, len(node))}
             )[: self.index_prefetch_blocks]
             for run in runs(wanted, self.cache.config.request_blocks):
                 self.cache.prefetch(ref, run)
@@ -113,10 +112,8 @@ class ContentOpener:
             log.debug("no chunk-index prefetch for %s: %s", ref.url, exc)
 
     def _end_blocks(self, ref: ObjectRef) -> tuple[range, range]:
-        """The blocks `RangeReader.prefetch_ends` fetches: the first, and the tail."""
+        """The blocks `RangeReader.prefetch_ends` fetches of a file larger than
+        `small_object_bytes`: the first, and the tail."""
         layout = self.cache.layout(ref)
-        config = self.cache.config
-        if ref.size <= config.small_object_bytes:
-            return layout.span(0, ref.size), range(0)
-        tail_start = max(0, ref.size - config.tail_bytes)
+        tail_start = max(0, ref.size - self.cache.config.tail_bytes)
         return layout.span(0, 1), layout.span(tail_start, ref.size - tail_start)

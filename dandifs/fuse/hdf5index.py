@@ -31,6 +31,7 @@ version-2 B-trees instead, and nothing is found in them (no guess is ever return
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
@@ -73,14 +74,21 @@ class Regions:
     """Known bytes of a file, given as {offset: bytes}, merged where they touch."""
 
     def __init__(self, regions: Mapping[int, bytes]) -> None:
-        merged: list[tuple[int, bytearray]] = []
+        groups: list[tuple[int, list[bytes]]] = []  # runs of regions that touch or overlap
+        end = -1
         for start, data in sorted(regions.items()):
-            if merged and start <= merged[-1][0] + len(merged[-1][1]):
-                last_start, last = merged[-1]
-                last += data[last_start + len(last) - start :]
-            elif data:
-                merged.append((start, bytearray(data)))
-        self.spans: list[tuple[int, bytes]] = [(start, bytes(data)) for start, data in merged]
+            if not data:
+                continue
+            if groups and start <= end:
+                if start + len(data) > end:
+                    groups[-1][1].append(data[end - start :])
+            else:
+                groups.append((start, [data]))
+            end = max(end, start + len(data))
+        # a region standing alone is kept as given: no copy of a large tail
+        self.spans: list[tuple[int, bytes]] = [
+            (start, parts[0] if len(parts) == 1 else b"".join(parts)) for start, parts in groups
+        ]
 
     def at(self, position: int, size: int) -> bytes | None:
         """Bytes `[position, position + size)`, or None unless all of them are known."""
@@ -171,13 +179,11 @@ def _as_rank(
     body = regions.at(position + header_size, entries * entry_size + key_size)
     if body is None:
         return None
+    key_format = struct.Struct(f"<II{rank + 1}Q")  # stored size, filter mask, offsets
     children: list[int] = []
-    previous: tuple[int, ...] | None = None
+    previous: list[int] | None = None
     for index in range(entries + 1):
-        key = body[index * entry_size : index * entry_size + key_size]
-        offsets = tuple(
-            int.from_bytes(key[8 + 8 * d : 16 + 8 * d], "little") for d in range(rank + 1)
-        )
+        stored, _, *offsets = key_format.unpack_from(body, index * entry_size)
         if previous is not None and offsets <= previous:
             return None
         previous = offsets
@@ -185,11 +191,12 @@ def _as_rank(
             break
         if offsets[-1] != 0:
             return None
-        pointer = body[index * entry_size + key_size : (index + 1) * entry_size]
-        child = superblock.position + int.from_bytes(pointer, "little")
-        stored = int.from_bytes(key[0:4], "little")
         if level == 0 and stored == 0:
             return None  # a leaf's key gives the size its chunk is stored in
+        pointer_at = index * entry_size + key_size
+        child = superblock.position + int.from_bytes(
+            body[pointer_at : pointer_at + offset_size], "little"
+        )
         extent = node_size if level > 0 else stored
         if child < superblock.position + superblock.size or child + extent > file_size:
             return None
@@ -201,12 +208,18 @@ def _as_rank(
     return ChunkIndexNode(position, level, rank, node_size, tuple(children))
 
 
-def chunk_index_nodes(regions: Regions, file_size: int) -> Iterator[ChunkIndexNode]:
-    """Every well-formed chunk-index node lying wholly within the known bytes."""
+def chunk_index_nodes(
+    regions: Regions, file_size: int, *, min_level: int = 0
+) -> Iterator[ChunkIndexNode]:
+    """Every well-formed chunk-index node of at least `min_level` lying wholly within the
+    known bytes (asking only for internal nodes skips the many leaves quickly)."""
     superblock = find_superblock(regions)
     if superblock is None:
         return
     for position in regions.find(NODE_SIGNATURE):
+        level = regions.at(position + 5, 1)
+        if level is None or level[0] < min_level:
+            continue
         node = read_chunk_node(regions, position, superblock, file_size)
         if node is not None:
             yield node
@@ -219,9 +232,7 @@ def child_nodes(regions: Mapping[int, bytes], file_size: int) -> list[range]:
     the regions; without it, or in a file without version-1 chunk B-trees, nothing."""
     known = Regions(regions)
     found: dict[int, range] = {}
-    for node in chunk_index_nodes(known, file_size):
-        if node.level == 0:
-            continue
+    for node in chunk_index_nodes(known, file_size, min_level=1):
         for child in node.children:
             extent = range(child, min(child + node.size, file_size))
             if child not in found and not known.covers(child, len(extent)):
