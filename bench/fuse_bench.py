@@ -15,8 +15,10 @@ parallel ranged GETs beat one stream -- does not hold.
   (fresh mount, empty cache) vs remfile vs fsspec HTTP (block cache) vs rclone mount
   (`--vfs-cache-mode full`, fresh cache).  Target: dandifs <= 0.5x remfile.
 * warm re-read: the same read in a new process, (a) through the same mount, (b) after a
-  remount on the same cache directory; S3 and API requests are counted.  Target: zero
-  network requests for a published version.
+  remount on the same cache directory; beside it, the peers that keep a cache on disk across
+  processes: remfile with its `DiskCache`, fsspec's persistent `blockcache` filesystem
+  (`cache_storage`) and rclone mount after a remount.  S3 and API requests are counted.
+  Target: zero network requests for a published version.
 * sequential read of the 1 GiB file (1 MiB reads, new mount each time) — dandifs vs curl
   (one stream, straight from S3) vs rclone mount vs s3fs-fuse, in MB/s, with the S3
   requests each made; and the peak RSS of the dandifs daemon meanwhile.  Targets:
@@ -55,22 +57,30 @@ CAPPED_LATENCY_MS = 30  # issue 4's sequential target is stated at 30 ms
 
 SPARSE_READ = r"""
 import sys, time
-kind, target = sys.argv[1], sys.argv[2]
+kind, target, cache_dir = sys.argv[1], sys.argv[2], sys.argv[3]
 import h5py
-if kind == "remfile":
+if kind.startswith("remfile"):
     import remfile
-elif kind == "fsspec":
+elif kind.startswith("fsspec"):
     import fsspec
 started = time.perf_counter()
 if kind == "remfile":
     source = remfile.File(target)
+elif kind == "remfile-disk":
+    source = remfile.File(target, disk_cache=remfile.DiskCache(cache_dir))
 elif kind == "fsspec":
     source = fsspec.filesystem("http").open(target, "rb", block_size=1 << 20, cache_type="blockcache")
+elif kind == "fsspec-disk":
+    cached = fsspec.filesystem("blockcache", target_protocol="http", cache_storage=cache_dir)
+    source = cached.open(target, "rb", block_size=1 << 20)
 else:
     source = target
 with h5py.File(source, "r") as f:
     data = f["acquisition/ElectricalSeries/data"][500_000:510_000, :8]
-print(time.perf_counter() - started, int(data.astype("int64").sum()))
+seconds = time.perf_counter() - started
+if hasattr(source, "close"):
+    source.close()  # fsspec writes its cache's index on closing
+print(seconds, int(data.astype("int64").sum()))
 """
 
 SEQUENTIAL_READ = r"""
@@ -203,8 +213,9 @@ def run_timed(*command: str, env: dict[str, str] | None = None) -> float:
     return float(result.stdout.split()[0])
 
 
-def sparse_read(kind: str, target: str | Path) -> float:
-    return run_timed(sys.executable, "-c", SPARSE_READ, kind, str(target))
+def sparse_read(kind: str, target: str | Path, cache_dir: Path | None = None) -> float:
+    """One cold or warm read by `kind`; the `-disk` kinds keep their cache in `cache_dir`."""
+    return run_timed(sys.executable, "-c", SPARSE_READ, kind, str(target), str(cache_dir or ""))
 
 
 def sequential_read(path: Path) -> float:
@@ -318,8 +329,19 @@ class Bench:
                                     stats["archive"]["api_requests"]))
         same.note = "(S3, API) requests: " + ", ".join(map(str, notes_same))
         again.note = "(S3, API) requests: " + ", ".join(map(str, notes_again))
+        nwb_url = self.archive.s3_url_of("000001", self.published, LARGE_NWB)
+        for kind, label in (("remfile-disk", "remfile (DiskCache)"),
+                            ("fsspec-disk", "fsspec blockcache (cache_storage)")):
+            series = self.add("warm", Series(f"warm re-read, new process @{latency} ms", label))
+            peer_cache = self.contenders.scratch / f"{kind}-warm-cache-{latency}"
+            sparse_read(kind, nwb_url, peer_cache)  # fill its disk cache
+            s3 = []
+            for _ in range(self.repeat):
+                before = self.archive.s3_requests()
+                series.values.append(sparse_read(kind, nwb_url, peer_cache))
+                s3.append(self.archive.s3_requests() - before)
+            series.note = f"S3 requests: {s3}"
         if "rclone" in self.tools:
-            nwb_url = self.archive.s3_url_of("000001", self.published, LARGE_NWB)
             rclone_cache = self.contenders.scratch / f"rclone-warm-cache-{latency}"
             with mounted(self.contenders.rclone(rclone_cache)) as mount:
                 sparse_read("path", mount.mountpoint / object_key(nwb_url, self.archive.bucket))
