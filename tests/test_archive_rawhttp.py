@@ -223,3 +223,76 @@ def test_a_redirecting_object_url_is_followed_by_the_general_client():
             assert [r.path for r in s3.requests] == ["/real"]
 
     run(test)
+
+
+# -- bodies in pieces ---------------------------------------------------------------------
+
+
+LARGE = bytes(range(251)) * 4000  # about 1 MB: most of it arrives after the head
+
+
+def large_partial_content(first: int, last: int) -> bytes:
+    head = (f"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {first}-{last}/{len(LARGE)}"
+            f"\r\nETag: \"e1\"\r\nContent-Length: {last - first + 1}\r\n\r\n")
+    return head.encode() + LARGE[first : last + 1]
+
+
+@pytest.mark.parametrize("piece_size", [1000, 4096, 5000, 16 * 1024, 256 * 1024, 1 << 20, 4 << 20])
+def test_a_body_is_received_in_pieces_of_the_size_asked_for(piece_size):
+    """The cache keeps blocks in buffers of their own: the body arrives straight in them,
+    both the part that came along with the answer's head and the rest."""
+    first, end = 7, len(LARGE) - 3
+
+    async def test(nursery):
+        server = await RawServer(
+            lambda target, n: (large_partial_content(first, end - 1), False)
+        ).start(nursery)
+        async with objects_client() as archive:
+            pieces = await archive.objects.read_pieces(
+                server.url, first, end, piece_size=piece_size, etag="e1"
+            )
+            assert b"".join(pieces) == LARGE[first:end]
+            sizes = [len(piece) for piece in pieces]
+            assert sizes[:-1] == [piece_size] * (len(pieces) - 1)
+            assert 0 < sizes[-1] <= piece_size
+            # The connection went back to the pool: the body was read to its end.
+            assert await archive.objects.read_range(server.url, first, end) == LARGE[first:end]
+            assert server.connections == 1
+
+    run(test)
+
+
+def test_pieces_of_a_body_that_ends_early_are_retried_and_a_zero_size_is_refused():
+    cut = partial_content(0, 8999)[:-5000]  # promises 9000 bytes, sends 4000
+
+    async def test(nursery):
+        server = await RawServer(
+            lambda target, n: (cut, True) if n == 1 else (partial_content(0, 8999), False)
+        ).start(nursery)
+        async with objects_client() as archive:
+            pieces = await archive.objects.read_pieces(server.url, 0, 9000, piece_size=4096)
+            assert [len(piece) for piece in pieces] == [4096, 4096, 808]
+            assert b"".join(pieces) == DATA[:9000]
+            assert archive.stats.failed_attempts == 1
+            with pytest.raises(ValueError, match="piece size"):
+                await archive.objects.read_pieces(server.url, 0, 10, piece_size=0)
+
+    run(test)
+
+
+def test_pieces_through_the_general_client_are_cut_alike():
+    """A redirected object is read by httpx; its body is cut into the same pieces."""
+
+    async def test(nursery):
+        s3 = await started(nursery, lambda request: serve_object(request, DATA, etag="e"))
+        mirror = await started(
+            nursery, lambda request: Reply(307, {"Location": f"{s3.origin}/real"})
+        )
+        async with objects_client() as archive:
+            pieces = await archive.objects.read_pieces(
+                f"{mirror.origin}/o", 100, 1100, piece_size=300
+            )
+            assert [len(piece) for piece in pieces] == [300, 300, 300, 100]
+            assert b"".join(pieces) == DATA[100:1100]
+
+    run(test)

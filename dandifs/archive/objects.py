@@ -197,17 +197,40 @@ class ObjectStore:
 
         The result may be a `bytearray` (bytes received in place); treat it as read-only.
         """
+        pieces = await self._read(url, start, end, etag, None)
+        return pieces[0] if pieces else b""
+
+    async def read_pieces(
+        self, url: str, start: int, end: int, *, piece_size: int, etag: str | None = None
+    ) -> list[bytes]:
+        """Bytes `[start, end)` of the object in consecutive pieces of `piece_size` bytes
+        (the last may be shorter); fewer bytes only where the object ends first.
+
+        Over the lean client each piece is its own buffer, received in place: a cache that
+        keeps blocks separately keeps them without copying.  Pieces may be `bytearray`s;
+        treat them as read-only.
+        """
+        if piece_size <= 0:
+            raise ValueError(f"piece size must be positive, not {piece_size}")
+        return await self._read(url, start, end, etag, piece_size)
+
+    async def _read(
+        self, url: str, start: int, end: int, etag: str | None, piece_size: int | None
+    ) -> list[bytes]:
         if start < 0 or end < start:
             raise ValueError(f"bad byte range [{start}, {end})")
         if end == start:
-            return b""
+            return []
 
-        async def attempt(target: str) -> bytes:
+        async def attempt(target: str) -> list[bytes]:
             if self._direct(target):
-                data = await self._read_range_direct(target, start, end, etag)
-                if data is not None:
-                    return data
-            return await self._read_range_via_session(target, start, end, etag)
+                pieces = await self._read_range_direct(target, start, end, etag, piece_size)
+                if pieces is not None:
+                    return pieces
+            data = await self._read_range_via_session(target, start, end, etag)
+            if piece_size is None:
+                return [data] if data else []
+            return [data[at : at + piece_size] for at in range(0, len(data), piece_size)]
 
         return await self._with_fresh_target(
             url,
@@ -233,10 +256,11 @@ class ObjectStore:
         return direct
 
     async def _read_range_direct(
-        self, target: str, start: int, end: int, etag: str | None
-    ) -> bytes | None:
-        """One attempt over the lean client; None if the answer is a redirect (left to
-        `HttpSession`, which follows redirects with its token rules)."""
+        self, target: str, start: int, end: int, etag: str | None, piece_size: int | None
+    ) -> list[bytes] | None:
+        """One attempt over the lean client, the body in pieces of `piece_size` (one piece
+        if None); None if the answer is a redirect (left to `HttpSession`, which follows
+        redirects with its token rules)."""
         assert self.ranges is not None
 
         def span(answer: rawhttp.Answer) -> tuple[int, int]:
@@ -245,20 +269,24 @@ class ObjectStore:
 
         self.session.stats.object_requests += 1
         try:
-            answer = await self.ranges.get(target, range_header(start, end), span)
+            answer = await self.ranges.get(
+                target, range_header(start, end), span, piece_size=piece_size,
+                expected=end - start,
+            )
         except rawhttp.TransportError as exc:
             raise TransientFailure(str(exc)) from exc
         if not answer.is_success:
             if answer.is_redirect:
                 return None
             self._refuse(answer.as_httpx(target), target)
-            return b""  # 416: the range starts at or after the object's end
-        data = answer.body
-        self.session.stats.bytes_received += len(data)
+            return []  # 416: the range starts at or after the object's end
+        received = sum(len(piece) for piece in answer.pieces)
+        self.session.stats.bytes_received += received
         offset, stop = body_window(answer, start, end, target)
-        if len(data) != stop - offset:
-            raise TransientFailure(f"short body: {len(data)} of {stop - offset} bytes")
-        return data  # a bytearray, received in place: copying it to `bytes` would cost a pass
+        if received != stop - offset:
+            raise TransientFailure(f"short body: {received} of {stop - offset} bytes")
+        # `bytearray`s, received in place: copying them to `bytes` would cost a pass.
+        return answer.pieces  # type: ignore[return-value]
 
     def _refuse(self, response: httpx.Response, target: str) -> None:
         """Raise what a non-2xx answer to a ranged GET means (nothing for 416)."""
