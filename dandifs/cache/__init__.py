@@ -9,9 +9,9 @@ One `BlockCache` per process, shared by every open file; one `RangeReader` per o
             header = await reader.read(0, 512)
             await reader.aclose()
 
-The fetcher is anything with `read_range(url, start, end, *, etag)` (`RangeFetcher`); the
-archive client's object store is one.  Synchronous callers (WsgiDAV) reach the same cache
-through an anyio blocking portal.
+The fetcher is anything with `read_pieces(url, start, end, *, piece_size, etag)`
+(`RangeFetcher`); the archive client's object store is one.  Synchronous callers (WsgiDAV)
+reach the same cache through an anyio blocking portal.
 """
 
 from dandifs.cache.blockcache import BlockCache, PrefetchTicket, open_block_cache

@@ -2,8 +2,10 @@
 
 A read asks for blocks.  Each block comes from memory, from a fetch already under way
 (single flight: concurrent readers of one block wait on one fetch), or from a new fetch
-that first looks on disk and then asks the network for what is still missing, adjacent
-blocks coalesced into one ranged GET of up to `max_request_bytes`.
+that first looks on disk and then asks the network for what is still missing.  A read's
+missing blocks go out as several ranged GETs at once (a read waits for its slowest GET,
+and a GET costs mostly its round trip); read-ahead coalesces adjacent blocks into GETs of
+up to `max_request_bytes` (streaming wants few, large requests).
 
 Fetches run in the cache's own task group, so a reader that gives up (an interrupted FUSE
 request) does not cancel a fetch that other readers wait on.  Reads and read-ahead take
@@ -16,7 +18,7 @@ loads blocks the disk holds): readers use that when their own reads are served l
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from enum import IntEnum
@@ -39,7 +41,7 @@ log = logging.getLogger(__name__)
 
 BlockKey = tuple[str, int]  # (object key, block index)
 Block = bytes | memoryview
-"""A block's bytes, or a read-only view of the buffer a one-block request was received in."""
+"""A block's bytes: read from disk, or a read-only view of the buffer it was received in."""
 DISK_BACKLOG_FLUSHES = 4  # blocks waiting for the disk are capped at this many flushes' worth
 
 
@@ -58,13 +60,19 @@ class Origin(IntEnum):
 class _Flight:
     """One fetch of a contiguous run of blocks; any number of reads may wait on it.
 
-    A read-ahead flight that may not use the network (`network=False`) loads what the disk
-    has and fetches only blocks a read is already waiting on; other blocks it leaves out.
+    A read-ahead flight takes turns with other read-ahead; any other flight takes a read's
+    request slot.  A flight is `ahead` if no read waited for it when it started (read-ahead,
+    or `BlockCache.fetch_soon`): it counts as read-ahead in the statistics.  A read-ahead
+    flight that may not use the network (`network=False`) loads what the disk has and
+    fetches only blocks a read is already waiting on; other blocks it leaves out.
     """
 
-    def __init__(self, blocks: range, *, readahead: bool, network: bool = True) -> None:
+    def __init__(
+        self, blocks: range, *, readahead: bool, network: bool = True, ahead: bool = False
+    ) -> None:
         self.blocks = blocks
         self.readahead = readahead
+        self.ahead = readahead or ahead
         self.network = network
         self.claimed: set[int] = set()  # read-ahead blocks a read already waits on
         self.data: dict[int, Block] = {}
@@ -119,6 +127,7 @@ class BlockCache:
         self._flights: dict[BlockKey, _Flight] = {}
         self._unread_readahead: dict[BlockKey, Origin] = {}
         self._read_slots = anyio.Semaphore(config.max_requests)
+        self._read_flights = 0  # flights for reads launched and not yet finished
         self._readahead_slots = anyio.Semaphore(config.max_prefetch_requests)
         self._flush_lock = anyio.Lock()
         self._queued_bytes = 0
@@ -197,14 +206,14 @@ class BlockCache:
                 if flight is not None:
                     waiting[index] = flight
                     self._counters.joined += 1
-                    if flight.readahead and index not in flight.claimed:
+                    if flight.ahead and index not in flight.claimed:
                         flight.claimed.add(index)
                         self._counters.readahead_hits += 1
                     continue
                 missing.append(index)
-            for run in runs(missing, self.config.request_blocks):
-                flight = self._launch(ref, run, readahead=False)
-                waiting.update(dict.fromkeys(run, flight))
+            for piece in self._read_pieces(missing):
+                flight = self._launch(ref, piece, readahead=False)
+                waiting.update(dict.fromkeys(piece, flight))
             if not waiting:
                 await anyio.lowlevel.checkpoint()  # let read-ahead just asked for get started
             wanted = []
@@ -218,13 +227,43 @@ class BlockCache:
                     farthest = max(farthest, origin)
         return [found[index] for index in blocks], farthest
 
+    def _read_pieces(self, indices: list[int]) -> Iterator[range]:
+        """The requests that fetch blocks a read waits for: each contiguous run cut into
+        pieces fetched in parallel, since a GET costs mostly its round trip and a large
+        one also the time to move its bytes over one connection.  A run is cut into pieces
+        of at least `read_piece_bytes`, no more than there are request slots not yet
+        promised to other reads' flights: pieces that queue for a slot only wait longer."""
+        parallel = max(1, self.config.max_requests - self._read_flights)
+        for run in runs(indices, self.config.request_blocks):
+            size = max(self.config.read_piece_blocks, -(-len(run) // parallel))
+            yield from split(run, size)
+
+    def fetch_soon(self, ref: ObjectRef, blocks: range) -> None:
+        """Start fetching `blocks` as a read would (in parallel pieces, from the reads'
+        request slots), without waiting: for blocks a read is about to ask for, so that it
+        finds them in flight.  Blocks already in memory or in flight are left alone."""
+        missing = [
+            index
+            for index in blocks
+            if (ref.key, index) not in self._memory and (ref.key, index) not in self._flights
+        ]
+        for piece in self._read_pieces(missing):
+            self._launch(ref, piece, readahead=False, ahead=True)
+
     def _launch(
-        self, ref: ObjectRef, run: range, *, readahead: bool, network: bool = True
+        self,
+        ref: ObjectRef,
+        run: range,
+        *,
+        readahead: bool,
+        network: bool = True,
+        ahead: bool = False,
     ) -> _Flight:
-        flight = _Flight(run, readahead=readahead, network=network)
+        flight = _Flight(run, readahead=readahead, network=network, ahead=ahead)
         for index in run:
             self._flights[(ref.key, index)] = flight
         if not readahead:
+            self._read_flights += 1
             self._tasks.start_soon(self._complete, ref, flight, self._read_slots)
         return flight
 
@@ -273,25 +312,25 @@ class BlockCache:
         try:
             found = await self._from_disk(ref, flight)
             remaining = [index for index in flight.blocks if index not in found]
-            if not flight.readahead:
+            if not flight.ahead:
                 self._counters.disk_hits += len(found)
                 self._counters.misses += len(remaining)
             if not flight.network:
                 remaining = [index for index in remaining if index in flight.claimed]
             for run in runs(remaining, self.config.request_blocks):
-                fetched.update(await self._fetch(ref, run, slots, readahead=flight.readahead))
+                fetched.update(await self._fetch(ref, run, slots, ahead=flight.ahead))
             flight.fetched = set(fetched)
             flight.data = found | fetched
             for index, data in flight.data.items():
                 key = (ref.key, index)
                 self._memory.put(key, data)
-                if flight.readahead and index not in flight.claimed:
+                if flight.ahead and index not in flight.claimed:
                     self._unread_readahead[key] = (
                         Origin.NETWORK if index in fetched else Origin.DISK
                     )
         except Exception as exc:
             flight.error = exc
-            if flight.readahead and not flight.claimed:
+            if flight.ahead and not flight.claimed:
                 log.debug("read-ahead of %s failed: %s", ref.url, exc)
         except BaseException:
             flight.error = Unavailable(f"reading {ref.url} was cancelled: the cache is closing")
@@ -300,6 +339,8 @@ class BlockCache:
             for index in flight.blocks:
                 if self._flights.get((ref.key, index)) is flight:
                     del self._flights[(ref.key, index)]
+            if not flight.readahead:
+                self._read_flights -= 1
             flight.finish()
         if fetched:
             self._queue_for_disk(ref, fetched)
@@ -318,40 +359,36 @@ class BlockCache:
             return {}
 
     async def _fetch(
-        self, ref: ObjectRef, run: range, slots: anyio.Semaphore | None, *, readahead: bool
+        self, ref: ObjectRef, run: range, slots: anyio.Semaphore | None, *, ahead: bool
     ) -> dict[int, Block]:
         layout = self.layout(ref)
         start, end = layout.byte_range(run)
+        fetch = partial(
+            self._fetcher.read_pieces, ref.url, start, end,
+            piece_size=layout.block_size, etag=ref.etag,
+        )
         if slots is None:
-            payload = await self._fetcher.read_range(ref.url, start, end, etag=ref.etag)
+            pieces = await fetch()
         else:
             async with slots:
-                payload = await self._fetcher.read_range(ref.url, start, end, etag=ref.etag)
+                pieces = await fetch()
         log.debug(
             "fetched %s bytes %d-%d (blocks %d-%d%s)",
-            ref.url, start, end - 1, run.start, run.stop - 1, ", read-ahead" if readahead else "",
+            ref.url, start, end - 1, run.start, run.stop - 1, ", ahead" if ahead else "",
         )
+        received = sum(len(piece) for piece in pieces)
         self._counters.requests += 1
-        self._counters.bytes_fetched += len(payload)
-        if readahead:
+        self._counters.bytes_fetched += received
+        if ahead:
             self._counters.readahead_requests += 1
-            self._counters.readahead_bytes += len(payload)
-        if len(payload) != end - start:
+            self._counters.readahead_bytes += received
+        if received != end - start or len(pieces) != len(run):
             raise Stale(
-                f"{ref.url} gave {len(payload)} bytes for bytes {start}-{end - 1} of a "
+                f"{ref.url} gave {received} bytes for bytes {start}-{end - 1} of a "
                 f"{ref.size}-byte object: it changed since it was opened"
             )
-        view = memoryview(payload).toreadonly()
-        if len(run) == 1:
-            return {run.start: view}
-        # Each block gets its own copy, although views of the request's buffer would save
-        # the copy: a view keeps the whole buffer alive for as long as any block of it is
-        # kept, and measured, the fresh memory that costs is slower than the copy.
-        blocks: dict[int, Block] = {}
-        for index in run:
-            block_start, block_end = layout.bounds(index)
-            blocks[index] = bytes(view[block_start - start : block_end - start])
-        return blocks
+        # Each block arrived in a buffer of its own, so keeping one keeps no other alive.
+        return {index: memoryview(piece).toreadonly() for index, piece in zip(run, pieces)}
 
     # -- disk -------------------------------------------------------------------------------
 

@@ -317,6 +317,8 @@ class DiskStore:
 
     def close(self) -> None:
         self.flush()
+        if self.over_capacity:
+            self.evict()
         with self._lock:
             objects = list(self._objects.values())
             self._objects.clear()
@@ -385,7 +387,13 @@ class DiskStore:
         lock_fd = os.open(self.root / "evict.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_EX)
-            stored = sorted(self.scan(), key=lambda entry: entry.accessed)
+            # File times are only as fine as the kernel's clock tick: objects used within
+            # one tick are ordered by this process's own use, the latest removed last.
+            with self._lock:
+                recency = {key: rank for rank, key in enumerate(self._objects)}
+            stored = sorted(
+                self.scan(), key=lambda entry: (entry.accessed, recency.get(entry.key, -1))
+            )
             total = sum(entry.allocated for entry in stored)
             if total > self.capacity:
                 target = int(self.capacity * LOW_WATER)

@@ -1,4 +1,5 @@
-"""What the cache needs from the network: ranged reads pinned to an ETag.
+"""What the cache needs from the network: ranged reads pinned to an ETag, in block-sized
+pieces.
 
 `dandifs.archive.objects.ObjectStore` satisfies this protocol as it is; the cache never
 imports the archive layer (or httpx), so any source of ranged bytes can stand behind it.
@@ -10,10 +11,15 @@ from typing import Protocol
 
 
 class RangeFetcher(Protocol):
-    async def read_range(self, url: str, start: int, end: int, *, etag: str | None = None) -> bytes:
-        """Bytes `[start, end)` of the object at `url` (end exclusive).
+    async def read_pieces(
+        self, url: str, start: int, end: int, *, piece_size: int, etag: str | None = None
+    ) -> list[bytes]:
+        """Bytes `[start, end)` of the object at `url` (end exclusive), in consecutive pieces
+        of `piece_size` bytes (the last may be shorter).
 
-        Raises `dandifs.errors.Stale` when the object's ETag is not `etag`.  Returns fewer
-        bytes only where the object ends before `end`.
+        The cache keeps each block in a buffer of its own: a fetcher that receives the bytes
+        straight into such buffers spares it a copy of every block.  Raises
+        `dandifs.errors.Stale` when the object's ETag is not `etag`.  Returns fewer bytes
+        only where the object ends before `end`.
         """
         ...

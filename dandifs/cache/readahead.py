@@ -9,7 +9,8 @@
   kernel delivers its own read-ahead slightly out of order, and readers re-read headers.
 - Any other read is random: the window closes, unless the read is at least `large_read`
   bytes (a kernel read-ahead request, a whole HDF5 chunk): then the window opens at the
-  read's size at once, since the read that follows it would otherwise wait a round trip.
+  read's size at once, since the read that follows it would otherwise wait a round trip
+  (`jumped` tells the caller so: that read is likely to come at once).
 - The window is topped up once the reader has used half of it or one request's worth
   (`step_blocks`), whichever is less, in whole requests, so a steady stream becomes a
   steady flow of full-sized GETs rather than one small GET per block.
@@ -31,12 +32,14 @@ class ReadAheadPolicy:
     step_blocks: int = 1 << 30
     large_read: int = 0  # bytes; 0: every random read is treated alike
     window: int = 0
+    jumped: bool = False  # the last read-ahead asked for follows a large random read
     _expected_offset: int | None = None
     _last_block: int = -1
     _ahead: int = 0  # first block not yet asked for by read-ahead
 
     def after_read(self, offset: int, size: int) -> range:
         """The blocks to fetch in the background now that `[offset, offset + size)` is read."""
+        self.jumped = False
         blocks = self.layout.span(offset, size)
         if not blocks:
             return range(0)
@@ -54,6 +57,7 @@ class ReadAheadPolicy:
             if self.large_read and size >= self.large_read and self.max_blocks > 0:
                 self.window = min(len(blocks), self.max_blocks)
                 self._ahead = min(last + 1 + self.window, self.layout.block_count)
+                self.jumped = self._ahead > last + 1
                 return range(last + 1, self._ahead)
             return range(0)
         if self.window == 0:

@@ -59,15 +59,16 @@ class RangeReader:
         superblock at the start, objects written late at the end), so that the chain of
         dependent reads an open makes starts with both ends cached or in flight.  The tail
         is the one the first read reaching it would fetch (`CacheConfig.tail_bytes`), so that
-        read joins this fetch instead of asking for the rest of the tail on its own.
+        read joins this fetch instead of asking for the rest of the tail on its own.  Both
+        are fetched as reads fetch (in parallel pieces): reads are about to wait for them.
         """
         if self._whole:
-            self._cache.prefetch(self.ref, self._whole)
+            self._cache.fetch_soon(self.ref, self._whole)
             return
         if self._layout.block_count:
-            self._cache.prefetch(self.ref, range(0, 1))
+            self._cache.fetch_soon(self.ref, range(0, 1))
         if self._tail:
-            self._cache.prefetch(self.ref, self._tail)
+            self._cache.fetch_soon(self.ref, self._tail)
 
     @property
     def readahead_window(self) -> int:
@@ -96,7 +97,13 @@ class RangeReader:
             )
         if self._policy.window == 0:
             self._cancel_readahead()
-        if ahead:
+        if ahead and self._policy.jumped and self._network_fed:
+            # The rest of a large random read (an HDF5 chunk the kernel cut into 1 MiB
+            # READs) is asked for as soon as this read returns: fetch it as a read would,
+            # once this read's own blocks are on their way (they come first for slots).
+            self._cache.fetch_soon(self.ref, self._layout.span(offset, size))
+            self._cache.fetch_soon(self.ref, ahead)
+        elif ahead:
             self._tickets = [ticket for ticket in self._tickets if not ticket.settled]
             self._tickets.append(
                 self._cache.prefetch(self.ref, ahead, network=self._network_fed)

@@ -13,7 +13,9 @@ class CacheStatistics:
     Hits and misses count blocks asked for by reads (not read-ahead).  A `joined` block was
     already being fetched for someone else, so the read waited on that fetch instead of
     starting its own.  `readahead_hits` are blocks that read-ahead brought in (or was
-    bringing in) before a read asked for them.  `memory_bytes` and `disk_pending_bytes` are
+    bringing in) before a read asked for them; fetches started before any read waited
+    (`BlockCache.fetch_soon`: an HDF5 file's ends, the rest of a large read) count as
+    read-ahead too.  `memory_bytes` and `disk_pending_bytes` are
     gauges: what memory holds, and what waits to be written to disk.
     """
 
