@@ -1,7 +1,8 @@
 """A small real HTTP object server for the cache tests: ranged GETs, ETags, request counts.
 
 It runs in a thread of the test process on a loopback port the OS picks, and serves
-objects held in memory.  `latency` delays every answer, like a distant S3.
+objects held in memory.  `latency` delays every answer, like a distant S3; `stream_rate`
+(bytes per second, 0: unlimited) paces each body, like one S3 connection.
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ class _QuietServer(ThreadingHTTPServer):
 
 
 class ObjectServer:
-    def __init__(self, *, latency: float = 0.0) -> None:
+    def __init__(self, *, latency: float = 0.0, stream_rate: float = 0.0) -> None:
         self.latency = latency
+        self.stream_rate = stream_rate
         self._objects: dict[str, tuple[bytes, str]] = {}
         self._served: list[Served] = []
         self._lock = threading.Lock()
@@ -118,7 +120,7 @@ class ObjectServer:
         headers = {"ETag": f'"{etag}"'}
         if status == 206:
             headers["Content-Range"] = f"bytes {start}-{end - 1}/{len(data)}"
-        self._reply(request, status, memoryview(data)[start:end], headers)
+        self._reply(request, status, memoryview(data)[start:end], headers, self.stream_rate)
 
     def _delay(self) -> None:
         if self.latency:
@@ -130,10 +132,18 @@ class ObjectServer:
         status: int,
         body: bytes | memoryview,
         headers: dict[str, str] | None = None,
+        stream_rate: float = 0.0,
     ) -> None:
         request.send_response(status)
         for name, value in (headers or {}).items():
             request.send_header(name, value)
         request.send_header("Content-Length", str(len(body)))
         request.end_headers()
-        request.wfile.write(body)
+        if not stream_rate:
+            request.wfile.write(body)
+            return
+        began, piece = time.monotonic(), 16 << 10
+        for sent in range(0, len(body), piece):
+            request.wfile.write(body[sent : sent + piece])
+            request.wfile.flush()
+            time.sleep(max(0.0, began + (sent + piece) / stream_rate - time.monotonic()))

@@ -139,30 +139,38 @@ async def test_prefetching_both_ends_fetches_each_once_and_the_first_reads_join(
     assert cache.statistics().joined >= 3
 
 
-async def test_a_reads_missing_blocks_go_out_as_parallel_requests(server):
-    """Five missing blocks: five GETs at once, so the read takes one round trip and waits
-    for no GET that moves all five blocks; with one request slot, one GET carries them."""
-    server.latency = 0.2
+async def test_a_reads_missing_blocks_go_out_as_parallel_requests_over_a_slow_link(server):
+    """Once one connection is known to move bytes slowly, five missing blocks go out as five
+    GETs at once: the read waits one round trip, not for one connection to move all five.
+    Before any rate is known, and over a fast link, one GET carries them."""
+    server.latency, server.stream_rate = 0.2, 4e6  # a 256 KiB block takes 66 ms to move
     data = random_bytes(8 * MiB, seed=27)
     url = server.put("blob", data, "e1")
-    offset, size = 2 * MiB + 100, 4 * BLOCK + 10
-    async with cache_over() as cache:
-        started = time.perf_counter()
-        assert await RangeReader(cache, url, len(data), "e1").read(offset, size) == (
-            data[offset : offset + size]
-        )
-        elapsed = time.perf_counter() - started
-    assert sorted((s.start, s.end) for s in server.served()) == [
-        (2 * MiB + i * BLOCK, 2 * MiB + (i + 1) * BLOCK) for i in range(5)
-    ]
-    assert elapsed < 2 * server.latency
-    server.forget_served()
-    async with cache_over(CacheConfig(max_requests=1)) as cache:
-        await RangeReader(cache, url, len(data), "e1").read(offset, size)
-    assert [(s.start, s.end) for s in server.served()] == [(2 * MiB, 2 * MiB + 5 * BLOCK)]
-    server.forget_served()
-    async with cache_over(CacheConfig(read_piece_bytes=2 * BLOCK)) as cache:
-        await RangeReader(cache, url, len(data), "e1").read(offset, size)
+    offset, size = 2 * MiB + BLOCK - 100, 3 * BLOCK + 200  # the ends of five blocks
+    five_blocks = [(2 * MiB + i * BLOCK, 2 * MiB + (i + 1) * BLOCK) for i in range(5)]
+
+    async def read_five(config: CacheConfig, *, warm: bool) -> float:
+        server.forget_served()
+        async with cache_over(config) as cache:
+            reader = RangeReader(cache, url, len(data), "e1")
+            if warm:
+                await reader.read(6 * MiB, 100)  # one block: the link's rate is measured
+                server.forget_served()
+            started = time.perf_counter()
+            assert await reader.read(offset, size) == data[offset : offset + size]
+            return time.perf_counter() - started
+
+    # Five blocks take 0.33 s to move at 4 MB/s: worth splitting.
+    elapsed = await read_five(CacheConfig(), warm=True)
+    assert sorted((s.start, s.end) for s in server.served()) == five_blocks
+    assert elapsed < server.latency + 3 * BLOCK / server.stream_rate
+    # Unknown rate; too few request slots; a link that moves the five blocks fast enough.
+    for config, warm in [(CacheConfig(), False),
+                         (CacheConfig(max_requests=1), True),
+                         (CacheConfig(parallel_read_seconds=1.0), True)]:
+        await read_five(config, warm=warm)
+        assert [(s.start, s.end) for s in server.served()] == [(2 * MiB, 2 * MiB + 5 * BLOCK)]
+    await read_five(CacheConfig(read_piece_bytes=2 * BLOCK), warm=True)
     assert sorted(s.end - s.start for s in server.served()) == [BLOCK, 2 * BLOCK, 2 * BLOCK]
 
 
@@ -561,3 +569,16 @@ async def test_streaming_200_mb_with_30_ms_latency(server):
     assert total == len(data)
     assert sum(s.end - s.start for s in served) == len(data)
     assert len(served) <= 200 // 8 + 20  # 8 MiB GETs once the window is open
+
+
+async def test_the_object_store_measures_how_fast_one_connection_delivers(server):
+    server.stream_rate = 2e6
+    data = random_bytes(1 * MiB, seed=29)
+    url = server.put("blob", data, "e1")
+    client = ArchiveClient("http://127.0.0.1:9/api", anonymous=True, policy=QUICK_RETRIES)
+    async with client:
+        objects = client.objects
+        await objects.read_range(url, 0, 64 * KiB)
+        assert objects.stream_rate is None  # too short to time
+        await objects.read_pieces(url, 0, 512 * KiB, piece_size=BLOCK)
+        assert objects.stream_rate is not None and 1e6 < objects.stream_rate < 2.5e6

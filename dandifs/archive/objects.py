@@ -41,6 +41,8 @@ Answer = httpx.Response | rawhttp.Answer
 """The head of an answer to a GET, from either HTTP client."""
 
 UPLOAD_CHUNK = 1 << 20
+RATE_SAMPLE_BYTES = 128 << 10  # shorter bodies arrive too fast to time
+RATE_WEIGHT = 0.3  # of the newest sample in the running per-connection rate
 
 _CONTENT_RANGE = re.compile(r"bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)")
 
@@ -109,6 +111,21 @@ class ObjectStore:
         self.targets = targets if targets is not None else PresignedTargets()
         self.ranges = ranges
         self._direct_origins: dict[str, bool] = {}
+        self._stream_rate: float | None = None
+
+    @property
+    def stream_rate(self) -> float | None:
+        """Bytes per second one connection delivered lately (a running average over bodies
+        the lean client received), or None before the first.  It tells a reader whether a
+        large range comes sooner as several parallel GETs."""
+        return self._stream_rate
+
+    def _observe(self, received: int, seconds: float) -> None:
+        if received < RATE_SAMPLE_BYTES or seconds <= 0:
+            return
+        sample = received / seconds
+        rate = self._stream_rate
+        self._stream_rate = sample if rate is None else rate + RATE_WEIGHT * (sample - rate)
 
     # -- locating ---------------------------------------------------------------------
 
@@ -282,6 +299,7 @@ class ObjectStore:
             return []  # 416: the range starts at or after the object's end
         received = sum(len(piece) for piece in answer.pieces)
         self.session.stats.bytes_received += received
+        self._observe(received, answer.body_seconds)
         offset, stop = body_window(answer, start, end, target)
         if received != stop - offset:
             raise TransientFailure(f"short body: {received} of {stop - offset} bytes")

@@ -30,6 +30,7 @@ from __future__ import annotations
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -88,6 +89,7 @@ class Answer:
         self.reason_phrase = reason
         self.headers = headers
         self.pieces: list[bytes | bytearray] = []
+        self.body_seconds = 0.0  # how long the kept body took to arrive after the head
 
     @property
     def body(self) -> bytes | bytearray:
@@ -183,7 +185,9 @@ class _Connection:
             stop = min(stop, framing)
             self.skip(min(offset, framing))
             count = max(0, stop - offset)
+            started = time.monotonic()
             answer.pieces = self.receive_pieces(count, piece_size or max(count, 1), prepared)
+            answer.body_seconds = time.monotonic() - started
             complete = stop >= framing
         else:
             offset, limit = span(answer) if answer.is_success else (0, MAX_ERROR_BODY)

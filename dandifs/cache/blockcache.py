@@ -229,14 +229,19 @@ class BlockCache:
 
     def _read_pieces(self, indices: list[int]) -> Iterator[range]:
         """The requests that fetch blocks a read waits for: each contiguous run cut into
-        pieces fetched in parallel, since a GET costs mostly its round trip and a large
-        one also the time to move its bytes over one connection.  A run is cut into pieces
-        of at least `read_piece_bytes`, no more than there are request slots not yet
-        promised to other reads' flights: pieces that queue for a slot only wait longer."""
-        parallel = max(1, self.config.max_requests - self._read_flights)
-        for run in runs(indices, self.config.request_blocks):
-            size = max(self.config.read_piece_blocks, -(-len(run) // parallel))
-            yield from split(run, size)
+        pieces fetched in parallel when one connection moves bytes slowly, since a GET
+        costs its round trip plus the time to move its bytes (see `CacheConfig`).  No more
+        pieces than request slots not yet promised to other reads' flights: pieces that
+        queue for a slot only wait longer."""
+        config = self.config
+        rate = self._fetcher.stream_rate
+        parallel = max(1, config.max_requests - self._read_flights)
+        for run in runs(indices, config.request_blocks):
+            moving = len(run) * config.block_size / rate if rate else 0.0
+            if moving < config.parallel_read_seconds:
+                yield run
+            else:
+                yield from split(run, max(config.read_piece_blocks, -(-len(run) // parallel)))
 
     def fetch_soon(self, ref: ObjectRef, blocks: range) -> None:
         """Start fetching `blocks` as a read would (in parallel pieces, from the reads'

@@ -11,6 +11,11 @@ from typing import Protocol
 
 
 class RangeFetcher(Protocol):
+    @property
+    def stream_rate(self) -> float | None:
+        """Bytes per second one connection has been delivering lately; None if unknown."""
+        ...
+
     async def read_pieces(
         self, url: str, start: int, end: int, *, piece_size: int, etag: str | None = None
     ) -> list[bytes]:
