@@ -582,3 +582,25 @@ async def test_the_object_store_measures_how_fast_one_connection_delivers(server
         assert objects.stream_rate is None  # too short to time
         await objects.read_pieces(url, 0, 512 * KiB, piece_size=BLOCK)
         assert objects.stream_rate is not None and 1e6 < objects.stream_rate < 2.5e6
+
+
+async def test_read_ahead_uses_more_smaller_requests_over_slow_connections(server):
+    """The same read-ahead bytes in flight, over more connections when each is slow; full
+    8 MiB GETs when one connection moves that much quickly enough."""
+    server.stream_rate = 40e6  # 30 ms move 1.2 MB: read-ahead GETs of four blocks
+    data = random_bytes(24 * MiB, seed=30)
+    url = server.put("blob", data, "e1")
+    async with cache_over() as cache:
+        reader = RangeReader(cache, url, len(data), "e1")
+        for offset in range(0, len(data), 1 * MiB):
+            assert await reader.read(offset, 1 * MiB) == data[offset : offset + 1 * MiB]
+        stats = cache.statistics()
+    sizes = [s.end - s.start for s in server.served()]
+    assert stats.readahead_requests > 8
+    assert max(sizes[2:]) <= 4 * BLOCK  # once the rate is known
+    server.forget_served()
+    async with cache_over(CacheConfig(readahead_request_seconds=10.0)) as cache:
+        reader = RangeReader(cache, url, len(data), "e1")
+        for offset in range(0, len(data), 1 * MiB):
+            assert await reader.read(offset, 1 * MiB) == data[offset : offset + 1 * MiB]
+    assert max(s.end - s.start for s in server.served()) == 32 * BLOCK

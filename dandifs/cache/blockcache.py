@@ -43,6 +43,7 @@ BlockKey = tuple[str, int]  # (object key, block index)
 Block = bytes | memoryview
 """A block's bytes: read from disk, or a read-only view of the buffer it was received in."""
 DISK_BACKLOG_FLUSHES = 4  # blocks waiting for the disk are capped at this many flushes' worth
+MIN_READAHEAD_BLOCKS = 4  # the fewest blocks a read-ahead GET carries
 
 
 def as_bytes(block: Block) -> bytes:
@@ -91,6 +92,28 @@ class _Flight:
         return self.data.get(index)
 
 
+class _Budget:
+    """A semaphore whose holders take several units at once, in turn (a task taking its
+    units one by one while others do the same could deadlock them all)."""
+
+    def __init__(self, units: int) -> None:
+        self._units = anyio.Semaphore(units)
+        self._turn = anyio.Lock()
+
+    @asynccontextmanager
+    async def taking(self, count: int) -> AsyncIterator[None]:
+        taken = 0
+        try:
+            async with self._turn:
+                while taken < count:
+                    await self._units.acquire()
+                    taken += 1
+            yield
+        finally:
+            for _ in range(taken):
+                self._units.release()
+
+
 @dataclass
 class PrefetchTicket:
     """Read-ahead asked for by one handle; cancelling it drops the parts not yet started."""
@@ -128,7 +151,8 @@ class BlockCache:
         self._unread_readahead: dict[BlockKey, Origin] = {}
         self._read_slots = anyio.Semaphore(config.max_requests)
         self._read_flights = 0  # flights for reads launched and not yet finished
-        self._readahead_slots = anyio.Semaphore(config.max_prefetch_requests)
+        # Read-ahead's bytes in flight, in blocks: as many as its requests of the largest size.
+        self._readahead_budget = _Budget(config.max_prefetch_requests * config.request_blocks)
         self._flush_lock = anyio.Lock()
         self._queued_bytes = 0
         self._counters = CacheStatistics()
@@ -280,7 +304,7 @@ class BlockCache:
         With `network=False` only blocks known to be on disk are loaded (into memory).
         """
         ticket = PrefetchTicket()
-        for piece in split(blocks, self.config.request_blocks):
+        for piece in split(blocks, self._readahead_request_blocks()):
             ticket.waiting += 1
             self._tasks.start_soon(self._prefetch, ref, piece, ticket, network)
         return ticket
@@ -288,7 +312,7 @@ class BlockCache:
     async def _prefetch(
         self, ref: ObjectRef, piece: range, ticket: PrefetchTicket, network: bool
     ) -> None:
-        async with self._readahead_slots:
+        async with self._readahead_budget.taking(len(piece)):
             ticket.waiting -= 1
             if ticket.cancelled:
                 return
@@ -303,6 +327,19 @@ class BlockCache:
             for run in runs(missing, self.config.request_blocks):
                 flight = self._launch(ref, run, readahead=True, network=network)
                 await self._complete(ref, flight, None)
+
+    def _readahead_request_blocks(self) -> int:
+        """How many blocks one read-ahead GET carries: `max_request_bytes`, or what one
+        connection moves in `readahead_request_seconds` at the rate measured lately if that
+        is less (but at least 1 MiB).  Over slow connections the same bytes in flight then
+        go over more connections at once."""
+        config = self.config
+        rate = self._fetcher.stream_rate
+        if rate is None:
+            return config.request_blocks
+        moved = int(rate * config.readahead_request_seconds) // config.block_size
+        return max(min(MIN_READAHEAD_BLOCKS, config.request_blocks),
+                   min(moved, config.request_blocks))
 
     def _forget_readahead(self, key: BlockKey) -> None:
         self._unread_readahead.pop(key, None)

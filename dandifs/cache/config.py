@@ -25,7 +25,11 @@ blocks is split only if one connection, at the rate measured lately, would take 
 `parallel_read_seconds` to move it, and into GETs of `read_piece_bytes`: a faster link
 gains less than the extra requests cost (measured on the local archive, a cold h5py read:
 split at 50 MB/s per connection, 10 ms faster; at 100 MB/s, 5 ms slower; unlimited, 8 ms
-slower).  Before any rate is known, nothing is split.  Read-ahead keeps its large GETs.
+slower).  Before any rate is known, nothing is split.  Read-ahead keeps its large GETs,
+but no larger than one connection moves in `readahead_request_seconds` at the rate measured
+lately (at least 1 MiB): read-ahead keeps `max_prefetch_requests * max_request_bytes` in
+flight, over more connections when each is slow (at 100 MB/s per connection, 3 MB GETs,
+eleven at once, instead of four 8 MiB GETs).
 
 A read of at least `large_read_bytes` that does not continue the previous one still reads
 ahead by its own size: such reads come from the kernel's read-ahead or from a reader taking
@@ -58,6 +62,7 @@ class CacheConfig:
     max_requests: int = 8
     read_piece_bytes: int = 256 * KiB
     parallel_read_seconds: float = 0.02
+    readahead_request_seconds: float = 0.03
     max_prefetch_requests: int = 4
     readahead_initial_bytes: int = 512 * KiB
     readahead_max_bytes: int = 64 * MiB
@@ -74,6 +79,7 @@ class CacheConfig:
             "max_prefetch_requests": self.max_prefetch_requests,
             "read_piece_bytes": self.read_piece_bytes,
             "parallel_read_seconds": self.parallel_read_seconds,
+            "readahead_request_seconds": self.readahead_request_seconds,
             "disk_flush_bytes": self.disk_flush_bytes,
             "disk_flush_interval": self.disk_flush_interval,
         }
