@@ -47,9 +47,20 @@ class Server:
         text = self.log_path.read_text(errors="replace")
         return [m for m in ACCESS_LINE.finditer(text)]
 
+    def settled_access_lines(self, quiet: float = 0.2) -> list[re.Match]:
+        """The access log once no line has been added for `quiet` seconds: a request of an
+        earlier test (a client still unmounting) may not have been logged yet."""
+        lines = self.access_lines()
+        while True:
+            time.sleep(quiet)
+            again = self.access_lines()
+            if len(again) == len(lines):
+                return again
+            lines = again
+
     def archive_requests(self, action) -> tuple[httpx.Response, int]:
         """Run `action()` (one HTTP request) and return its response and its archive cost."""
-        before = len(self.access_lines())
+        before = len(self.settled_access_lines())
         response = action()
         deadline = time.monotonic() + 5
         while len(lines := self.access_lines()) <= before:
