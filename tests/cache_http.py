@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import pytest
+
 _RANGE = re.compile(r"bytes=(\d+)-(\d*)")
 
 
@@ -147,3 +149,10 @@ class ObjectServer:
             request.wfile.write(body[sent : sent + piece])
             request.wfile.flush()
             time.sleep(max(0.0, began + (sent + piece) / stream_rate - time.monotonic()))
+
+
+@pytest.fixture
+def server():
+    """An `ObjectServer` for one test (import this fixture into the test module)."""
+    with ObjectServer() as running:
+        yield running

@@ -32,6 +32,12 @@ STOP_TIMEOUT_SECONDS = 20
 _PR_SET_PDEATHSIG = 1
 
 
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """Async tests run on trio, as the product does."""
+    return "trio"
+
 def test_data_dir() -> Path:
     configured = os.environ.get("DANDIFS_TEST_DATA")
     if configured:

@@ -212,12 +212,16 @@ def _then_object(scripted: Callable, *, after: int) -> Callable:
     return handler
 
 
+async def redirected_object(nursery):
+    """(an object server holding DATA, a server whose every URL redirects (307) to it)."""
+    s3 = await started(nursery, lambda request: serve_object(request, DATA, etag="e"))
+    mirror = await started(nursery, lambda request: Reply(307, {"Location": f"{s3.origin}/real"}))
+    return s3, mirror
+
+
 def test_a_redirecting_object_url_is_followed_by_the_general_client():
     async def test(nursery):
-        s3 = await started(nursery, lambda request: serve_object(request, DATA, etag="e"))
-        mirror = await started(
-            nursery, lambda request: Reply(307, {"Location": f"{s3.origin}/real"})
-        )
+        s3, mirror = await redirected_object(nursery)
         async with objects_client() as archive:
             assert await archive.objects.read_range(f"{mirror.origin}/o", 0, 4) == DATA[:4]
             assert [r.path for r in s3.requests] == ["/real"]
@@ -284,10 +288,7 @@ def test_pieces_through_the_general_client_are_cut_alike():
     """A redirected object is read by httpx; its body is cut into the same pieces."""
 
     async def test(nursery):
-        s3 = await started(nursery, lambda request: serve_object(request, DATA, etag="e"))
-        mirror = await started(
-            nursery, lambda request: Reply(307, {"Location": f"{s3.origin}/real"})
-        )
+        s3, mirror = await redirected_object(nursery)
         async with objects_client() as archive:
             pieces = await archive.objects.read_pieces(
                 f"{mirror.origin}/o", 100, 1100, piece_size=300

@@ -24,10 +24,6 @@ MiB = 1 << 20
 QUICK = RetryPolicy(max_attempts=5, total_time=60, base_delay=0.05, max_delay=0.5)
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "trio"
-
 
 class BlockingFile(io.RawIOBase):
     """A read-only file object over a `RangeReader`, for code running in a worker thread."""

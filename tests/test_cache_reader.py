@@ -17,7 +17,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from cache_http import ObjectServer
+from cache_http import ObjectServer, server  # noqa: F401 (a fixture)
 from dandifs import errors
 from dandifs.archive import ArchiveClient, RetryPolicy
 from dandifs.cache import BlockCache, CacheConfig, ObjectRef, RangeReader, open_block_cache
@@ -30,15 +30,6 @@ BLOCK = 256 * KiB
 QUICK_RETRIES = RetryPolicy(max_attempts=2, total_time=10, base_delay=0.01)
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "trio"
-
-
-@pytest.fixture
-def server():
-    with ObjectServer() as running:
-        yield running
 
 
 @asynccontextmanager

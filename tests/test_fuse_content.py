@@ -15,7 +15,7 @@ import h5py
 import numpy as np
 import pytest
 
-from cache_http import ObjectServer
+from cache_http import ObjectServer, server  # noqa: F401 (a fixture)
 from dandifs.archive import ArchiveClient, RetryPolicy
 from dandifs.cache import CacheConfig, open_block_cache
 from dandifs.fuse.content import ContentOpener
@@ -28,15 +28,6 @@ TAIL = 1 << 20
 QUICK_RETRIES = RetryPolicy(max_attempts=1, total_time=5, base_delay=0.01)
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "trio"
-
-
-@pytest.fixture
-def server():
-    with ObjectServer() as running:
-        yield running
 
 
 class NoSource:

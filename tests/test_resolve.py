@@ -28,10 +28,6 @@ DRAFT = "/dandisets/000001/draft"
 ZARR_DANDISET = "/dandisets/000002/draft"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "trio"
-
 
 @asynccontextmanager
 async def resolving(

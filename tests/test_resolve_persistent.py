@@ -34,10 +34,6 @@ pytestmark = pytest.mark.anyio
 NWB = "sub-mouse01/sub-mouse01_ses-20240101_ecephys.nwb"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "trio"
-
 
 @pytest.fixture(scope="module")
 def published(local_archive) -> str:

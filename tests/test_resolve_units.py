@@ -38,10 +38,6 @@ ORIGIN = Origin(
 )
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "trio"
-
 
 def _results(name: str) -> list[dict]:
     return json.loads((RECORDINGS / name).read_text())["response"]["body"]["results"]
