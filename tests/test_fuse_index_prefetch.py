@@ -105,9 +105,8 @@ def test_the_open_fetches_the_leaf_the_slice_would_wait_for(local_archive, tmp_p
     assert leaf_blocks <= open_with.blocks, runs
     assert len(open_with.blocks - open_without.blocks) == 3, runs
     assert slice_with.blocks <= slice_without.blocks, runs
-    assert open_with.requests == open_without.requests + 3, runs
-    # (how many GETs the slice takes varies with timing: the chunk and the read-ahead after
-    # it are cut into as many parallel GETs as there are free request slots)
+    # (how many GETs carry these blocks is not asserted: a connection measured slow, as on
+    # a loaded machine, has a read's blocks fetched in parallel pieces)
 
 
 def test_index_prefetch_option_is_a_count_of_blocks() -> None:

@@ -62,13 +62,21 @@ class RangeReader:
         read joins this fetch instead of asking for the rest of the tail on its own.  Both
         are fetched as reads fetch (in parallel pieces): reads are about to wait for them.
         """
+        for blocks in self.ends():
+            self._cache.fetch_soon(self.ref, blocks)
+
+    @property
+    def fetched_whole(self) -> bool:
+        """A small object: its first read fetches all of it (`CacheConfig.small_object_bytes`)."""
+        return bool(self._whole)
+
+    def ends(self) -> tuple[range, ...]:
+        """The blocks `prefetch_ends` fetches: the whole of a small object; else its first
+        block and its tail."""
         if self._whole:
-            self._cache.fetch_soon(self.ref, self._whole)
-            return
-        if self._layout.block_count:
-            self._cache.fetch_soon(self.ref, range(0, 1))
-        if self._tail:
-            self._cache.fetch_soon(self.ref, self._tail)
+            return (self._whole,)
+        first = range(0, 1) if self._layout.block_count else range(0)
+        return tuple(blocks for blocks in (first, self._tail) if blocks)
 
     @property
     def readahead_window(self) -> int:

@@ -74,9 +74,9 @@ class ContentOpener:
             # start to objects h5py and pynwb mostly leave at the end: fetching both ends at
             # once saves a round trip or two of it (blocks already cached cost nothing).
             reader.prefetch_ends()
-            whole = entry.size <= self.cache.config.small_object_bytes  # fetched whole anyway
-            if self.background is not None and self.index_prefetch_blocks > 0 and not whole:
-                self.background.start_soon(self._prefetch_chunk_indexes, reader.ref)
+            background = self.background if self.index_prefetch_blocks > 0 else None
+            if background is not None and not reader.fetched_whole:
+                background.start_soon(self._prefetch_chunk_indexes, reader.ref, reader.ends())
         return reader
 
     async def _digest(self, entry: Entry) -> str | None:
@@ -86,7 +86,7 @@ class ContentOpener:
         digests = metadata.get("digest") or {}
         return digests.get("dandi:dandi-etag")
 
-    async def _prefetch_chunk_indexes(self, ref: ObjectRef) -> None:
+    async def _prefetch_chunk_indexes(self, ref: ObjectRef, ends: tuple[range, ...]) -> None:
         """Fetch the chunk-index nodes that the B-tree roots in the file's ends point to.
 
         Runs beside the reads, never before them: it waits for the ends that the open is
@@ -96,7 +96,7 @@ class ContentOpener:
         try:
             layout = self.cache.layout(ref)
             regions: dict[int, bytes] = {}
-            for blocks in self._end_blocks(ref):
+            for blocks in ends:
                 data = await self.cache.blocks(ref, blocks)
                 regions[layout.bounds(blocks.start)[0]] = b"".join(data)
             # a worker thread reads the nodes, so that FUSE requests never wait behind it
@@ -110,10 +110,3 @@ class ContentOpener:
                 log.debug("prefetching chunk-index blocks %s of %s", wanted, ref.url)
         except Exception as exc:  # noqa: BLE001 - a prefetch must never fail an open or a read
             log.debug("no chunk-index prefetch for %s: %s", ref.url, exc)
-
-    def _end_blocks(self, ref: ObjectRef) -> tuple[range, range]:
-        """The blocks `RangeReader.prefetch_ends` fetches of a file larger than
-        `small_object_bytes`: the first, and the tail."""
-        layout = self.cache.layout(ref)
-        tail_start = max(0, ref.size - self.cache.config.tail_bytes)
-        return layout.span(0, 1), layout.span(tail_start, ref.size - tail_start)
