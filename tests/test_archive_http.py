@@ -30,6 +30,14 @@ from dandifs.archive.values import BlobExists
 # -- the scripted server ----------------------------------------------------------------
 
 
+async def listen_on_loopback(
+    nursery: trio.Nursery, serve: Callable[[trio.SocketStream], Awaitable[None]]
+) -> int:
+    """Serve connections with `serve` on a free loopback port, for the nursery's lifetime."""
+    listeners = await nursery.start(partial(trio.serve_tcp, serve, 0, host="127.0.0.1"))
+    return listeners[0].socket.getsockname()[1]
+
+
 @dataclass
 class Request:
     method: str
@@ -74,8 +82,7 @@ class ScriptedServer:
         return f"http://127.0.0.1:{self.port}"
 
     async def start(self, nursery: trio.Nursery) -> None:
-        listeners = await nursery.start(partial(trio.serve_tcp, self._serve, 0, host="127.0.0.1"))
-        self.port = listeners[0].socket.getsockname()[1]
+        self.port = await listen_on_loopback(nursery, self._serve)
 
     async def _serve(self, stream: trio.SocketStream) -> None:
         buffer = b""

@@ -10,7 +10,6 @@ idle, chunked and unframed bodies, redirects handed to the general client.
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
 
 import httpx
 import pytest
@@ -19,7 +18,15 @@ import trio.testing
 
 from dandifs import errors
 from dandifs.archive.rawhttp import TransportError, parse_head
-from test_archive_http import Reply, objects_client, run, sequence, serve_object, started
+from test_archive_http import (
+    Reply,
+    listen_on_loopback,
+    objects_client,
+    run,
+    sequence,
+    serve_object,
+    started,
+)
 
 DATA = bytes(range(256)) * 64  # 16 KiB
 
@@ -43,8 +50,7 @@ class RawServer:
         return f"http://127.0.0.1:{self.port}/bucket/key"
 
     async def start(self, nursery: trio.Nursery) -> RawServer:
-        listeners = await nursery.start(partial(trio.serve_tcp, self._serve, 0, host="127.0.0.1"))
-        self.port = listeners[0].socket.getsockname()[1]
+        self.port = await listen_on_loopback(nursery, self._serve)
         return self
 
     async def _serve(self, stream: trio.SocketStream) -> None:
