@@ -271,13 +271,16 @@ class BlockCache:
         """Start fetching `blocks` as a read would (in parallel pieces, from the reads'
         request slots), without waiting: for blocks a read is about to ask for, so that it
         finds them in flight.  Blocks already in memory or in flight are left alone."""
-        missing = [
+        for piece in self._read_pieces(self._unfetched(ref, blocks)):
+            self._launch(ref, piece, readahead=False, ahead=True)
+
+    def _unfetched(self, ref: ObjectRef, blocks: range) -> list[int]:
+        """The blocks neither in memory nor in flight."""
+        return [
             index
             for index in blocks
             if (ref.key, index) not in self._memory and (ref.key, index) not in self._flights
         ]
-        for piece in self._read_pieces(missing):
-            self._launch(ref, piece, readahead=False, ahead=True)
 
     def _launch(
         self,
@@ -319,10 +322,8 @@ class BlockCache:
             disk = self._disk.object(ref) if self._disk is not None and ref.persistent else None
             missing = [
                 index
-                for index in piece
-                if (ref.key, index) not in self._memory
-                and (ref.key, index) not in self._flights
-                and (network or (disk is not None and disk.has(index)))
+                for index in self._unfetched(ref, piece)
+                if network or (disk is not None and disk.has(index))
             ]
             for run in runs(missing, self.config.request_blocks):
                 flight = self._launch(ref, run, readahead=True, network=network)
