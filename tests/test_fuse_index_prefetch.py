@@ -18,7 +18,7 @@ import httpx
 import numpy as np
 import pytest
 
-from dandifs.fuse.content import INDEX_PREFETCH_BLOCKS
+from dandifs.core.opener import INDEX_PREFETCH_BLOCKS
 from dandifs.fuse.options import MountOptions, OptionError, apply_options
 from fuse_support import MountProcess, require_fuse, version_path
 

@@ -13,7 +13,8 @@ import pytest
 from dandifs import errors
 from dandifs.fuse.attrs import AttrPolicy
 from dandifs.fuse.errnos import ERRNO_TABLE, errno_for, fuse_errors
-from dandifs.fuse.inodes import ROOT_INODE, InodeTable, child_path, parent_path
+from dandifs.fuse.inodes import ROOT_INODE, InodeTable
+from dandifs.namespace import join_path as child_path, parent_path
 from dandifs.fuse.options import (
     MountOptions,
     OptionError,

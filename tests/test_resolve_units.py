@@ -295,7 +295,7 @@ async def test_single_flight_shares_failures_and_survives_a_cancelled_leader():
 
 @pytest.mark.anyio
 async def test_gather_keeps_order_and_raises_the_domain_error_itself():
-    from dandifs.resolve.lookups import gather
+    from dandifs.concurrency import gather
 
     async def slow(value: int) -> int:
         await trio.sleep(0.01 * value)

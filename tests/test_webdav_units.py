@@ -22,7 +22,6 @@ from dandifs.webdav.propfind import BadPropfind, PropfindRequest, parse_request
 from dandifs.webdav.propfind import render as propfind_render
 from dandifs.webdav.provider import ImmutableEntries
 from dandifs.webdav.resources import content_type_of, plain_etag
-from dandifs.webdav.sessions import Sessions
 
 API = "http://archive.example/api"
 S3 = "http://s3.example/dandiarchive/blobs/abc/def/abcdef"
@@ -215,90 +214,6 @@ def test_plain_etag_and_content_type():
     assert content_type_of(blob(path="/x/dandiset.yaml")).startswith("text/yaml")
     assert content_type_of(blob(path="/x/zarr.json")) == "application/json"
     assert content_type_of(blob(path="/x/0/0")) == "application/octet-stream"
-
-
-# -- sessions --------------------------------------------------------------------------
-
-
-class CountingSession:
-    requests_made = 0
-
-    def __init__(self, token):
-        self.token = token
-        self.closed = False
-
-
-def test_sessions_validate_once_reject_and_evict():
-    opened: list[str | None] = []
-    sessions_made: list[CountingSession] = []
-
-    @asynccontextmanager
-    async def opener(token):
-        opened.append(token)
-        if token == "bad":
-            raise errors.InvalidToken("no")
-        session = CountingSession(token)
-        sessions_made.append(session)
-        try:
-            yield session
-        finally:
-            session.closed = True
-
-    async def scenario():
-        sessions = Sessions(opener, capacity=2)
-        async with trio.open_nursery() as nursery:
-            await nursery.start(sessions.run)
-            anonymous = await sessions.get(None)
-            assert await sessions.get(None) is anonymous
-            a = await sessions.get("a")
-            assert await sessions.get("a") is a
-            for _ in range(2):
-                with pytest.raises(errors.InvalidToken):
-                    await sessions.get("bad")
-            await sessions.get("b")
-            await sessions.get("c")  # evicts "a", the least recently used
-            await trio.testing.wait_all_tasks_blocked()
-            assert a.closed and not anonymous.closed
-            await sessions.aclose()
-        assert all(session.closed for session in sessions_made)
-
-    trio.run(scenario)
-    assert opened == [None, "a", "bad", "b", "c"]
-
-
-def test_sessions_open_once_per_token_without_blocking_others():
-    opened: list[str | None] = []
-    release = {}
-
-    @asynccontextmanager
-    async def opener(token):
-        opened.append(token)
-        if token == "slow":
-            await release["slow"].wait()
-        yield CountingSession(token)
-
-    async def scenario():
-        release["slow"] = trio.Event()
-        sessions = Sessions(opener)
-        got = []
-        async with trio.open_nursery() as nursery:
-            await nursery.start(sessions.run)
-
-            async def fetch(token):
-                got.append(await sessions.get(token))
-
-            for _ in range(3):
-                nursery.start_soon(fetch, "slow")
-            await trio.testing.wait_all_tasks_blocked()
-            await sessions.get(None)  # not held up by the slow token
-            assert len(got) == 0
-            release["slow"].set()
-            await trio.testing.wait_all_tasks_blocked()
-            assert len(got) == 3 and got[0] is got[1] is got[2]
-            await sessions.aclose()
-
-    trio.run(scenario)
-    assert opened == ["slow", None]
 
 
 # -- conditional requests --------------------------------------------------------------

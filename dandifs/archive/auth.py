@@ -36,6 +36,39 @@ def token_from_keyring(service: str) -> str | None:
         return None
 
 
+@dataclass(frozen=True)
+class FoundToken:
+    """An API token and where it was found, for messages when the archive refuses it."""
+
+    value: str
+    source: str
+
+
+def locate_token(
+    instance: Instance,
+    explicit: str | None = None,
+    *,
+    explicit_source: str = "the token given",
+    environ: Mapping[str, str] | None = None,
+    use_keyring: bool = True,
+) -> FoundToken | None:
+    """The API token for `instance` and its source, or None for anonymous access."""
+    if explicit and explicit.strip():
+        return FoundToken(explicit.strip(), explicit_source)
+    env = os.environ if environ is None else environ
+    from_env = env.get(instance.token_env_var, "").strip()
+    if from_env:
+        return FoundToken(from_env, f"the environment variable {instance.token_env_var}")
+    if use_keyring and instance.keyring_service is not None:
+        from_keyring = token_from_keyring(instance.keyring_service)
+        if from_keyring:
+            return FoundToken(
+                from_keyring,
+                f"the keyring entry {instance.keyring_service!r} (user {KEYRING_USERNAME!r})",
+            )
+    return None
+
+
 def find_token(
     instance: Instance,
     explicit: str | None = None,
@@ -44,15 +77,8 @@ def find_token(
     use_keyring: bool = True,
 ) -> str | None:
     """The API token for `instance`, or None for anonymous access."""
-    if explicit and explicit.strip():
-        return explicit.strip()
-    env = os.environ if environ is None else environ
-    from_env = env.get(instance.token_env_var, "").strip()
-    if from_env:
-        return from_env
-    if use_keyring and instance.keyring_service is not None:
-        return token_from_keyring(instance.keyring_service)
-    return None
+    found = locate_token(instance, explicit, environ=environ, use_keyring=use_keyring)
+    return found.value if found else None
 
 
 @dataclass(frozen=True)

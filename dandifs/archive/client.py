@@ -20,7 +20,7 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from dandifs import __version__
-from dandifs.archive.auth import TokenPolicy, find_token
+from dandifs.archive.auth import TokenPolicy, locate_token
 from dandifs.archive.instances import Instance, apply_server_info, resolve_instance
 from dandifs.archive.objects import ObjectStore
 from dandifs.archive.pagination import collect
@@ -28,7 +28,7 @@ from dandifs.archive.rawhttp import RangeClient
 from dandifs.archive.retry import RetryPolicy
 from dandifs.archive.session import HttpSession, RequestStats
 from dandifs.archive.values import BlobExists, Completion, UploadedPart, UploadStarted
-from dandifs.errors import ArchiveRejected, NotFound
+from dandifs.errors import ArchiveRejected, InvalidToken, NotFound
 from dandifs.model import (
     Asset,
     AssetPath,
@@ -82,8 +82,8 @@ def _decode(response: httpx.Response) -> Any:
 class ArchiveClient:
     """One archive instance, with or without a token; use as an async context manager.
 
-    `token` overrides the lookup (`find_token`); `anonymous=True` ignores every stored
-    token.  `discover=True` asks the server's `/info/` for its API URL first, as dandi-cli
+    `token` overrides the lookup (`locate_token`; `token_source` names it in messages);
+    `anonymous=True` ignores every stored token.  `discover=True` asks the server's `/info/` for its API URL first, as dandi-cli
     does.  `stats` counts the requests made (API and objects separately).
     """
 
@@ -92,6 +92,7 @@ class ArchiveClient:
         instance: Instance | str | None = None,
         *,
         token: str | None = None,
+        token_source: str = "the token given",
         anonymous: bool = False,
         discover: bool = False,
         policy: RetryPolicy | None = None,
@@ -100,7 +101,12 @@ class ArchiveClient:
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
     ) -> None:
         self.instance = instance if isinstance(instance, Instance) else resolve_instance(instance)
-        self.token = None if anonymous else find_token(self.instance, token)
+        found = None if anonymous else locate_token(
+            self.instance, token, explicit_source=token_source
+        )
+        self.token = found.value if found else None
+        self.token_source = found.source if found else None
+        """Where the token was found (an option, an environment variable, the keyring)."""
         self.policy = policy or RetryPolicy()
         self.stats = RequestStats()
         self._discover = discover
@@ -201,11 +207,18 @@ class ArchiveClient:
         return await self._json("GET", self.url("info"))
 
     async def check_token(self) -> None:
-        """Raise `InvalidToken` unless the archive accepts our token.
+        """Raise `InvalidToken`, naming where the token came from, unless the archive
+        accepts it.
 
         Asks `/users/me/`, which any valid token may read (dandi-cli's `/auth/token/` check
         also refuses valid tokens of users not yet approved, who may still read)."""
-        await self._call("GET", self.url("users", "me"))
+        try:
+            await self._call("GET", self.url("users", "me"))
+        except InvalidToken as exc:
+            raise InvalidToken(
+                f"the archive at {self.instance.api_url} refused the API token from "
+                f"{self.token_source}: {exc}"
+            ) from None
 
     async def current_user(self) -> dict[str, Any]:
         """`/users/me/`: username, name, admin flag and approval status."""

@@ -35,6 +35,7 @@ from dandifs.cache.fetcher import RangeFetcher
 from dandifs.cache.memory import MemoryStore
 from dandifs.cache.objectref import ObjectRef
 from dandifs.cache.stats import CacheStatistics
+from dandifs.concurrency import Outcome, first_error
 from dandifs.errors import Stale, Unavailable
 
 log = logging.getLogger(__name__)
@@ -76,20 +77,12 @@ class _Flight:
         self.ahead = readahead or ahead
         self.network = network
         self.claimed: set[int] = set()  # read-ahead blocks a read already waits on
-        self.data: dict[int, Block] = {}
         self.fetched: set[int] = set()  # the blocks that came over the network
-        self.error: BaseException | None = None
-        self._done = anyio.Event()
-
-    def finish(self) -> None:
-        self._done.set()
+        self.outcome: Outcome[dict[int, Block]] = Outcome()
 
     async def result(self, index: int) -> Block | None:
         """The block, or None if this flight left it out (ask again)."""
-        await self._done.wait()
-        if self.error is not None:
-            raise self.error
-        return self.data.get(index)
+        return (await self.outcome.wait()).get(index)
 
 
 class _Budget:
@@ -352,6 +345,8 @@ class BlockCache:
     ) -> None:
         """Fill a flight from disk, then the network; never raises, the waiters do."""
         fetched: dict[int, Block] = {}
+        data: dict[int, Block] = {}
+        error: BaseException | None = None
         try:
             found = await self._from_disk(ref, flight)
             remaining = [index for index in flight.blocks if index not in found]
@@ -363,20 +358,20 @@ class BlockCache:
             for run in runs(remaining, self.config.request_blocks):
                 fetched.update(await self._fetch(ref, run, slots, ahead=flight.ahead))
             flight.fetched = set(fetched)
-            flight.data = found | fetched
-            for index, data in flight.data.items():
+            data = found | fetched
+            for index, block in data.items():
                 key = (ref.key, index)
-                self._memory.put(key, data)
+                self._memory.put(key, block)
                 if flight.ahead and index not in flight.claimed:
                     self._unread_readahead[key] = (
                         Origin.NETWORK if index in fetched else Origin.DISK
                     )
         except Exception as exc:
-            flight.error = exc
+            error = exc
             if flight.ahead and not flight.claimed:
                 log.debug("read-ahead of %s failed: %s", ref.url, exc)
         except BaseException:
-            flight.error = Unavailable(f"reading {ref.url} was cancelled: the cache is closing")
+            error = Unavailable(f"reading {ref.url} was cancelled: the cache is closing")
             raise
         finally:
             for index in flight.blocks:
@@ -384,7 +379,10 @@ class BlockCache:
                     del self._flights[(ref.key, index)]
             if not flight.readahead:
                 self._read_flights -= 1
-            flight.finish()
+            if error is None:
+                flight.outcome.succeed(data)
+            else:
+                flight.outcome.fail(error)
         if fetched:
             self._queue_for_disk(ref, fetched)
 
@@ -490,11 +488,9 @@ async def open_block_cache(
             finally:
                 tasks.cancel_scope.cancel()
     except BaseExceptionGroup as group:
-        # The cache's own tasks never fail, so a lone error is the caller's: give it back as
-        # it was raised, not wrapped by the task group.
-        if len(group.exceptions) == 1:
-            raise group.exceptions[0] from None
-        raise
+        # The cache's own tasks never fail, so an error is the caller's: give it back as it
+        # was raised, not wrapped by the task group.
+        raise first_error(group) from None
     finally:
         if disk is not None:
             with anyio.CancelScope(shield=True):

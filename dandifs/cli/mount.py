@@ -15,24 +15,16 @@ import os
 import shutil
 import sys
 from contextlib import asynccontextmanager
-from dataclasses import asdict
 from functools import partial
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable
+from typing import AsyncIterator, Callable
 
-import anyio
-
-from dandifs.archive.client import ArchiveClient
-from dandifs.cache import BlockCache, CacheConfig, open_block_cache
+from dandifs.concurrency import unwrapped
+from dandifs.core import CacheConfig, CoreConfig, open_core
 from dandifs.errors import DandiFSError
 from dandifs.fuse.attrs import AttrPolicy
-from dandifs.fuse.content import ContentOpener
 from dandifs.fuse.operations import DandiOperations
 from dandifs.fuse.options import MountOptions, OptionError, apply_options, from_environment
-from dandifs.resolve.resolver import Resolver
-
-if sys.version_info < (3, 11):  # trio brings the backport there
-    from exceptiongroup import BaseExceptionGroup
 
 log = logging.getLogger("dandifs.mount")
 
@@ -159,7 +151,7 @@ def _serve(options: MountOptions, ready: Callable[[], None]) -> int:
             mount_options,
         )
     except Exception as exc:
-        reason = _innermost(exc)
+        reason = unwrapped(exc)
         if isinstance(reason, (DandiFSError, OptionError, OSError, RuntimeError)):
             log.error("mount at %s failed: %s", options.mountpoint, reason)
             raise MountFailed(str(reason) or type(reason).__name__) from exc
@@ -167,65 +159,39 @@ def _serve(options: MountOptions, ready: Callable[[], None]) -> int:
     return 0
 
 
-def _innermost(exc: BaseException) -> BaseException:
-    """The one exception inside (nested) single-member exception groups, as trio raises them."""
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    return exc
-
-
 @asynccontextmanager
 async def open_filesystem(options: MountOptions) -> AsyncIterator[DandiOperations]:
-    """The layers under the mount, built inside the trio run and closed after the unmount:
-    archive client -> resolver (metadata) and block cache (bytes) -> FUSE handlers.  Both
-    keep what never changes (published versions) in the cache dir, for the next mount."""
-    cache_config = CacheConfig(
-        memory_bytes=options.memory_size,
-        disk_dir=options.cache_dir / "blocks",
-        disk_bytes=options.cache_size,
+    """The core under the mount, opened inside the trio run and closed after the unmount.
+    What never changes (published versions' blocks and metadata) is kept in the cache dir,
+    for the next mount."""
+    config = CoreConfig(
+        cache=CacheConfig(
+            memory_bytes=options.memory_size,
+            disk_dir=options.cache_dir / "blocks",
+            disk_bytes=options.cache_size,
+        ),
+        metadata_dir=options.cache_dir / "metadata",
+        index_prefetch=options.index_prefetch,
     )
-    async with ArchiveClient(options.instance, token=options.token()) as client:
+    token_source = f"token_file={options.token_file}" if options.token_file else "the token given"
+    async with open_core(
+        options.instance, token=options.token(), token_source=token_source, config=config
+    ) as core:
         log.info(
             "archive %s (%s), cache %s (%d MiB on disk, %d MiB in memory)",
-            client.instance.api_url,
-            "with a token" if client.authenticated else "anonymous",
-            cache_config.disk_dir,
+            core.instance.api_url,
+            "with a token" if core.authenticated else "anonymous",
+            config.cache.disk_dir,
             options.cache_size >> 20,
             options.memory_size >> 20,
         )
-        resolver = Resolver(client, persist_dir=options.cache_dir / "metadata")
         policy = AttrPolicy(
             uid=os.getuid() if options.uid is None else options.uid,
             gid=os.getgid() if options.gid is None else options.gid,
-            ttl_immutable=resolver.ttl_published,
-            ttl_mutable=resolver.ttl_draft,
+            ttl_immutable=core.ttl_published,
+            ttl_mutable=core.ttl_draft,
         )
-        async with (
-            open_block_cache(client.objects, cache_config) as cache,
-            anyio.create_task_group() as background,
-        ):
-            opener = ContentOpener(
-                resolver, cache, background, index_prefetch_blocks=options.index_prefetch
-            )
-            operations = DandiOperations(
-                resolver,
-                opener,
-                policy,
-                ttl_negative=resolver.ttl_negative,
-                statistics=lambda: mount_statistics(client, resolver, cache),
-            )
-            try:
-                yield operations
-            finally:
-                background.cancel_scope.cancel()  # prefetches still running end with the mount
-                log.info("statistics: %s", json.dumps(mount_statistics(client, resolver, cache)))
-                resolver.close()
-
-
-def mount_statistics(client: ArchiveClient, resolver: Resolver, cache: BlockCache) -> dict[str, Any]:
-    """What the mount has asked of the archive and how its caches served it."""
-    return {
-        "archive": client.stats.snapshot(),
-        "metadata": resolver.stats.snapshot(),
-        "blocks": asdict(cache.statistics()),
-    }
+        try:
+            yield DandiOperations(core, policy)
+        finally:
+            log.info("statistics: %s", json.dumps(core.statistics()))

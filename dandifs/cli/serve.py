@@ -75,28 +75,27 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--threads must be at least 1")
     configure_logging(args.debug, args.quiet)
 
-    from dandifs.archive.instances import resolve_instance
     from dandifs.webdav.delivery import RedirectMode
     from dandifs.webdav.service import WebDAVService
 
-    try:
-        instance = resolve_instance(args.instance)
-    except DandiFSError as exc:
-        print(f"dandifs serve: {exc}", file=sys.stderr)
-        return 2
     if args.token and not is_loopback(args.host):
         log.warning("--token with --host %s: anyone who reaches this port sees that token's data", args.host)
     service = WebDAVService(
-        instance, redirect=RedirectMode(args.redirect), default_token=args.token, threads=args.threads
+        args.instance, redirect=RedirectMode(args.redirect), default_token=args.token,
+        threads=args.threads,
     )
     try:
         service.start(args.host, args.port)
+    except DandiFSError as exc:
+        service.stop()
+        print(f"dandifs serve: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         service.stop()
         reason = exc.strerror or str(exc)
         print(f"dandifs serve: cannot listen on {args.host}:{args.port}: {reason}", file=sys.stderr)
         return 1
-    print(f"dandifs serve: {instance.api_url} at {service.url}", flush=True)
+    print(f"dandifs serve: {service.api_url} at {service.url}", flush=True)
     try:
         service.serve_forever()
     finally:

@@ -14,7 +14,7 @@ from datetime import datetime
 import pyfuse3
 
 from dandifs.namespace import listing, names
-from dandifs.resolve.entry import Entry, EntryKind
+from dandifs.core import Entry, EntryKind
 
 #: The block size `stat` reports: tools size their reads by it (cp, rsync, dd without bs=).
 PREFERRED_IO_SIZE = 1024 * 1024

@@ -71,14 +71,3 @@ class InodeTable:
             del self._by_inode[inode]
             del self._by_path[record.path]
 
-
-def child_path(parent: str, name: str) -> str:
-    """Join a folder path and a child name the way the namespace spells paths."""
-    return f"/{name}" if parent == ROOT_PATH else f"{parent}/{name}"
-
-
-def parent_path(path: str) -> str:
-    if path == ROOT_PATH:
-        return ROOT_PATH
-    head = path.rsplit("/", 1)[0]
-    return head or ROOT_PATH

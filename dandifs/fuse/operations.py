@@ -1,7 +1,7 @@
-"""The FUSE request handlers: kernel requests in, resolver and block-cache calls out.
+"""The FUSE request handlers: kernel requests in, calls of the core out.
 
 This layer is deliberately thin.  It turns inode numbers into archive paths (InodeTable),
-asks the resolver what a path is, renders the answer for the kernel (AttrPolicy), and hands
+asks the core what a path is, renders the answer for the kernel (AttrPolicy), and hands
 file reads to one reader per open handle.  Every handler runs inside `fuse_errors`, so a
 failure anywhere below becomes an errno and a log line, never a hung request.
 """
@@ -15,42 +15,22 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Protocol, Sequence
+from typing import Sequence
 
 import pyfuse3
 
 from dandifs import errors
 from dandifs.fuse.attrs import PREFERRED_IO_SIZE, AttrPolicy
 from dandifs.fuse.errnos import fuse_errors
-from dandifs.fuse.inodes import ROOT_INODE, InodeTable, child_path
+from dandifs.fuse.inodes import ROOT_INODE, InodeTable
+from dandifs.namespace import join_path
 from dandifs.fuse.xattrs import STATS, xattr_names, xattr_value
-from dandifs.resolve.entry import Entry, EntryKind
+from dandifs.core import Core, Entry, EntryKind, FileReader
 
 log = logging.getLogger(__name__)
 
 #: How long reads of a handle fail at once after the archive stayed unavailable.
 FAIL_FAST_SECONDS = 5.0
-
-
-class Namespace(Protocol):
-    """What the handlers need of the resolver."""
-
-    async def stat(self, path: str) -> Entry: ...
-
-    async def listdir(self, path: str) -> list[Entry]: ...
-
-    async def asset_metadata(self, entry: Entry) -> dict[str, Any]: ...
-
-
-class FileReader(Protocol):
-    """The bytes of one open file; one per handle, so read-ahead follows that handle alone."""
-
-    async def read(self, offset: int, size: int) -> bytes: ...
-
-    async def aclose(self) -> None: ...
-
-
-OpenContent = Callable[[Entry], Awaitable[FileReader]]
 
 
 @dataclass(frozen=True)
@@ -75,23 +55,13 @@ class FileHandle:
 
 
 class DandiOperations(pyfuse3.Operations):
-    """pyfuse3 handlers over a resolver (`namespace`) and a reader factory (`open_content`)."""
+    """pyfuse3 handlers over the core."""
 
-    def __init__(
-        self,
-        namespace: Namespace,
-        open_content: OpenContent,
-        policy: AttrPolicy,
-        *,
-        ttl_negative: float = 5.0,
-        statistics: Callable[[], dict[str, Any]] | None = None,
-    ) -> None:
+    def __init__(self, core: Core, policy: AttrPolicy) -> None:
         super().__init__()
-        self.namespace = namespace
-        self.open_content = open_content
+        self.core = core
         self.policy = policy
-        self.ttl_negative = ttl_negative
-        self.statistics = statistics
+        self.ttl_negative = core.ttl_negative
         self.inodes = InodeTable()
         self._dirs: dict[int, _DirSnapshot] = {}
         self._files: dict[int, FileHandle] = {}
@@ -106,9 +76,9 @@ class DandiOperations(pyfuse3.Operations):
     ) -> pyfuse3.EntryAttributes:
         with fuse_errors("lookup", name):
             parent = self.inodes.path(parent_inode)
-            path = child_path(parent, os.fsdecode(name))
+            path = join_path(parent, os.fsdecode(name))
             try:
-                entry = await self.namespace.stat(path)
+                entry = await self.core.stat(path)
             except errors.NotFound:
                 return self._negative_entry()
             return self.policy.attributes(entry, self.inodes.acquire(path))
@@ -126,7 +96,7 @@ class DandiOperations(pyfuse3.Operations):
         self, inode: int, ctx: pyfuse3.RequestContext | None = None
     ) -> pyfuse3.EntryAttributes:
         with fuse_errors("getattr", inode):
-            entry = await self.namespace.stat(self.inodes.path(inode))
+            entry = await self.core.stat(self.inodes.path(inode))
             return self.policy.attributes(entry, inode)
 
     async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
@@ -135,7 +105,7 @@ class DandiOperations(pyfuse3.Operations):
 
     async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
         with fuse_errors("readlink", inode):
-            entry = await self.namespace.stat(self.inodes.path(inode))
+            entry = await self.core.stat(self.inodes.path(inode))
             if entry.kind is not EntryKind.SYMLINK or not entry.symlink_target:
                 raise pyfuse3.FUSEError(errno.EINVAL)
             return os.fsencode(entry.symlink_target)
@@ -145,7 +115,7 @@ class DandiOperations(pyfuse3.Operations):
     async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
         with fuse_errors("opendir", inode):
             path = self.inodes.path(inode)
-            entries = await self.namespace.listdir(path)
+            entries = await self.core.listdir(path)
             handle = next(self._handles)
             self._dirs[handle] = _DirSnapshot(path, tuple(entries))
             return handle
@@ -157,7 +127,7 @@ class DandiOperations(pyfuse3.Operations):
                 raise pyfuse3.FUSEError(errno.EBADF)
             for index in range(start_id, len(snapshot.entries)):
                 entry = snapshot.entries[index]
-                path = child_path(snapshot.path, entry.name)
+                path = join_path(snapshot.path, entry.name)
                 inode = self.inodes.acquire(path)
                 attrs = self.policy.attributes(entry, inode)
                 if not pyfuse3.readdir_reply(token, os.fsencode(entry.name), attrs, index + 1):
@@ -174,10 +144,10 @@ class DandiOperations(pyfuse3.Operations):
             path = self.inodes.path(inode)
             if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND):
                 raise _read_only("open for writing", path)
-            entry = await self.namespace.stat(path)
+            entry = await self.core.stat(path)
             if entry.kind is EntryKind.FOLDER:
                 raise errors.IsADirectory(f"{path} is a folder")
-            reader = await self.open_content(entry)
+            reader = await self.core.open(entry)
             handle = next(self._handles)
             self._files[handle] = FileHandle(path, entry, reader)
             # Immutable bytes may stay in the page cache across opens; draft bytes may not.
@@ -214,22 +184,22 @@ class DandiOperations(pyfuse3.Operations):
 
     async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
         with fuse_errors("getxattr", inode):
-            if inode == ROOT_INODE and self.statistics and os.fsdecode(name) == STATS:
+            if inode == ROOT_INODE and os.fsdecode(name) == STATS:
                 handles = {"inodes": len(self.inodes), "open_files": len(self._files),
                            "open_folders": len(self._dirs), "reads": self._reads,
                            "read_bytes": self._read_bytes}
-                return json.dumps({**self.statistics(), "fuse": handles}, sort_keys=True).encode()
-            entry = await self.namespace.stat(self.inodes.path(inode))
-            value = await xattr_value(entry, os.fsdecode(name), self.namespace.asset_metadata)
+                return json.dumps({**self.core.statistics(), "fuse": handles}, sort_keys=True).encode()
+            entry = await self.core.stat(self.inodes.path(inode))
+            value = await xattr_value(entry, os.fsdecode(name), self.core.asset_metadata)
             if value is None:
                 raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
             return value
 
     async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> list[bytes]:
         with fuse_errors("listxattr", inode):
-            entry = await self.namespace.stat(self.inodes.path(inode))
+            entry = await self.core.stat(self.inodes.path(inode))
             names = xattr_names(entry)
-            if inode == ROOT_INODE and self.statistics:
+            if inode == ROOT_INODE:
                 names.append(STATS)
             return [os.fsencode(name) for name in names]
 
@@ -304,7 +274,7 @@ class DandiOperations(pyfuse3.Operations):
             return f"inode {inode}"
 
     def _child_or_name(self, parent_inode: int, name: bytes) -> str:
-        return child_path(self._path_or_inode(parent_inode), os.fsdecode(name))
+        return join_path(self._path_or_inode(parent_inode), os.fsdecode(name))
 
 
 def _read_only(action: str, target: object) -> errors.ReadOnly:

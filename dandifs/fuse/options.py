@@ -17,7 +17,9 @@ from typing import Mapping
 
 from platformdirs import user_cache_dir
 
-from dandifs.fuse.content import INDEX_PREFETCH_BLOCKS
+from dandifs.core import CoreConfig
+
+INDEX_PREFETCH_BLOCKS = CoreConfig().index_prefetch
 
 DEFAULT_INSTANCE = "dandi"
 DEFAULT_CACHE_SIZE = 10 * 1024**3

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any, Awaitable, Callable
 
-from dandifs.resolve.entry import Entry
+from dandifs.core import Entry
 
 ASSET_ID = "user.dandi.asset_id"
 DIGEST = "user.dandi.digest"

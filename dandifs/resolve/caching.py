@@ -10,11 +10,11 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
-import anyio
 from cachetools import LRUCache
 
+from dandifs.concurrency import SingleFlight
 from dandifs.errors import NotFound
 
 K = TypeVar("K", bound=Hashable)
@@ -37,6 +37,9 @@ class CacheStats:
     expired: int = 0
     shared_waits: int = 0
     """Lookups that waited for an identical lookup already in flight instead of asking."""
+
+    def count_shared_wait(self) -> None:
+        self.shared_waits += 1
 
     def snapshot(self) -> dict[str, int]:
         return dict(vars(self))
@@ -116,63 +119,6 @@ class TTLStore(Generic[K, V]):
         return len(self._items)
 
 
-class SingleFlight(Generic[K]):
-    """Concurrent calls for the same key share one execution and its outcome."""
-
-    def __init__(self, stats: CacheStats) -> None:
-        self._running: dict[K, _Flight] = {}
-        self._stats = stats
-
-    async def run(self, key: K, work: Callable[[], Awaitable[Any]]) -> Any:
-        flight = self._running.get(key)
-        if flight is not None:
-            self._stats.shared_waits += 1
-            await flight.done.wait()
-            return flight.outcome()
-        flight = _Flight()
-        self._running[key] = flight
-        try:
-            flight.value = await work()
-        except BaseException as exc:
-            flight.error = exc
-            raise
-        finally:
-            del self._running[key]
-            flight.done.set()
-        return flight.value
-
-
-class _Flight:
-    def __init__(self) -> None:
-        self.done = anyio.Event()
-        self.value: Any = None
-        self.error: BaseException | None = None
-
-    def outcome(self) -> Any:
-        if self.error is not None:
-            if isinstance(self.error, Exception):
-                raise _copy_error(self.error)
-            # The leader was cancelled: the followers are not, so they must not see a
-            # cancellation that is not theirs.
-            raise RetryLookup()
-        return self.value
-
-
-class RetryLookup(Exception):
-    """The shared lookup was cancelled in its leader; the caller should simply try again."""
-
-
-def _copy_error(error: Exception) -> Exception:
-    """A fresh exception of the same kind, so each waiter gets its own traceback."""
-    try:
-        copy = type(error)(*error.args)
-    except Exception:
-        return error
-    copy.__dict__.update(error.__dict__)
-    copy.__cause__ = error
-    return copy
-
-
 class MetadataCache(Generic[K, V]):
     """`TTLStore` + `SingleFlight` + negative caching: the resolver's one lookup pattern.
 
@@ -191,7 +137,7 @@ class MetadataCache(Generic[K, V]):
         weigh: Callable[[V], int] | None = None,
     ) -> None:
         self.store: TTLStore[K, V] = TTLStore(maxsize, stats, clock, weigh)
-        self._flights: SingleFlight[K] = SingleFlight(stats)
+        self._flights: SingleFlight[K, V] = SingleFlight(on_shared_wait=stats.count_shared_wait)
         self._negative_ttl = negative_ttl
         self._stats = stats
 
@@ -201,18 +147,14 @@ class MetadataCache(Generic[K, V]):
         fetch: Callable[[], Awaitable[V]],
         ttl: Callable[[V], float] | float,
     ) -> V:
-        while True:
-            found, value = self.store.lookup(key)
-            if found:
-                if isinstance(value, _Absent):
-                    self._stats.negative_hits += 1
-                    raise NotFound(value.message)
-                self._stats.hits += 1
-                return value  # type: ignore[return-value]
-            try:
-                return await self._flights.run(key, lambda: self._fill(key, fetch, ttl))
-            except RetryLookup:
-                continue
+        found, value = self.store.lookup(key)
+        if found:
+            if isinstance(value, _Absent):
+                self._stats.negative_hits += 1
+                raise NotFound(value.message)
+            self._stats.hits += 1
+            return value  # type: ignore[return-value]
+        return await self._flights.run(key, lambda: self._fill(key, fetch, ttl))
 
     async def _fill(
         self, key: K, fetch: Callable[[], Awaitable[V]], ttl: Callable[[V], float] | float

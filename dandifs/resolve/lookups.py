@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
-
-import anyio
 
 from dandifs import errors
 from dandifs.errors import NotFound
 from dandifs.resolve.caching import CacheStats, Clock, MetadataCache
 from dandifs.resolve.persistent import PublishedAnswers, Question
 from dandifs.resolve.source import MetadataSource
-
-if sys.version_info < (3, 11):  # pragma: no cover
-    from exceptiongroup import BaseExceptionGroup
 
 T = TypeVar("T")
 
@@ -98,39 +92,3 @@ class Lookups:
             raise NotFound(
                 f"not found (or not visible without an owner's API token): {exc}"
             ) from exc
-
-
-async def gather(*works: Callable[[], Awaitable[Any]]) -> list[Any]:
-    """Run independent lookups concurrently; results in order.
-
-    A failure is raised as itself (the first one), not wrapped in an exception group:
-    callers and front ends map single domain errors.
-    """
-    results: list[Any] = [None] * len(works)
-
-    async def run(index: int) -> None:
-        results[index] = await works[index]()
-
-    try:
-        async with anyio.create_task_group() as group:
-            for index in range(len(works)):
-                group.start_soon(run, index)
-    except BaseExceptionGroup as group_error:
-        raise first_error(group_error) from None
-    return results
-
-
-def first_error(group: BaseExceptionGroup) -> BaseException:
-    """The first leaf of an exception group that is not a cancellation."""
-    leaves: list[BaseException] = []
-
-    def collect(error: BaseException) -> None:
-        if isinstance(error, BaseExceptionGroup):
-            for inner in error.exceptions:
-                collect(inner)
-        else:
-            leaves.append(error)
-
-    collect(group)
-    cancelled = anyio.get_cancelled_exc_class()
-    return next((e for e in leaves if not isinstance(e, cancelled)), leaves[0])

@@ -44,7 +44,8 @@ from dandifs.resolve.caching import CacheStats, Clock
 from dandifs.resolve.entry import Entry, EntryKind
 from dandifs.resolve.folders import ROOT, AssetFolders
 from dandifs.resolve import persistent
-from dandifs.resolve.lookups import Lookups, gather
+from dandifs.concurrency import gather
+from dandifs.resolve.lookups import Lookups
 from dandifs.resolve.persistent import PublishedAnswers
 from dandifs.resolve.source import MetadataSource
 from dandifs.resolve.versions import (

@@ -22,7 +22,8 @@ from dandifs.namespace.dandiset_yaml import render_dandiset_yaml_bytes
 from dandifs.namespace.routes import VersionAddress
 from dandifs.resolve.entries import Origin
 from dandifs.resolve.entry import Entry, EntryKind
-from dandifs.resolve.lookups import Lookups, gather
+from dandifs.concurrency import gather
+from dandifs.resolve.lookups import Lookups
 from dandifs.resolve.persistent import (
     Question,
     dandiset_record,

@@ -3,6 +3,6 @@
 `service.WebDAVService` assembles it; `dandifs serve` runs it.  Requests pass through
 `app.AccessLog` -> `guard.RequestGuard` (refusals needing no I/O) -> WsgiDAV with
 `auth.TokenAuthenticator` and `provider.DandiProvider`, which reaches the async core
-(resolver, archive client, block cache; one set per caller's token, see `sessions`)
-through `portal.CorePortal`.  Errors are mapped to HTTP once, in `errors`.
+(`dandifs.core`: one core per caller's token, in a `CorePool`) through
+`portal.CorePortal`.  Errors are mapped to HTTP once, in `errors`.
 """

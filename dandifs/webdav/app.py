@@ -83,4 +83,4 @@ class AccessLog:
 
 def make_app(provider: DandiProvider):
     dav = WsgiDAVApp(wsgidav_config(provider))
-    return AccessLog(RequestGuard(dav), provider.sessions.requests_made)
+    return AccessLog(RequestGuard(dav), provider.cores.requests_made)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-from dandifs.resolve.entry import Entry
+from dandifs.core import Entry
 
 # User-Agent fragments of clients that cannot follow a cross-host redirect on GET.
 NON_REDIRECTING_AGENTS = ("neon/", "davfs2/", "cadaver/", "litmus/")

@@ -12,7 +12,8 @@ from datetime import datetime, timezone
 from html import escape
 from urllib.parse import quote
 
-from dandifs.resolve.entry import Entry
+from dandifs.core import Entry
+from dandifs.namespace.routes import split_segments
 
 METADATA_ROUTE = ".metadata"
 UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
@@ -60,12 +61,8 @@ def link_to(name: str, is_folder: bool) -> str:
     return f"{href}/" if is_folder else href
 
 
-def path_segments(path: str) -> list[str]:
-    return [segment for segment in path.split("/") if segment]
-
-
 def breadcrumbs(path: str) -> str:
-    segments = path_segments(path)
+    segments = split_segments(path)
     depth = len(segments)
     crumbs = [f'<a href="{"../" * depth or "./"}">dandi</a>']
     for index, segment in enumerate(segments, start=1):
@@ -79,8 +76,8 @@ def metadata_link(path: str, entry: Entry) -> str:
     """A relative link to `/.metadata/<path>` (outside the mirrored tree), or nothing."""
     if entry.asset_id is None and entry.version is None:
         return ""
-    depth = len(path_segments(path))
-    target = "/".join(quote(segment, safe="") for segment in path_segments(entry.path))
+    depth = len(split_segments(path))
+    target = "/".join(quote(segment, safe="") for segment in split_segments(entry.path))
     return f'<a href="{"../" * depth}{METADATA_ROUTE}/{target}">metadata</a>'
 
 
@@ -107,7 +104,7 @@ def render_listing(path: str, entries: Sequence[Entry], *, title: str = "DANDI A
     """The HTML page for the folder at `path` (which ends in `/`)."""
     children = sorted(entries, key=sort_key)
     parent = '<tr><td class="name dir"><a href="../">../</a></td><td></td><td></td><td></td><td></td></tr>'
-    rows = [parent] if path_segments(path) else []
+    rows = [parent] if split_segments(path) else []
     rows += [row(path, entry) for entry in children]
     folders = sum(entry.is_folder for entry in children)
     total = sum(entry.size for entry in children)

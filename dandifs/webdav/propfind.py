@@ -21,7 +21,7 @@ from xml.sax.saxutils import escape
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 
-from dandifs.resolve.entry import Entry
+from dandifs.core import Entry
 from dandifs.webdav.resources import content_type_of, plain_etag
 
 DAV = "DAV:"

@@ -12,8 +12,8 @@ from __future__ import annotations
 import io
 import json
 import threading
-from collections.abc import Callable, Iterable
-from dataclasses import asdict
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import asdict, replace
 from typing import Any
 
 from cachetools import LRUCache
@@ -22,8 +22,8 @@ from wsgidav.dav_error import PRECONDITION_CODE_PropfindFiniteDepth, DAVError
 from wsgidav.dav_provider import DAVProvider
 
 from dandifs import errors
-from dandifs.namespace import routes
-from dandifs.resolve.entry import Entry
+from dandifs.namespace import join_path, routes
+from dandifs.core import Core, CorePool, Entry, EntryKind, FileReader
 from dandifs.webdav import conditional, propfind
 from dandifs.webdav.auth import TOKEN_KEY
 from dandifs.webdav.delivery import RedirectMode, choose_target, needs_token
@@ -31,9 +31,8 @@ from dandifs.webdav.errors import to_dav_error
 from dandifs.webdav.html import METADATA_ROUTE, render_listing
 from dandifs.webdav.portal import CorePortal
 from dandifs.webdav.remotefile import RemoteFile
-from dandifs.webdav.resources import FileResource, FolderResource, join
+from dandifs.webdav.resources import FileResource, FolderResource
 from dandifs.webdav.responses import json_value, read_body, send_body, validators
-from dandifs.webdav.sessions import Session, Sessions
 
 ALLOW = "OPTIONS, GET, HEAD, PROPFIND"
 
@@ -44,26 +43,26 @@ class DandiProvider(DAVProvider):
     def __init__(
         self,
         portal: CorePortal,
-        sessions: Sessions,
+        cores: CorePool,
         *,
         api_url: str,
         redirect: RedirectMode = RedirectMode.S3,
     ) -> None:
         super().__init__()
         self.portal = portal
-        self.sessions = sessions
+        self.cores = cores
         self.api_url = api_url
         self.redirect = redirect
         self.immutable = ImmutableEntries()
 
     # -- the core, called from WSGI worker threads --------------------------------------
 
-    def _call(self, environ: dict, method: Callable[[Session], Any]) -> Any:
-        """Run `await method(session)` on the core for this request's caller."""
+    def _call(self, environ: dict, method: Callable[[Core], Awaitable[Any]]) -> Any:
+        """Run `await method(core)` on the core of this request's caller."""
         token = environ.get(TOKEN_KEY)
 
         async def run() -> Any:
-            return await method(await self.sessions.get(token))
+            return await method(await self.cores.get(token))
 
         try:
             return self.portal.call(run)
@@ -72,7 +71,7 @@ class DandiProvider(DAVProvider):
 
     def token_is_valid(self, token: str) -> bool:
         try:
-            self.portal.call(self.sessions.get, token)
+            self.portal.call(self.cores.get, token)
         except errors.InvalidToken:
             return False
         except errors.DandiFSError as exc:
@@ -98,7 +97,7 @@ class DandiProvider(DAVProvider):
 
     def _stat(self, path: str, environ: dict) -> Entry:
         try:
-            return self._call(environ, lambda session: session.stat(path))
+            return self._call(environ, lambda core: stat_as_folder(core, path))
         except DAVError as exc:
             if exc.value == 404 and environ.get(TOKEN_KEY) is None:
                 self._challenge_if_hidden(path, environ)
@@ -117,7 +116,7 @@ class DandiProvider(DAVProvider):
         dandiset_path = f"/dandisets/{dandiset_id}"
         if dandiset_path != path:
             try:
-                self._call(environ, lambda session: session.stat(dandiset_path))
+                self._call(environ, lambda core: core.stat(dandiset_path))
                 return
             except DAVError as exc:
                 if exc.value != 404:
@@ -133,15 +132,15 @@ class DandiProvider(DAVProvider):
         memo = environ.setdefault("dandifs.listdir", {})
         key = path.rstrip("/") or "/"
         if key not in memo:
-            children = self._call(environ, lambda session: session.listdir(key))
+            children = self._call(environ, lambda core: listdir_followed(core, key))
             token = environ.get(TOKEN_KEY)
             for child in children:
-                self.immutable.remember(token, join(key, child.name), child)
+                self.immutable.remember(token, join_path(key, child.name), child)
             memo[key] = children
         return memo[key]
 
     def open(self, entry: Entry, environ: dict) -> io.RawIOBase:
-        reader = self._call(environ, lambda session: session.open_reader(entry))
+        reader: FileReader = self._call(environ, lambda core: core.open(entry))
         return RemoteFile(self.portal, reader, entry.size)
 
     # -- WsgiDAV's provider interface ----------------------------------------------------
@@ -181,7 +180,7 @@ class DandiProvider(DAVProvider):
         if method == "HEAD" or target is None:
             return default_handler(environ, start_response)
         if needs_token(resource.entry):
-            target = self._call(environ, lambda session: session.locate(target))
+            target = self._call(environ, lambda core: core.locate(target))
         return self._redirect(start_response, resource, target)
 
     @staticmethod
@@ -209,7 +208,7 @@ class DandiProvider(DAVProvider):
         entry = self.stat(path, environ)
         items = [(path.rstrip("/") or "/", entry)]
         if depth == "1" and entry.is_folder:
-            items += [(join(path, child.name), child) for child in self.listdir(path, environ)]
+            items += [(join_path(path, child.name), child) for child in self.listdir(path, environ)]
         body = propfind.render(environ.get("SCRIPT_NAME", ""), items, request)
         start_response(
             "207 Multi-Status",
@@ -263,10 +262,30 @@ class DandiProvider(DAVProvider):
 
     def _metadata(self, environ, start_response, path: str):
         entry = self.stat(path, environ)
-        record = self._call(environ, lambda session: session.metadata(entry))
+        record = self._call(environ, lambda core: core.metadata(entry.path))
         view = {"entry": {k: json_value(v) for k, v in asdict(entry).items()}, "metadata": record}
         body = json.dumps(view, indent=2, ensure_ascii=False).encode("utf-8") + b"\n"
         return send_body(environ, start_response, body, "application/json; charset=utf-8")
+
+
+def as_folder(entry: Entry) -> Entry:
+    """`latest` is a symlink in FUSE; WebDAV has no symlinks, so it is a folder here."""
+    return replace(entry, kind=EntryKind.FOLDER) if entry.kind is EntryKind.SYMLINK else entry
+
+
+async def stat_as_folder(core: Core, path: str) -> Entry:
+    return as_folder(await core.stat(path, follow=True))
+
+
+async def listdir_followed(core: Core, path: str) -> list[Entry]:
+    """The children of a folder, a symlink (`latest`) shown as the folder it points to."""
+    children = await core.listdir(path)
+    return [
+        as_folder(await core.stat(child.path, follow=True))
+        if child.kind is EntryKind.SYMLINK
+        else child
+        for child in children
+    ]
 
 
 def dandiset_of(route: routes.Route) -> str | None:

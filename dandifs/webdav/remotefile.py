@@ -9,15 +9,15 @@ from __future__ import annotations
 import io
 
 from dandifs import errors
+from dandifs.core import FileReader
 from dandifs.webdav.errors import to_dav_error
 from dandifs.webdav.portal import CorePortal
-from dandifs.webdav.sessions import Reader
 
 
 class RemoteFile(io.RawIOBase):
     """A seekable read-only file over a core reader, for WsgiDAV's GET handler."""
 
-    def __init__(self, portal: CorePortal, reader: Reader, size: int) -> None:
+    def __init__(self, portal: CorePortal, reader: FileReader, size: int) -> None:
         super().__init__()
         self._portal = portal
         self._reader = reader

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 
 from wsgidav.dav_provider import DAVCollection, DAVNonCollection
 
-from dandifs.resolve.entry import Entry
+from dandifs.core import Entry
+from dandifs.namespace import join_path
 
 if TYPE_CHECKING:
     from dandifs.webdav.provider import DandiProvider
@@ -48,10 +49,6 @@ def plain_etag(etag: str | None) -> str | None:
 
 def whole_seconds(moment: datetime | None) -> float | None:
     return float(math.floor(moment.timestamp())) if moment else None
-
-
-def join(folder: str, name: str) -> str:
-    return folder.rstrip("/") + "/" + name
 
 
 class EntryProperties:
@@ -103,12 +100,12 @@ class FolderResource(EntryProperties, DAVCollection):
         return [child.name for child in self.children()]
 
     def get_member_list(self) -> list[FolderResource | FileResource]:
-        return [self.dandi.resource_for(join(self.path, c.name), c, self.environ) for c in self.children()]
+        return [self.dandi.resource_for(join_path(self.path, c.name), c, self.environ) for c in self.children()]
 
     def get_member(self, name: str) -> FolderResource | FileResource | None:
         for child in self.children():
             if child.name == name:
-                return self.dandi.resource_for(join(self.path, name), child, self.environ)
+                return self.dandi.resource_for(join_path(self.path, name), child, self.environ)
         return None
 
     def get_used_bytes(self) -> int | None:

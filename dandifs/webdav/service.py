@@ -1,18 +1,25 @@
-"""The WebDAV server assembled: core loop, per-caller sessions, provider, app, cheroot."""
+"""The WebDAV server assembled: core loop, a core per caller's token, provider, app, cheroot."""
 
 from __future__ import annotations
 
-from dandifs.archive.instances import Instance
+from contextlib import AbstractAsyncContextManager
+
+from dandifs.core import CacheConfig, Core, CoreConfig, CorePool, open_core
 from dandifs.webdav.app import make_app
-from dandifs.webdav.archive_session import open_archive_session
 from dandifs.webdav.delivery import RedirectMode
 from dandifs.webdav.portal import CorePortal
 from dandifs.webdav.provider import DandiProvider
 from dandifs.webdav.server import bound_url, make_server, serve_forever
-from dandifs.webdav.sessions import Sessions
 
+MiB = 1 << 20
+ANONYMOUS_CORE = CoreConfig(cache=CacheConfig(memory_bytes=128 * MiB))
+TOKEN_CORE = CoreConfig(cache=CacheConfig(memory_bytes=32 * MiB))
+"""Block caches are per core and in memory only: the server streams rarely (redirects
+are the default), and blocks of one caller's embargoed data must not outlive that caller's
+core or reach a disk.  With the pool's default of 64 token cores the worst case is
+128 MiB + 64 x 32 MiB, reached only if every one of them streams at once."""
 
-SESSION_CLOSE_SECONDS = 10
+CORE_CLOSE_SECONDS = 10
 
 
 class WebDAVService:
@@ -20,33 +27,45 @@ class WebDAVService:
 
     def __init__(
         self,
-        instance: Instance,
+        instance: str | None,
         *,
         redirect: RedirectMode = RedirectMode.S3,
         default_token: str | None = None,
         threads: int = 32,
     ) -> None:
         self.instance = instance
+        """A dandi-cli instance name or an API URL (None: the DANDI Archive)."""
+        self.api_url: str | None = None
         self.redirect = redirect
         self.default_token = default_token
         self.threads = threads
         self.portal = CorePortal()
-        self.sessions: Sessions | None = None
+        self.cores: CorePool | None = None
         self.server = None
 
-    def _open(self, token: str | None):
-        return open_archive_session(self.instance, token or self.default_token)
+    def _open(self, token: str | None) -> AbstractAsyncContextManager[Core]:
+        """A caller's core.  Callers without credentials get the server's own token, if
+        it has one, and otherwise no token at all (never one from the environment)."""
+        token = token or self.default_token
+        if token is None:
+            return open_core(self.instance, anonymous=True, config=ANONYMOUS_CORE)
+        source = "--token" if token == self.default_token else "the caller's credentials"
+        return open_core(self.instance, token=token, token_source=source, config=TOKEN_CORE)
 
-    async def _make_sessions(self) -> Sessions:
-        return Sessions(self._open)  # made on the loop: its lock and events belong to it
+    async def _make_pool(self) -> CorePool:
+        return CorePool(self._open)  # made on the loop: its events belong to it
 
     def start(self, host: str, port: int):
-        """Start the core and bind the port (serving starts with `serve_forever`)."""
+        """Start the core loop, open the core for callers without credentials (so that a
+        refused `--token` stops the server here), and bind the port (serving starts with
+        `serve_forever`)."""
         self.portal.start()
-        self.sessions = self.portal.call(self._make_sessions)
-        self._sessions_done = self.portal.start_task(self.sessions.run)
+        self.cores = self.portal.call(self._make_pool)
+        self._cores_done = self.portal.start_task(self.cores.run)
+        first = self.portal.call(self.cores.get, None)
+        self.api_url = first.instance.api_url
         provider = DandiProvider(
-            self.portal, self.sessions, api_url=self.instance.api_url, redirect=self.redirect
+            self.portal, self.cores, api_url=self.api_url, redirect=self.redirect
         )
         self.server = make_server(make_app(provider), host, port, threads=self.threads)
         return self.server
@@ -59,11 +78,11 @@ class WebDAVService:
         serve_forever(self.server)
 
     def stop(self) -> None:
-        """Stop accepting requests, finish those in flight, close every session, stop the loop."""
+        """Stop accepting requests, finish those in flight, close every core, stop the loop."""
         if self.server is not None:
             self.server.stop()
-        if self.sessions is not None:
-            self.portal.call(self.sessions.aclose)
-            self._sessions_done.result(timeout=SESSION_CLOSE_SECONDS)
-            self.sessions = None
+        if self.cores is not None:
+            self.portal.call(self.cores.aclose)
+            self._cores_done.result(timeout=CORE_CLOSE_SECONDS)
+            self.cores = None
         self.portal.stop()

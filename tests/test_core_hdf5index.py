@@ -1,4 +1,4 @@
-"""Chunk-index nodes found in HDF5 bytes (dandifs.fuse.hdf5index), checked against files
+"""Chunk-index nodes found in HDF5 bytes (dandifs.core.hdf5index), checked against files
 written by h5py in the test and against h5py's own chunk addresses, plus hand-built nodes."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 import pytest
 
-from dandifs.fuse.hdf5index import (
+from dandifs.core.hdf5index import (
     Regions,
     chunk_index_nodes,
     child_nodes,

@@ -1,4 +1,4 @@
-"""Opening files for the mount (dandifs.fuse.content) against a real HTTP object server:
+"""Opening files for the mount (dandifs.core.opener) against a real HTTP object server:
 what an HDF5 open fetches in the background, its cap, and that it never fails an open."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 from cache_http import ObjectServer, server  # noqa: F401 (a fixture)
 from dandifs.archive import ArchiveClient, RetryPolicy
 from dandifs.cache import CacheConfig, open_block_cache
-from dandifs.fuse.content import ContentOpener
+from dandifs.core.opener import ContentOpener
 from dandifs.resolve.entry import Entry, EntryKind
 
 pytestmark = pytest.mark.anyio
@@ -152,7 +152,7 @@ async def test_a_file_named_nwb_that_is_not_hdf5_costs_only_its_ends(server) -> 
 async def test_a_failing_prefetch_never_reaches_the_open(server, caplog) -> None:
     """The object is gone (404): the open still gives a reader, the background work ends
     quietly with a debug line, and only reading reports the error."""
-    caplog.set_level(logging.DEBUG, logger="dandifs.fuse.content")
+    caplog.set_level(logging.DEBUG, logger="dandifs.core.opener")
     fetched = await open_and_settle(server, "gone.nwb", 8 << 20)
     assert fetched == set()
     assert "no chunk-index prefetch" in caplog.text

@@ -23,7 +23,7 @@ import anyio.abc
 
 from dandifs.cache import BlockCache, BytesReader, ObjectRef, RangeReader
 from dandifs.cache.blocks import runs
-from dandifs.fuse.hdf5index import child_nodes
+from dandifs.core.hdf5index import child_nodes
 from dandifs.resolve.entry import Entry
 
 log = logging.getLogger(__name__)

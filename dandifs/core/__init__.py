@@ -1,0 +1,15 @@
+"""core: the one composition of the layers, and the operations every front end calls.
+
+Front ends import this package (and `namespace/`, `errors`, `concurrency`), nothing else
+of the core's layers.
+"""
+
+from dandifs.cache import CacheConfig
+from dandifs.core.config import CoreConfig
+from dandifs.core.core import Core, FileReader, open_core
+from dandifs.core.pool import CorePool
+from dandifs.resolve.entry import Entry, EntryKind
+
+__all__ = [
+    "CacheConfig",
+    "Core", "CoreConfig", "CorePool", "Entry", "EntryKind", "FileReader", "open_core"]
