@@ -245,21 +245,12 @@ def test_dandiset_children():
     assert listing.latest_target("0.230102.0000") == "0.230102.0000"
 
 
-def test_writability_and_modes():
-    assert listing.is_writable(parse_path("/dandisets/000001/draft/a.nwb"))
-    assert listing.is_writable(parse_path("/dandisets/000001/draft"))
-    assert not listing.is_writable(parse_path("/dandisets/000001/draft/dandiset.yaml"))
-    assert not listing.is_writable(parse_path("/dandisets/000001/latest/a.nwb"))
-    assert not listing.is_writable(parse_path("/dandisets/000001/0.230101.0000/a.nwb"))
-    assert not listing.is_writable(parse_path("/dandisets/000001"))
-    assert not listing.is_writable(parse_path("/"))
+def test_modes():
     assert listing.file_mode(False) == stat.S_IFREG | 0o444
     assert listing.file_mode(True) == stat.S_IFREG | 0o644
     assert listing.folder_mode(False) == stat.S_IFDIR | 0o555
     assert listing.folder_mode(True) == stat.S_IFDIR | 0o755
     assert stat.S_ISLNK(listing.symlink_mode())
-    assert listing.is_virtual_file(parse_path("/dandisets/000001/draft/dandiset.yaml"))
-    assert not listing.is_virtual_file(parse_path("/dandisets/000001/draft/a.nwb"))
 
 
 # --- dandiset.yaml --------------------------------------------------------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urljoin
 
@@ -30,6 +30,7 @@ from dandifs.archive.retry import (
     parse_retry_after,
 )
 from dandifs.archive.status import error_for
+from dandifs.counters import Counters
 from dandifs.errors import ArchiveRejected, DandiFSError, Unavailable
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ Body = bytes | Callable[[], AsyncIterator[bytes]]
 
 
 @dataclass
-class RequestStats:
+class RequestStats(Counters):
     """Counters for benchmarks and logs ("archive requests made")."""
 
     api_requests: int = 0
@@ -60,8 +61,8 @@ class RequestStats:
     def requests(self) -> int:
         return self.api_requests + self.object_requests
 
-    def snapshot(self) -> dict[str, int]:
-        return {f.name: getattr(self, f.name) for f in fields(self)} | {"requests": self.requests}
+    def derived(self) -> dict[str, int]:
+        return {"requests": self.requests}
 
 
 def describe(exc: BaseException) -> str:

@@ -64,8 +64,3 @@ def error_for(response: httpx.Response, *, what: str, authenticated: bool) -> er
         f"{what}: the archive refused with {status} ({said})", status=status, body=response.text
     )
 
-
-def raise_for_status(response: httpx.Response, *, what: str, authenticated: bool) -> None:
-    """Raise the domain error for a non-2xx final answer; do nothing for success."""
-    if not response.is_success:
-        raise error_for(response, what=what, authenticated=authenticated)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dandifs.counters import Counters
+
 
 @dataclass
-class CacheStatistics:
+class CacheStatistics(Counters):
     """The cache's tally; `BlockCache.statistics()` hands out a copy, so a snapshot never
     changes under its reader.
 
@@ -34,3 +36,6 @@ class CacheStatistics:
     @property
     def hits(self) -> int:
         return self.memory_hits + self.disk_hits
+
+    def derived(self) -> dict[str, int]:
+        return {"hits": self.hits}

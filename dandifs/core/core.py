@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import asdict
 from typing import Any, Protocol
 
 import anyio
@@ -112,7 +111,7 @@ class Core:
         return {
             "archive": self._archive.stats.snapshot(),
             "metadata": self._resolver.stats.snapshot(),
-            "blocks": asdict(self._cache.statistics()),
+            "blocks": self._cache.statistics().snapshot(),
         }
 
 

@@ -10,7 +10,6 @@ import stat
 from typing import Iterable
 
 from dandifs.namespace import names
-from dandifs.namespace.routes import Route, VersionRoot, InVersion, DandisetYaml
 
 ROOT_CHILDREN: tuple[str, ...] = (names.DANDISETS,)
 
@@ -29,16 +28,6 @@ def dandiset_children(published_versions: Iterable[str]) -> list[str]:
 def latest_target(version_id: str) -> str:
     """Where the `latest` symlink points: the sibling folder of that version (relative)."""
     return version_id
-
-
-def is_writable(route: Route) -> bool:
-    """True where writes may be attempted: inside a draft (`dandiset.yaml` excluded).
-
-    Whether they succeed still depends on the caller's token and ownership.
-    """
-    if isinstance(route, (VersionRoot, InVersion)):
-        return route.address.is_draft and not route.address.via_releases
-    return False
 
 
 # Mode bits: read-only everywhere except drafts opened with a token, where the owner may
@@ -61,7 +50,3 @@ def folder_mode(writable: bool) -> int:
 def symlink_mode() -> int:
     return stat.S_IFLNK | SYMLINK
 
-
-def is_virtual_file(route: Route) -> bool:
-    """True for files whose bytes dandifs renders itself instead of reading from S3."""
-    return isinstance(route, DandisetYaml)

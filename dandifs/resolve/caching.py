@@ -15,6 +15,7 @@ from typing import Generic, TypeVar
 from cachetools import LRUCache
 
 from dandifs.concurrency import SingleFlight
+from dandifs.counters import Counters
 from dandifs.errors import NotFound
 
 K = TypeVar("K", bound=Hashable)
@@ -24,7 +25,7 @@ Clock = Callable[[], float]
 
 
 @dataclass
-class CacheStats:
+class CacheStats(Counters):
     """What the caches did, for benchmarks and tests."""
 
     archive_calls: int = 0
@@ -40,9 +41,6 @@ class CacheStats:
 
     def count_shared_wait(self) -> None:
         self.shared_waits += 1
-
-    def snapshot(self) -> dict[str, int]:
-        return dict(vars(self))
 
 
 @dataclass(frozen=True)

@@ -248,14 +248,6 @@ class Resolver:
         if self._lookups.answers is not None:
             self._lookups.answers.close()
 
-    def statistics(self) -> dict[str, int]:
-        """Cache counters plus the archive client's HTTP counters (when it keeps them)."""
-        counters = self.stats.snapshot()
-        client_stats = getattr(self.client, "stats", None)
-        if client_stats is not None and hasattr(client_stats, "snapshot"):
-            counters.update({f"http_{k}": v for k, v in client_stats.snapshot().items()})
-        return counters
-
     def invalidate(self, path: str) -> None:
         """Forget what is cached about `path` in a draft and every folder above it.
 
