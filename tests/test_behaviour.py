@@ -382,8 +382,8 @@ def test_ranges_of_a_file_inside_a_zarr_are_the_bytes_in_s3(frontend, local_arch
     files = httpx.get(f"{local_archive.api_url}/zarr/{zarr_id}/files/", timeout=30).json()
     chunk = max(files["results"], key=lambda file: file["Size"])
     path = f"{version_root('000002', 'draft')}/{ZARR_PATH}/{chunk['Key']}"
-    assert frontend.stat(path) == Stat("file", chunk["Size"], frontend.stat(path).mtime,
-                                       frontend.stat(path).ctime)
+    info = frontend.stat(path)
+    assert (info.kind, info.size) == ("file", chunk["Size"])
     middle = chunk["Size"] // 3
     expected = s3_bytes(prefix + chunk["Key"], middle, 1000)
     assert frontend.read(path, middle, 1000) == expected
