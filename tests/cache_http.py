@@ -3,6 +3,11 @@
 It runs in a thread of the test process on a loopback port the OS picks, and serves
 objects held in memory.  `latency` delays every answer, like a distant S3; `stream_rate`
 (bytes per second, 0: unlimited) paces each body, like one S3 connection.
+
+Each request is numbered when it arrives and when its answer starts to go out, so that a
+test can count round trips (`round_trips`) instead of timing them, and `hold()` keeps every
+answer back until `release()`, so that a test can see which requests a client sends while
+others are still unanswered.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -18,11 +23,25 @@ import pytest
 _RANGE = re.compile(r"bytes=(\d+)-(\d*)")
 
 
-@dataclass(frozen=True)
+@dataclass
 class Served:
     path: str
     start: int
     end: int  # exclusive
+    arrived: int = field(default=0, compare=False)  # the server's event count on arrival
+    answered: float = field(default=float("inf"), compare=False)  # ... as its answer began
+
+
+def round_trips(served: list[Served]) -> int:
+    """The longest chain of these requests in which each arrived only after the one before
+    it was answered: the round trips a client waited for them, however long each took."""
+    depth: dict[int, int] = {}
+    ordered = sorted(served, key=lambda s: s.arrived)
+    for i, request in enumerate(ordered):
+        depth[i] = 1 + max(
+            (depth[j] for j in range(i) if ordered[j].answered < request.arrived), default=0
+        )
+    return max(depth.values(), default=0)
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -38,6 +57,10 @@ class ObjectServer:
         self._served: list[Served] = []
         self._lock = threading.Lock()
         self._answering = 0  # requests being answered right now
+        self.max_in_flight = 0  # the most requests answered at once since `forget_served`
+        self._events = 0
+        self._open = threading.Event()
+        self._open.set()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -78,12 +101,32 @@ class ObjectServer:
             time.sleep(0.005)
         with self._lock:
             self._served.clear()
+            self.max_in_flight = 0
+
+    @property
+    def in_flight(self) -> int:
+        """Requests arrived and not yet answered in full."""
+        with self._lock:
+            return self._answering
+
+    def hold(self) -> None:
+        """Keep every answer back (requests are still counted as they arrive)."""
+        self._open.clear()
+
+    def release(self) -> None:
+        self._open.set()
+
+    def _event(self) -> int:
+        with self._lock:
+            self._events += 1
+            return self._events
 
     def __enter__(self) -> ObjectServer:
         self._thread.start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        self.release()
         self._http.shutdown()
         self._http.server_close()
         self._thread.join()
@@ -91,6 +134,7 @@ class ObjectServer:
     def _answer(self, request: BaseHTTPRequestHandler) -> None:
         with self._lock:
             self._answering += 1
+            self.max_in_flight = max(self.max_in_flight, self._answering)
         try:
             self._answer_counted(request)
         finally:
@@ -116,9 +160,12 @@ class ObjectServer:
                 self._reply(request, 416, b"", {"Content-Range": f"bytes */{len(data)}"})
                 return
             status = 206
+        served = Served(path, start, end, arrived=self._event())
         with self._lock:
-            self._served.append(Served(path, start, end))
+            self._served.append(served)
         self._delay()
+        self._open.wait()
+        served.answered = self._event()  # before the body: a reply to it arrives after this
         headers = {"ETag": f'"{etag}"'}
         if status == 206:
             headers["Content-Range"] = f"bytes {start}-{end - 1}/{len(data)}"

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -158,3 +160,22 @@ def wait_valid(client: TestClient, dandiset: str) -> dict[str, Any]:
 
     wait_for(valid)
     return client.get(f"/api/dandisets/{dandiset}/versions/draft/info/").json()
+
+
+@contextmanager
+def sql_statements(client: TestClient) -> Iterator[list[str]]:
+    """The SQL statements the app's database runs inside the block for requests and callers
+    (not the background validation worker's), so a test can count work instead of timing it.
+    Each execution of an `executemany` counts once per row."""
+    statements: list[str] = []
+
+    def record(statement: str) -> None:
+        if threading.current_thread().name != "archive-worker":
+            statements.append(statement)
+
+    connection = client.app.state.archive.db._conn
+    connection.set_trace_callback(record)
+    try:
+        yield statements
+    finally:
+        connection.set_trace_callback(None)

@@ -456,14 +456,15 @@ def test_curl_upload_with_expect_continue(s3: Stack, tmp_path: Path) -> None:
     path = tmp_path / "upload.bin"
     path.write_bytes(os.urandom(3 << 20))
     url = s3.store.presign_put("blobs/curl-upload")
-    started = time.monotonic()
+    # Told to wait an hour for "100 Continue", curl finishes within the limit only if the
+    # proxy sends it; its trace shows the interim answer itself.
     result = subprocess.run(
-        ["curl", "-sS", "-f", "-T", str(path), "-H", "Expect: 100-continue",
-         "--expect100-timeout", "10", "-o", "/dev/null", "-w", "%{http_code}", url],
+        ["curl", "-v", "-sS", "-f", "-T", str(path), "-H", "Expect: 100-continue",
+         "--expect100-timeout", "3600", "-o", "/dev/null", "-w", "%{http_code}", url],
         capture_output=True, text=True, timeout=60,
     )
     assert result.stdout == "200", result.stderr
-    assert time.monotonic() - started < 5  # without "100 Continue" curl would wait 10 s
+    assert "< HTTP/1.1 100 Continue" in result.stderr
     assert s3.store.get_bytes("blobs/curl-upload") == path.read_bytes()
 
 
@@ -483,12 +484,11 @@ def test_latency_is_added_to_every_request(s3: Stack) -> None:
     s3.store.put_bytes("latency/probe", b"x")
     url = s3.store.object_url("latency/probe")
     with httpx.Client() as client:
-        baseline = min(_timed_heads(client, url, 5))
         s3.faults(latency_ms=150)
         slowed = _timed_heads(client, url, 5)
-    # The fastest of several requests is the one least disturbed by other load on the machine.
-    assert min(slowed) >= 0.150
-    assert min(slowed) - baseline == pytest.approx(0.150, abs=0.1)
+    # A lower bound only: other load on the machine can make a request slower, never faster.
+    assert all(elapsed >= 0.150 for elapsed in slowed), slowed
+    assert s3.stats()["requests"] == {"HEAD": 5}  # each one answered once, after the delay
 
 
 def test_error_faults_answer_s3_xml_and_repeat_with_a_seed(s3: Stack) -> None:
@@ -560,7 +560,8 @@ def test_stream_cap_paces_each_body(s3: Stack) -> None:
     s3.faults(stream_mbps=50)
     elapsed, body = _timed_get(url)
     assert body == data
-    assert 0.95 * STREAM_BODY / 50e6 <= elapsed < 2.0  # 0.168 s at 50 MB/s
+    # Lower bounds only (load slows a body, never speeds it); the schedule is TestPace's.
+    assert elapsed >= 0.95 * STREAM_BODY / 50e6  # 0.168 s at 50 MB/s
     # A ranged GET is a body of its own, paced the same way.
     started = time.monotonic()
     response = httpx.get(url, headers={"Range": f"bytes=0-{STREAM_BODY // 2 - 1}"})
@@ -569,24 +570,38 @@ def test_stream_cap_paces_each_body(s3: Stack) -> None:
 
 
 def test_stream_cap_is_per_connection(s3: Stack) -> None:
-    """Two GETs in parallel each get the whole rate, as two S3 connections do."""
+    """Two GETs in parallel are each paced on their own, as two S3 connections are: every
+    body gets a schedule of its own (a shared one would book the second body behind the
+    first), and two bodies streaming at once are each held to the cap."""
+    faults = FaultConfig(stream_mbps=16)
+    first, second = faults.body_pace(), faults.body_pace()
+    assert first is not None and second is not None and first is not second
+    assert second.schedule(100_000, now=0.0) == first.schedule(100_000, now=0.0)
     data = os.urandom(STREAM_BODY)
     s3.store.put_bytes("pace/parallel", data)
     url = s3.store.object_url("pace/parallel")
     s3.faults(stream_mbps=16)
-    alone = STREAM_BODY / 16e6  # 0.52 s; the two one after the other would take 1.05 s
+    alone = STREAM_BODY / 16e6  # 0.52 s
     results: list[tuple[float, bytes]] = []
-    started = time.monotonic()
-    threads = [threading.Thread(target=lambda: results.append(_timed_get(url)))
-               for _ in range(2)]
+    both_streaming = threading.Barrier(2, timeout=30)
+
+    def get() -> None:
+        started = time.monotonic()
+        with httpx.stream("GET", url, timeout=30) as response:
+            chunks = response.iter_bytes()
+            body = next(chunks)
+            both_streaming.wait()
+            body += b"".join(chunks)
+        results.append((time.monotonic() - started, body))
+
+    threads = [threading.Thread(target=get) for _ in range(2)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    wall = time.monotonic() - started
     assert [body == data for _, body in results] == [True, True]
+    # Lower bounds: load slows a body, never speeds it.
     assert all(elapsed >= 0.95 * alone for elapsed, _ in results)
-    assert wall < 1.5 * alone
 
 
 def test_stream_cap_zero_restores_full_speed(s3: Stack) -> None:
@@ -596,9 +611,9 @@ def test_stream_cap_zero_restores_full_speed(s3: Stack) -> None:
     s3.faults(stream_mbps=10)
     assert httpx.get(f"{s3.url}/__dandifs__/faults").json()["stream_mbps"] == 10
     s3.faults(stream_mbps=0)
-    fastest = min(_timed_get(url)[0] for _ in range(3))
-    # Twice the cap at least (uncapped it is ~100x on an idle machine; others share its cores).
-    assert fastest < 0.5 * STREAM_BODY / 10e6
+    assert httpx.get(f"{s3.url}/__dandifs__/faults").json()["stream_mbps"] == 0
+    assert FaultConfig(stream_mbps=0).body_pace() is None  # bodies go out unpaced
+    assert httpx.get(url, timeout=30).content == data
 
 
 def test_bad_stream_cap_is_refused_with_a_400(s3: Stack) -> None:
@@ -659,18 +674,18 @@ def test_unreachable_s3_is_a_retryable_503(stack: Stack) -> None:
 
 
 def test_proxy_streams_large_objects(s3: Stack, tmp_path: Path) -> None:
-    """A body much larger than the proxy's buffers goes through intact and at speed."""
+    """A body much larger than the proxy's buffers goes through intact and without stalls
+    (a pause of 10 s between two pieces fails the read; that limit only catches a hang)."""
     path = tmp_path / "large.bin"
     path.write_bytes(os.urandom(64 << 20))
     s3.store.put_file("large/object", path, part_size=16 << 20)
     digest = hashlib.md5()
-    started = time.monotonic()
-    with httpx.stream("GET", s3.store.object_url("large/object"), timeout=60) as response:
+    url = s3.store.object_url("large/object")
+    with httpx.stream("GET", url, timeout=httpx.Timeout(10.0)) as response:
         for chunk in response.iter_bytes():
             digest.update(chunk)
-    elapsed = time.monotonic() - started
     assert digest.hexdigest() == hashlib.md5(path.read_bytes()).hexdigest()
-    assert (64 << 20) / elapsed > 10e6  # bytes/s: catches stalls, not a benchmark
+    assert s3.stats()["bytes_sent"] == 64 << 20  # one pass, nothing sent twice
 
 
 # -- the process ---------------------------------------------------------------------------
