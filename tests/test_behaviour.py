@@ -429,9 +429,9 @@ def test_dot_dot_never_leaves_the_tree(mount) -> None:
 
 
 def test_a_file_used_as_a_folder(frontend, published) -> None:
-    """FUSE: ENOTDIR, as on any filesystem; WebDAV: 404 (no such folder)."""
+    """FUSE: ENOTDIR, as on any filesystem; WebDAV: 409, as for any other file."""
     path = version_root("000001", published) + "/dandiset.yaml/inside"
-    assert frontend.error(path) == {"fuse": "not-a-directory", "webdav": "not-found"}[
+    assert frontend.error(path) == {"fuse": "not-a-directory", "webdav": "conflict"}[
         frontend.name]
 
 

@@ -145,6 +145,7 @@ class Resolver:
                 raise NotFound(f"{route.path}: the version has no metadata")
             return entry
         self._refuse_never_remote(route)
+        self._refuse_inside_rendered_file(route)
         context = await self._versions.context(route.address)
         located = await self._folders.locate(context, route.relative)
         return _present(context, located.entry)
@@ -165,6 +166,7 @@ class Resolver:
         if isinstance(route, VersionRoot):
             return await self._list_version_root(route)
         self._refuse_never_remote(route)
+        self._refuse_inside_rendered_file(route)
         context = await self._versions.context(route.address)
         listing = await self._folders.listing(context, route.relative)
         return [_present(context, entry) for entry in listing.entries]
@@ -185,6 +187,12 @@ class Resolver:
             children.append(yaml_entry)
             children.sort(key=lambda entry: entry.name)
         return children
+
+    @staticmethod
+    def _refuse_inside_rendered_file(route: InVersion) -> None:
+        """`dandiset.yaml/x`: a file used as a folder, as for any asset file."""
+        if route.segments[0] == names.DANDISET_YAML:
+            raise NotADirectory(f"{route.address.path_of(names.DANDISET_YAML)} is a file")
 
     @staticmethod
     def _refuse_never_remote(route: InVersion) -> None:
