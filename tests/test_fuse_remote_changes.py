@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from conftest import LocalArchive, start_local_archive, stop_local_archive
 from fuse_support import MountProcess, dandi_download, require_fuse, version_path
@@ -115,3 +116,42 @@ def test_an_open_draft_file_reads_on_after_its_asset_is_renamed_and_deleted(
         assert os.pread(fd, 1 * MiB, len(data) - MiB // 2) == data[-MiB // 2:]
     finally:
         os.close(fd)
+
+
+# -- a published version equals its `dandi download` -----------------------------------------
+
+LONG_DESCRIPTION = (
+    "Extracellular recordings with 64-channel silicon probes and two-photon calcium imaging "
+    "from CA1 of head-fixed mice (Ünïcödé — “quotes” 日本語) running on a virtual linear track.\n\n"
+    + "Each session has the raw voltage or imaging frames, sorted units or segmented cells, "
+    "and the animal's position and running speed. " * 4
+)
+
+
+def tree_bytes(root: Path) -> dict[str, bytes]:
+    """Every file under `root` with its bytes."""
+    return {
+        str(path.relative_to(root)): path.read_bytes()
+        for path in sorted(root.rglob("*")) if path.is_file()
+    }
+
+
+def test_a_published_version_with_a_long_description_equals_its_dandi_download(
+    api, archive, mount, tmp_path
+) -> None:
+    metadata = {**PUBLISHABLE_METADATA, "description": LONG_DESCRIPTION}
+    dandiset = create_dandiset(api, "Ünïcödé — a dandiset whose name and description fold "
+                               "across lines in dandiset.yaml", metadata)
+    blob = upload_blob(api, dandiset, random.Random(3).randbytes(3 * MiB))
+    assert add_asset(api, dandiset, "sub-1/sub-1_ses-1.nwb", blob_id=blob).status_code == 200
+    wait_valid(api, dandiset)
+    assert api.post(f"/api/dandisets/{dandiset}/versions/draft/publish/",
+                    headers=OWNER).status_code == 202
+    wait_for(lambda: api.get(f"/api/dandisets/{dandiset}/").json()["most_recent_published_version"])
+    version = api.get(f"/api/dandisets/{dandiset}/").json()["most_recent_published_version"]["version"]
+
+    downloaded = tree_bytes(dandi_download(archive.api_url, dandiset, version, tmp_path, {}))
+    mounted = tree_bytes(version_path(mount.mountpoint, dandiset, version))
+    assert set(mounted) == set(downloaded) == {"dandiset.yaml", "sub-1/sub-1_ses-1.nwb"}
+    assert yaml.safe_load(downloaded["dandiset.yaml"])["description"] == LONG_DESCRIPTION
+    assert mounted == downloaded
