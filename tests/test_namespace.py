@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -320,10 +323,25 @@ TRICKY_METADATA = {
 }
 
 
+LONG_DESCRIPTION_METADATA = {
+    "identifier": "DANDI:000123",
+    "name": "Ünïcödé place cells — “quotes” 日本語 in a name that is longer than eighty characters",
+    "description": (
+        "Extracellular recordings with 64-channel silicon probes and two-photon calcium imaging "
+        "from CA1 of head-fixed mice (Ünïcödé — 日本語) running on a virtual linear track.\n\n"
+        "Second paragraph: each session has the raw voltage or imaging frames, sorted units "
+        "or segmented cells, and the animal's position and running speed. " * 3
+    ),
+    "url": "https://dandiarchive.org/dandiset/000123/draft/" + "x" * 90,
+    "keywords": ["a keyword that is long enough to be folded when it is dumped in a list item"],
+}
+
+
 @pytest.mark.parametrize(
     "metadata",
     [
         pytest.param(_recorded_metadata("version_published_GET_metadata.json"), id="published"),
+        pytest.param(LONG_DESCRIPTION_METADATA, id="long-description"),
         pytest.param(_recorded_metadata("version_draft_GET_metadata.json"), id="draft"),
         pytest.param(TRICKY_METADATA, id="tricky"),
         pytest.param({"name": "no identifier"}, id="no-identifier"),
@@ -336,6 +354,52 @@ def test_dandiset_yaml_equals_what_dandi_cli_writes(metadata, tmp_path):
     Dandiset(tmp_path, allow_empty=True).update_metadata(metadata)
     written = (tmp_path / "dandiset.yaml").read_bytes()
     assert render_dandiset_yaml_bytes(metadata) == written
+
+
+WRITE_IN_ENVIRONMENT = """
+import json, sys, tempfile
+for name in sys.argv[2:]:
+    sys.modules[name] = None  # as if not installed
+metadata = json.load(sys.stdin)
+if sys.argv[1] == "dandi-cli":
+    from pathlib import Path
+    from dandi.dandiset import Dandiset
+    with tempfile.TemporaryDirectory() as folder:
+        Dandiset(folder, allow_empty=True).update_metadata(metadata)
+        sys.stdout.buffer.write((Path(folder) / "dandiset.yaml").read_bytes())
+else:
+    from dandifs.namespace.dandiset_yaml import render_dandiset_yaml_bytes
+    sys.stdout.buffer.write(render_dandiset_yaml_bytes(metadata))
+"""
+C_EMITTER = "_ruamel_yaml"  # ruamel.yaml.clib's module; ruamel.yaml falls back without it
+
+
+def _written(writer: str, metadata: dict, *, without: tuple[str, ...] = ()) -> bytes:
+    """`dandiset.yaml` as dandi-cli or dandifs writes it in a Python without `without`."""
+    result = subprocess.run(
+        [sys.executable, "-c", WRITE_IN_ENVIRONMENT, writer, *without],
+        input=json.dumps(metadata).encode(), capture_output=True, check=True, timeout=120,
+        env={**os.environ, "DANDI_NO_ET": "1"},
+    )
+    return result.stdout
+
+
+@pytest.mark.parametrize("without", [(), (C_EMITTER,)], ids=["as-installed", "no-c-emitter"])
+def test_dandiset_yaml_folds_as_dandi_cli_of_the_same_environment(without):
+    """With or without ruamel's C emitter, dandifs folds long lines as dandi-cli beside it."""
+    metadata = LONG_DESCRIPTION_METADATA
+    assert _written("dandifs", metadata, without=without) == _written(
+        "dandi-cli", metadata, without=without)
+
+
+def test_dandiset_yaml_without_dandi_cli_folds_as_the_pure_emitter():
+    """Without dandi-cli, the folding does not depend on whether the C emitter is installed:
+    it is that of dandi-cli on ruamel.yaml's pure-Python emitter."""
+    metadata = LONG_DESCRIPTION_METADATA
+    expected = _written("dandi-cli", metadata, without=(C_EMITTER,))
+    assert _written("dandifs", metadata, without=("dandi",)) == expected
+    assert _written("dandifs", metadata, without=("dandi", C_EMITTER)) == expected
+    assert max(len(line) for line in expected.decode().splitlines()) > 80  # folding mattered
 
 
 def test_dandiset_yaml_round_trips():

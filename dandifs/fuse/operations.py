@@ -96,8 +96,21 @@ class DandiOperations(pyfuse3.Operations):
         self, inode: int, ctx: pyfuse3.RequestContext | None = None
     ) -> pyfuse3.EntryAttributes:
         with fuse_errors("getattr", inode):
-            entry = await self.core.stat(self.inodes.path(inode))
+            path = self.inodes.path(inode)
+            try:
+                entry = await self.core.stat(path)
+            except errors.NotFound:
+                # A file renamed or deleted remotely while open keeps its attributes until
+                # the last close, as on a local filesystem: the kernel asks for them before
+                # reads once they time out, and an answer of ENOENT fails the read.
+                entry = self._open_entry(path)
+                if entry is None:
+                    raise
             return self.policy.attributes(entry, inode)
+
+    def _open_entry(self, path: str) -> Entry | None:
+        """The entry a handle open on `path` was opened with, if any."""
+        return next((handle.entry for handle in self._files.values() if handle.path == path), None)
 
     async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
         for inode, count in inode_list:
