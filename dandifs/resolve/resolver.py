@@ -238,6 +238,24 @@ class Resolver:
             return await self.asset_metadata(entry)
         return await self.version_metadata(path)
 
+    async def zarr_neighbours(self, entry: Entry) -> tuple[Entry, ...]:
+        """The files of the Zarr asset that file `entry` is in, in chunk-key order (empty
+        outside Zarrs): what a reader walking the Zarr is likely to open next.  The entries
+        are as cached (paths relative to the version); their URLs and ETags are the files'.
+        """
+        if entry.zarr_id is None or entry.is_folder:
+            return ()
+        route = parse_path(entry.path)
+        if not isinstance(route, InVersion):
+            return ()
+        context = await self._versions.context(route.address)
+        for zarr_path, key in route.zarr_splits():
+            zarr = (await self._folders.locate(context, zarr_path)).entry
+            if zarr.zarr_id == entry.zarr_id:
+                key_folder = key.rpartition("/")[0]
+                return await self._folders.zarrs.files_in_key_order(context, zarr, key_folder)
+        return ()
+
     async def read_virtual(self, path: str) -> bytes:
         """The bytes of a file dandifs renders itself (`dandiset.yaml`)."""
         route = parse_path(path)

@@ -9,6 +9,8 @@ endpoint has no delimiter), and only that folder's listing is kept.
 
 from __future__ import annotations
 
+import re
+
 from dandifs.errors import NotFound
 from dandifs.resolve.entries import Listing, tree_from_zarr_files
 from dandifs.resolve.entry import Entry
@@ -17,6 +19,18 @@ from dandifs.resolve.lookups import Lookups
 from dandifs.resolve.versions import VersionContext
 
 Tree = dict[str, Listing]
+
+_NUMBER = re.compile(r"(\d+)")
+
+
+def key_order(path: str) -> tuple[tuple[int, int | str], ...]:
+    """Sort key of a Zarr key in the order readers walk chunks: numbers compare as numbers,
+    so `0/2/0` comes before `0/10/0` (and `0.2` before `0.10`), names as text."""
+    return tuple(
+        (0, int(part)) if part.isdigit() else (1, part)
+        for part in _NUMBER.split(path)
+        if part
+    )
 
 
 def tree_weight(tree: Tree) -> int:
@@ -35,6 +49,7 @@ class ZarrFolders:
         self.lookups = lookups
         self.tree_limit = tree_limit
         self._trees = lookups.cache(cache_entries, tree_weight)
+        self._orders = lookups.cache(cache_entries, len)
 
     async def _tree(self, context: VersionContext, zarr: Entry, key_folder: str) -> Tree:
         whole = zarr.file_count is None or zarr.file_count <= self.tree_limit
@@ -67,6 +82,26 @@ class ZarrFolders:
         if listing is None:
             raise NotFound(f"{context.address.path_of(folder)}: no such folder in the Zarr")
         return listing
+
+    async def files_in_key_order(
+        self, context: VersionContext, zarr: Entry, key_folder: str
+    ) -> tuple[Entry, ...]:
+        """The files of the Zarr asset `zarr` in the order chunk readers walk them: all of
+        them for a Zarr walked whole, else those of folder `key_folder` only."""
+        whole = zarr.file_count is None or zarr.file_count <= self.tree_limit
+        scope = "" if whole else key_folder
+
+        async def order() -> tuple[Entry, ...]:
+            tree = await self._tree(context, zarr, key_folder)
+            files = [
+                entry
+                for listing in tree.values()
+                for entry in listing.entries
+                if not entry.is_folder and (whole or entry.path.startswith(f"{zarr.path}/{scope}"))
+            ]
+            return tuple(sorted(files, key=lambda entry: key_order(entry.path)))
+
+        return await self._orders.get((*context.key, zarr.path, scope), order, ttl=context.ttl)
 
     async def entry(self, context: VersionContext, zarr: Entry, key: str) -> Entry:
         """The object or folder at `key` inside the Zarr asset `zarr`."""
