@@ -4,7 +4,7 @@
 `test_archive_http.py` already runs the object-read cases (ranges, ETags, short and cut
 bodies, 403 re-resolution, servers ignoring Range) through this client; here are the
 connection-level behaviours of its own: keep-alive, connections the server closed while
-idle, chunked and unframed bodies, redirects handed to the general client.
+idle, chunked and unframed bodies, redirects followed once and cached.
 """
 
 from __future__ import annotations
@@ -225,12 +225,19 @@ async def redirected_object(nursery):
     return s3, mirror
 
 
-def test_a_redirecting_object_url_is_followed_by_the_general_client():
+def test_a_redirecting_object_url_is_followed_once_and_its_target_cached():
+    """A download URL the mount did not recognise as the API's (another spelling of its
+    host) redirects: later reads go straight to the target."""
+
     async def test(nursery):
         s3, mirror = await redirected_object(nursery)
         async with objects_client() as archive:
-            assert await archive.objects.read_range(f"{mirror.origin}/o", 0, 4) == DATA[:4]
-            assert [r.path for r in s3.requests] == ["/real"]
+            for start in range(0, 40, 10):
+                assert await archive.objects.read_range(
+                    f"{mirror.origin}/o", start, start + 4
+                ) == DATA[start : start + 4]
+            assert len(mirror.requests) == 1
+            assert [r.path for r in s3.requests] == ["/real"] * 4
 
     run(test)
 
