@@ -39,7 +39,7 @@ from dandifs.archive.session import (
     describe,
     is_retryable_status,
 )
-from dandifs.errors import ArchiveRejected, DandiFSError, Stale
+from dandifs.errors import ArchiveRejected, DandiFSError, Stale, Unavailable
 from dandifs.model import ObjectInfo
 
 log = logging.getLogger(__name__)
@@ -124,8 +124,8 @@ class ObjectStore:
 
     @property
     def stream_rate(self) -> float | None:
-        """Bytes per second one connection delivered lately (a running average over bodies
-        the lean client received), or None before the first.  It tells a reader whether a
+        """Bytes per second one connection delivered lately (a running average over the
+        bodies received, by either client), or None before the first.  It tells a reader whether a
         large range comes sooner as several parallel GETs."""
         return self._stream_rate
 
@@ -287,9 +287,7 @@ class ObjectStore:
         if direct is None:
             host = urlsplit(target).hostname or ""
             proxied = getproxies().keys() & {"http", "https", "all"}
-            direct = origin.startswith("http://") and (
-                not proxied or bool(proxy_bypass(host))
-            )
+            direct = not proxied or bool(proxy_bypass(host))
             self._direct_origins[origin] = direct
         return direct
 
@@ -310,6 +308,8 @@ class ObjectStore:
                 target, range_header(start, end), span, piece_size=piece_size,
                 expected=end - start,
             )
+        except rawhttp.CertificateRefused as exc:
+            raise Unavailable(f"GET {redact(target)}: {exc}") from exc
         except rawhttp.TransportError as exc:
             raise TransientFailure(str(exc)) from exc
         if not answer.is_success:
@@ -357,8 +357,10 @@ class ObjectStore:
                 )
             check_etag(response, etag, target)
             offset, stop = body_window(response, start, end, target)
+            started = anyio.current_time()
             data = await read_raw(response, offset, stop)
             self.session.stats.bytes_received += len(data)
+            self._observe(len(data), anyio.current_time() - started)
             if len(data) != stop - offset:
                 raise TransientFailure(f"short body: {len(data)} of {stop - offset} bytes")
             return data
