@@ -5,8 +5,8 @@ Every read is pinned to an ETag: an answer carrying a different ETag raises `err
 rather than returning bytes of another object version.  A short body is retried like any
 other transient failure.  A redirect met by a read (the archive's download URL, under
 whatever name the archive calls itself) is followed and its target cached like a located
-one, so later reads of that URL go straight to S3.  Bytes are taken raw (no content decoding), because ranges count
-stored bytes.
+one, so later reads of that URL go straight to S3.  Bytes are taken raw (no content
+decoding), because ranges count stored bytes.
 """
 
 from __future__ import annotations
@@ -104,8 +104,9 @@ class ObjectStore:
     their redirect target with the token; the target is cached until near its expiry and
     fetched without the token.  Any other URL is fetched as is, never with the token.
 
-    With `ranges`, `read_range` fetches token-free targets over that lean client instead
-    of httpx (the bulk of a mount's bytes); everything else goes through `session`.
+    With `ranges`, `read_range` and `read_pieces` fetch token-free, proxy-free targets
+    (http or https) over that lean client instead of httpx (the bulk of a mount's bytes);
+    everything else goes through `session`.
     """
 
     def __init__(
@@ -125,8 +126,8 @@ class ObjectStore:
     @property
     def stream_rate(self) -> float | None:
         """Bytes per second one connection delivered lately (a running average over the
-        bodies received, by either client), or None before the first.  It tells a reader whether a
-        large range comes sooner as several parallel GETs."""
+        bodies received, by either client), or None before the first.  It tells a reader
+        whether a large range comes sooner as several parallel GETs."""
         return self._stream_rate
 
     def _observe(self, received: int, seconds: float) -> None:

@@ -23,8 +23,8 @@ the server meanwhile; if it fails before the first byte of an answer arrives, th
 sent once more on a new connection (what HTTP clients do for idempotent requests).  A body
 not read to its end closes its connection rather than returning it to the pool.
 
-Anything this client does not handle (redirects, proxies, the API's token) is left to the
-general `HttpSession`; see `ObjectStore.read_range`.
+Anything this client does not handle (proxies, the API's token) is left to the general
+`HttpSession`; a redirect is handed back as an answer for `ObjectStore` to follow and cache.
 """
 
 from __future__ import annotations
