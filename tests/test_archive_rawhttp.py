@@ -371,11 +371,16 @@ def test_https_ranged_reads_over_one_tls_connection(tls_server_context, trusted)
     run(test)
 
 
+async def small_object_over_tls(nursery: trio.Nursery, context: ssl.SSLContext) -> RawServer:
+    """A TLS server answering every GET with bytes 0-99 of DATA (ETag "e1")."""
+    return await RawServer(lambda target, n: (partial_content(0, 99), False), context).start(
+        nursery
+    )
+
+
 def test_https_read_of_a_changed_object_is_stale(tls_server_context, trusted):
     async def test(nursery):
-        server = await RawServer(
-            lambda target, n: (partial_content(0, 99), False), tls_server_context
-        ).start(nursery)
+        server = await small_object_over_tls(nursery, tls_server_context)
         async with objects_client() as archive:
             with pytest.raises(errors.Stale, match="e1"):
                 await archive.objects.read_range(server.url, 0, 100, etag="e0")
@@ -386,9 +391,7 @@ def test_https_read_of_a_changed_object_is_stale(tls_server_context, trusted):
 
 def test_an_untrusted_certificate_is_refused_without_retries(tls_server_context):
     async def test(nursery):
-        server = await RawServer(
-            lambda target, n: (partial_content(0, 99), False), tls_server_context
-        ).start(nursery)
+        server = await small_object_over_tls(nursery, tls_server_context)
         async with objects_client() as archive:
             with pytest.raises(errors.Unavailable, match="certificate"):
                 await archive.objects.read_range(server.url, 0, 100)
