@@ -22,13 +22,12 @@ from email.utils import parsedate_to_datetime
 from typing import TypeVar
 from urllib.parse import parse_qsl, urljoin, urlsplit
 from urllib.request import getproxies, proxy_bypass
-from weakref import WeakValueDictionary
 
 import anyio
 import httpx
 
-from dandifs.archive.instances import origin_of
 from dandifs.archive import rawhttp
+from dandifs.archive.instances import origin_of
 from dandifs.archive.presigned import PresignedTargets, redact
 from dandifs.archive.rawhttp import RangeClient
 from dandifs.archive.retry import TransientFailure, parse_retry_after
@@ -39,6 +38,7 @@ from dandifs.archive.session import (
     describe,
     is_retryable_status,
 )
+from dandifs.concurrency import SingleFlight
 from dandifs.errors import ArchiveRejected, DandiFSError, Stale, Unavailable
 from dandifs.model import ObjectInfo
 
@@ -120,7 +120,7 @@ class ObjectStore:
         self.targets = targets if targets is not None else PresignedTargets()
         self.ranges = ranges
         self._direct_origins: dict[str, bool] = {}
-        self._locating: WeakValueDictionary[str, anyio.Lock] = WeakValueDictionary()
+        self._locating: SingleFlight[str, str] = SingleFlight()
         self._stream_rate: float | None = None
 
     @property
@@ -153,17 +153,16 @@ class ObjectStore:
             return cached
         if not self._via_api(url):
             return url
-        lock = self._locating.setdefault(url, anyio.Lock())
-        async with lock:
-            if not fresh and (cached := self.targets.get(url)) is not None:
-                return cached
-            response = await self.session.request("GET", url, follow_redirects=False)
-            if response.is_redirect:
-                target = urljoin(str(response.request.url), response.headers["location"])
-                self.targets.put(url, target)
-                return target
-            self.session.raise_for_status(response, what=f"GET {url}")
-            return url
+        return await self._locating.run(url, lambda: self._ask_redirect(url))
+
+    async def _ask_redirect(self, url: str) -> str:
+        response = await self.session.request("GET", url, follow_redirects=False)
+        if response.is_redirect:
+            target = urljoin(str(response.request.url), response.headers["location"])
+            self.targets.put(url, target)
+            return target
+        self.session.raise_for_status(response, what=f"GET {url}")
+        return url
 
     async def _with_fresh_target(self, url: str, operation: Callable[[str], Awaitable[T]]) -> T:
         """Run `operation(target)`, following (and caching) the redirects it meets; if a
