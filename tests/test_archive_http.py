@@ -12,7 +12,6 @@ import json
 import socket
 import struct
 from collections.abc import Awaitable, Callable
-from contextlib import aclosing
 from dataclasses import dataclass, field
 from functools import partial
 from urllib.parse import parse_qsl, urlsplit
@@ -374,6 +373,37 @@ def test_token_is_sent_to_the_api_and_never_across_a_redirect():
     run(test)
 
 
+def test_concurrent_first_reads_of_a_download_url_ask_the_api_once():
+    """The parallel GETs of a large read of an embargoed file share one redirect lookup."""
+    data = bytes(range(256)) * 64
+
+    async def test(nursery):
+        s3 = await started(nursery, lambda r: serve_object(r, data, etag="e1"))
+        api = await started(
+            nursery,
+            lambda r: Reply(302, {"Location": f"{s3.origin}/bucket/blobs/abc?X-Amz-Signature=x"}),
+        )
+        async with client_for(api, token="sekrit") as archive:
+            url = archive.download_url("5c4a0e6c-7d43-4d7a-9f2c-3b1e8a6c9d01")
+            blocks = 8
+            size = len(data) // blocks
+            received: dict[int, bytes] = {}
+
+            async def read(block: int) -> None:
+                received[block] = await archive.objects.read_range(
+                    url, block * size, (block + 1) * size, etag="e1"
+                )
+
+            async with trio.open_nursery() as readers:
+                for block in range(blocks):
+                    readers.start_soon(read, block)
+            assert b"".join(received[block] for block in range(blocks)) == data
+        assert len(api.requests) == 1
+        assert len(s3.requests) == blocks
+
+    run(test)
+
+
 def test_expired_presigned_target_is_fetched_again():
     data = b"0123456789" * 10
 
@@ -469,96 +499,6 @@ def test_a_server_ignoring_range_still_gives_the_right_bytes():
             assert await archive.objects.read_range(f"{s3.origin}/o", 30, 60) == data[30:60]
             info = await archive.objects.stat(f"{s3.origin}/o")
             assert (info.size, info.etag) == (len(data), "z")
-
-    run(test)
-
-
-def test_streaming_resumes_after_a_cut_and_keeps_the_etag():
-    data = bytes(range(256)) * 1000
-    cuts = [70_000, 5]
-
-    async def test(nursery):
-        def handler(request: Request) -> Reply:
-            reply = serve_object(request, data, etag="same")
-            if cuts:
-                reply.send_only = cuts.pop(0)
-            return reply
-
-        s3 = await started(nursery, handler)
-        async with objects_client() as archive:
-            async with aclosing(
-                archive.objects.stream_range(f"{s3.origin}/o", 1000, 200_000, chunk_size=16384)
-            ) as chunks:
-                received = b"".join([chunk async for chunk in chunks])
-        assert received == data[1000:200_000]
-        ranges = [r.headers["range"] for r in s3.requests]
-        assert len(ranges) == 3 and ranges[0] == "bytes=1000-199999"
-        starts = [int(r.removeprefix("bytes=").split("-")[0]) for r in ranges]
-        assert starts[0] < starts[1] <= starts[2] <= 1000 + 70_000  # resumed, never restarted
-        assert all(r.endswith("-199999") for r in ranges)
-
-    run(test)
-
-
-def test_a_long_stream_may_fail_more_often_than_the_attempt_limit_if_it_progresses():
-    data = bytes(range(256)) * 1000
-    cuts = [30_000] * 6
-
-    async def test(nursery):
-        def handler(request: Request) -> Reply:
-            reply = serve_object(request, data, etag="same")
-            if cuts:
-                reply.send_only = cuts.pop(0)
-            return reply
-
-        s3 = await started(nursery, handler)
-        async with objects_client(
-            policy=RetryPolicy(max_attempts=2, random=lambda: 0.0)
-        ) as archive:
-            async with aclosing(
-                archive.objects.stream_range(f"{s3.origin}/o", 0, len(data))
-            ) as chunks:
-                assert b"".join([chunk async for chunk in chunks]) == data
-        assert len(s3.requests) == 7
-
-    run(test)
-
-
-def test_a_stream_without_progress_gives_up():
-    async def test(nursery):
-        s3 = await started(nursery, sequence(Reply(reset=True)))
-        async with objects_client(
-            policy=RetryPolicy(max_attempts=3, random=lambda: 0.0)
-        ) as archive:
-            with pytest.raises(errors.Unavailable, match="3 attempts"):
-                async with aclosing(
-                    archive.objects.stream_range(f"{s3.origin}/o", 0, 10)
-                ) as chunks:
-                    async for _ in chunks:
-                        pass
-        assert len(s3.requests) == 3
-
-    run(test)
-
-
-def test_streaming_refuses_a_changed_object_after_resuming():
-    data = bytes(range(256)) * 1000
-    etags = ["first", "second"]
-
-    async def test(nursery):
-        def handler(request: Request) -> Reply:
-            reply = serve_object(request, data, etag=etags.pop(0))
-            reply.send_only = 50_000
-            return reply
-
-        s3 = await started(nursery, handler)
-        async with objects_client() as archive:
-            with pytest.raises(errors.Stale, match="second"):
-                async with aclosing(
-                    archive.objects.stream_range(f"{s3.origin}/o", 0, 100_000)
-                ) as chunks:
-                    async for _ in chunks:
-                        pass
 
     run(test)
 

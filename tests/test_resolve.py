@@ -231,6 +231,27 @@ async def test_cold_stat_of_a_file_is_one_request(local_archive):
         assert requests.made == 2
 
 
+@pytest.mark.parametrize("tree_limit", [None, 0])  # listed from the assets walk / one query
+async def test_another_spelling_of_the_instance_still_reads_from_s3(local_archive, tree_limit):
+    """The archive calls itself 127.0.0.1 in every `contentUrl`; given `localhost/api/`,
+    files still name their S3 URL, and a read is one GET of S3 (no download redirect)."""
+    spelled = local_archive.api_url.replace("//127.0.0.1:", "//localhost:") + "/"
+    options = {} if tree_limit is None else {"tree_limit": tree_limit}
+    async with ArchiveClient(spelled, anonymous=True) as client:
+        resolver = Resolver(client, ttl_draft=300, **options)
+        truth = (await client.list_assets("000001", "draft"))[0]
+        entry = await resolver.stat(f"{DRAFT}/{truth.path}")
+        files = [e for e in await walk(resolver, DRAFT) if e.kind is EntryKind.FILE and e.asset_id]
+        for found in [entry, *files]:
+            assert found.content_url.startswith(local_archive.s3_url), found.content_url
+            assert "/download/" not in found.content_url
+        before = client.stats.snapshot()
+        assert len(await client.objects.read_range(entry.content_url, 0, 1024)) == 1024
+        after = client.stats.snapshot()
+        assert after["object_requests"] - before["object_requests"] == 1
+        assert after["api_requests"] == before["api_requests"]
+
+
 async def test_the_latest_release_by_its_id_costs_no_request_of_its_own(local_archive):
     """The path a kernel walks to a file of the latest release: the dandiset's record, which
     already describes that release, then the file's folder; no `info` request between."""
@@ -343,7 +364,7 @@ async def test_invalid_paths_cost_nothing(local_archive, path):
 
 async def test_files_are_not_folders(local_archive):
     async with resolving(local_archive) as (resolver, client):
-        files = [e for e in await walk(resolver, DRAFT) if e.kind is EntryKind.FILE]
+        files = [e for e in await walk(resolver, DRAFT) if e.kind is EntryKind.FILE and e.asset_id]
         nwb = next(e for e in files if e.name.endswith(".nwb"))
         with pytest.raises(NotADirectory):
             await resolver.listdir(nwb.path)

@@ -93,6 +93,40 @@ def test_helpers():
     assert s3_url_of([f"{API}/assets/x/download/"], API) is None
 
 
+BLOB_KEY = "blobs/1ee/92a/1ee92aad-eff7-40e6-8750-9520b1244f3e"
+ASSET_ID = "8f64e876-a2d9-48db-8be5-f73e1c904da1"
+
+
+@pytest.mark.parametrize(
+    "mounted_as",
+    [
+        API,
+        f"{API}/",
+        "http://localhost:8000/api",
+        "http://localhost:8000/api/",
+        "https://127.0.0.1:8000/api",
+        "http://127.0.0.1:8000/other-prefix/api",
+    ],
+)
+@pytest.mark.parametrize(
+    "s3_url",
+    [
+        f"http://127.0.0.1:29000/dandi-dandisets/{BLOB_KEY}",
+        "http://127.0.0.1:29000/dandi-dandisets/zarr/70a4e909-71ef-4ad4-9091-17e95a8c34c9/",
+        f"https://dandiarchive.s3.amazonaws.com/{BLOB_KEY}",
+    ],
+)
+def test_the_s3_url_is_told_from_the_download_url_by_shape(mounted_as, s3_url):
+    """The archive names itself `API` (as in the recordings); the mount may know it by
+    another spelling: the download URL is never taken for the S3 URL, in either order."""
+    download = f"{API}/assets/{ASSET_ID}/download/"
+    assert s3_url_of([download, s3_url], mounted_as) == s3_url
+    assert s3_url_of([s3_url, download], mounted_as) == s3_url
+    assert s3_url_of([download], mounted_as) is None
+    zarr_file = f"{API}/zarr/{ASSET_ID}/files/?prefix=0/0&download=true"
+    assert s3_url_of([zarr_file, s3_url], mounted_as) == s3_url
+
+
 def test_tree_from_assets_of_a_whole_version(assets):
     tree = tree_from_assets(assets, "", ORIGIN)
     assert set(tree) == {"", "sub-mouse01", "sub-mouse02", "sub-mouse03", "sub-mouse04"}

@@ -111,13 +111,17 @@ class ArchiveClient:
         self.stats = RequestStats()
         self._discover = discover
         headers = {"User-Agent": f"dandifs/{__version__} httpx/{httpx.__version__}"}
+        # One trust decision for both HTTP clients (certifi, or SSL_CERT_FILE / SSL_CERT_DIR).
+        tls = httpx.create_ssl_context()
         self._api_http = httpx.AsyncClient(
             headers={**headers, "Accept": "application/json"},
+            verify=tls,
             timeout=timeout,
             limits=httpx.Limits(max_connections=api_connections),
         )
         self._object_http = httpx.AsyncClient(
             headers=headers,
+            verify=tls,
             timeout=timeout,
             limits=httpx.Limits(
                 max_connections=object_connections, max_keepalive_connections=object_connections
@@ -128,6 +132,7 @@ class ArchiveClient:
             connect_timeout=timeout.connect,
             read_timeout=timeout.read,
             max_idle_per_origin=object_connections,
+            ssl_context=tls,
         )
         self._open_sessions()
 

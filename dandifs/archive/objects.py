@@ -2,10 +2,11 @@
 thin S3 side of uploads.
 
 Every read is pinned to an ETag: an answer carrying a different ETag raises `errors.Stale`
-rather than returning bytes of another object version, and a streamed read that resumes
-after a failure keeps the ETag of its first answer.  A short body is retried like any
-other transient failure.  Bytes are taken raw (no content decoding), because ranges count
-stored bytes.
+rather than returning bytes of another object version.  A short body is retried like any
+other transient failure.  A redirect met by a read (the archive's download URL, under
+whatever name the archive calls itself) is followed and its target cached like a located
+one, so later reads of that URL go straight to S3.  Bytes are taken raw (no content
+decoding), because ranges count stored bytes.
 """
 
 from __future__ import annotations
@@ -25,13 +26,20 @@ from urllib.request import getproxies, proxy_bypass
 import anyio
 import httpx
 
-from dandifs.archive.instances import origin_of
 from dandifs.archive import rawhttp
+from dandifs.archive.instances import origin_of
 from dandifs.archive.presigned import PresignedTargets, redact
 from dandifs.archive.rawhttp import RangeClient
 from dandifs.archive.retry import TransientFailure, parse_retry_after
-from dandifs.archive.session import Body, HttpSession, describe, is_retryable_status
-from dandifs.errors import ArchiveRejected, DandiFSError, Stale
+from dandifs.archive.session import (
+    MAX_REDIRECTS,
+    Body,
+    HttpSession,
+    describe,
+    is_retryable_status,
+)
+from dandifs.concurrency import SingleFlight
+from dandifs.errors import ArchiveRejected, DandiFSError, Stale, Unavailable
 from dandifs.model import ObjectInfo
 
 log = logging.getLogger(__name__)
@@ -96,8 +104,9 @@ class ObjectStore:
     their redirect target with the token; the target is cached until near its expiry and
     fetched without the token.  Any other URL is fetched as is, never with the token.
 
-    With `ranges`, `read_range` fetches token-free targets over that lean client instead
-    of httpx (the bulk of a mount's bytes); everything else goes through `session`.
+    With `ranges`, `read_range` and `read_pieces` fetch token-free, proxy-free targets
+    (http or https) over that lean client instead of httpx (the bulk of a mount's bytes);
+    everything else goes through `session`.
     """
 
     def __init__(
@@ -111,13 +120,14 @@ class ObjectStore:
         self.targets = targets if targets is not None else PresignedTargets()
         self.ranges = ranges
         self._direct_origins: dict[str, bool] = {}
+        self._locating: SingleFlight[str, str] = SingleFlight()
         self._stream_rate: float | None = None
 
     @property
     def stream_rate(self) -> float | None:
-        """Bytes per second one connection delivered lately (a running average over bodies
-        the lean client received), or None before the first.  It tells a reader whether a
-        large range comes sooner as several parallel GETs."""
+        """Bytes per second one connection delivered lately (a running average over the
+        bodies received, by either client), or None before the first.  It tells a reader
+        whether a large range comes sooner as several parallel GETs."""
         return self._stream_rate
 
     def _observe(self, received: int, seconds: float) -> None:
@@ -133,11 +143,19 @@ class ObjectStore:
         return origin_of(url) == self.session.tokens.api_origin
 
     async def locate(self, url: str, *, fresh: bool = False) -> str:
-        """Where the bytes of `url` are fetched from: itself, or its (cached) redirect."""
-        if not self._via_api(url):
-            return url
+        """Where the bytes of `url` are fetched from: itself, or its redirect (cached; for
+        a URL off the API origin, once a read met it).
+
+        Concurrent first reads of one URL (the parallel GETs of a large read) wait for one
+        answer of the API rather than each asking it.
+        """
         if not fresh and (cached := self.targets.get(url)) is not None:
             return cached
+        if not self._via_api(url):
+            return url
+        return await self._locating.run(url, lambda: self._ask_redirect(url))
+
+    async def _ask_redirect(self, url: str) -> str:
         response = await self.session.request("GET", url, follow_redirects=False)
         if response.is_redirect:
             target = urljoin(str(response.request.url), response.headers["location"])
@@ -147,18 +165,21 @@ class ObjectStore:
         return url
 
     async def _with_fresh_target(self, url: str, operation: Callable[[str], Awaitable[T]]) -> T:
-        """Run `operation(target)`; if a cached presigned target was refused, re-resolve once."""
-        target = await self.locate(url)
-        try:
-            return await operation(target)
-        except _TargetRefused as refused:
-            if target == url:
-                raise refused.error from None
-        self.targets.forget(url)
-        try:
-            return await operation(await self.locate(url, fresh=True))
-        except _TargetRefused as refused:
-            raise refused.error from None
+        """Run `operation(target)`, following (and caching) the redirects it meets; if a
+        cached or redirected target was refused, ask for a new one once."""
+        target, refreshed = await self.locate(url), False
+        for _hop in range(MAX_REDIRECTS + 1):
+            try:
+                return await operation(target)
+            except _Redirected as redirect:
+                target = urljoin(target, redirect.location)
+                self.targets.put(url, target)
+            except _TargetRefused as refused:
+                if refreshed or target == url:
+                    raise refused.error from None
+                self.targets.forget(url)
+                target, refreshed = await self.locate(url, fresh=True), True
+        raise ArchiveRejected(f"GET {redact(url)}: more than {MAX_REDIRECTS} redirects", status=310)
 
     # -- reading ----------------------------------------------------------------------
 
@@ -169,7 +190,9 @@ class ObjectStore:
         """
 
         async def attempt(target: str) -> ObjectInfo:
-            async with self.session.open("GET", target, headers=range_header(0, 1)) as response:
+            async with self.session.open(
+                "GET", target, headers=range_header(0, 1), follow_redirects=False
+            ) as response:
                 await self._read_small(response, target)
                 status = response.status_code
                 if status == 206:
@@ -241,9 +264,7 @@ class ObjectStore:
 
         async def attempt(target: str) -> list[bytes]:
             if self._direct(target):
-                pieces = await self._read_range_direct(target, start, end, etag, piece_size)
-                if pieces is not None:
-                    return pieces
+                return await self._read_range_direct(target, start, end, etag, piece_size)
             data = await self._read_range_via_session(target, start, end, etag)
             if piece_size is None:
                 return [data] if data else []
@@ -266,18 +287,15 @@ class ObjectStore:
         if direct is None:
             host = urlsplit(target).hostname or ""
             proxied = getproxies().keys() & {"http", "https", "all"}
-            direct = origin.startswith("http://") and (
-                not proxied or bool(proxy_bypass(host))
-            )
+            direct = not proxied or bool(proxy_bypass(host))
             self._direct_origins[origin] = direct
         return direct
 
     async def _read_range_direct(
         self, target: str, start: int, end: int, etag: str | None, piece_size: int | None
-    ) -> list[bytes] | None:
+    ) -> list[bytes]:
         """One attempt over the lean client, the body in pieces of `piece_size` (one piece
-        if None); None if the answer is a redirect (left to `HttpSession`, which follows
-        redirects with its token rules)."""
+        if None)."""
         assert self.ranges is not None
 
         def span(answer: rawhttp.Answer) -> tuple[int, int]:
@@ -290,11 +308,13 @@ class ObjectStore:
                 target, range_header(start, end), span, piece_size=piece_size,
                 expected=end - start,
             )
+        except rawhttp.CertificateRefused as exc:
+            raise Unavailable(f"GET {redact(target)}: {exc}") from exc
         except rawhttp.TransportError as exc:
             raise TransientFailure(str(exc)) from exc
         if not answer.is_success:
             if answer.is_redirect:
-                return None
+                raise _Redirected(answer.headers["location"])
             self._refuse(answer.as_httpx(target), target)
             return []  # 416: the range starts at or after the object's end
         received = sum(len(piece) for piece in answer.pieces)
@@ -324,7 +344,9 @@ class ObjectStore:
     async def _read_range_via_session(
         self, target: str, start: int, end: int, etag: str | None
     ) -> bytes:
-        async with self.session.open("GET", target, headers=range_header(start, end)) as response:
+        async with self.session.open(
+            "GET", target, headers=range_header(start, end), follow_redirects=False
+        ) as response:
             if response.status_code not in (200, 206):
                 await self._read_small(response, target)
                 if response.status_code == 416:
@@ -335,82 +357,26 @@ class ObjectStore:
                 )
             check_etag(response, etag, target)
             offset, stop = body_window(response, start, end, target)
+            started = anyio.current_time()
             data = await read_raw(response, offset, stop)
             self.session.stats.bytes_received += len(data)
+            self._observe(len(data), anyio.current_time() - started)
             if len(data) != stop - offset:
                 raise TransientFailure(f"short body: {len(data)} of {stop - offset} bytes")
             return data
 
-    async def stream_range(
-        self,
-        url: str,
-        start: int,
-        end: int,
-        *,
-        etag: str | None = None,
-        chunk_size: int | None = None,
-    ) -> AsyncIterator[bytes]:
-        """Bytes `[start, end)` as chunks, resuming where a failed connection stopped.
-
-        Chunks come as the network delivers them unless `chunk_size` asks for even sizes.
-
-        Use it with `contextlib.aclosing` when the loop may stop early.
-        """
-        if start < 0 or end < start:
-            raise ValueError(f"bad byte range [{start}, {end})")
-        target = await self.locate(url)
-        attempts = self.session.attempts(f"GET {redact(target)} bytes {start}-{end - 1}")
-        position, pinned, refreshed = start, etag, False
-        progress_mark = position  # where the last failure happened
-        while position < end:
-            try:
-                async with self.session.open(
-                    "GET", target, headers=range_header(position, end)
-                ) as response:
-                    if response.status_code not in (200, 206):
-                        await self._read_small(response, target)
-                        if response.status_code == 416:
-                            return
-                        raise ArchiveRejected(
-                            f"GET {redact(target)}: unexpected {response.status_code}",
-                            status=response.status_code,
-                        )
-                    pinned = check_etag(response, pinned, target) or pinned
-                    offset, stop = body_window(response, position, end, target)
-                    end = position + (stop - offset)
-                    async for piece in iter_raw(response, offset, stop, chunk_size):
-                        position += len(piece)
-                        self.session.stats.bytes_received += len(piece)
-                        yield piece
-                    if position < end:
-                        raise TransientFailure(f"body ended at byte {position} of {end}")
-            except _TargetRefused as refused:
-                if refreshed or target == url:
-                    raise refused.error from None
-                self.targets.forget(url)
-                target, refreshed = await self.locate(url, fresh=True), True
-                continue
-            except httpx.TransportError as exc:
-                failure = TransientFailure(f"body cut short: {describe(exc)}")
-            except TransientFailure as caught:
-                failure = caught
-            else:
-                continue
-            if position > progress_mark:
-                # Bytes arrived since the last failure: a long stream gets a fresh budget.
-                attempts.restart()
-                progress_mark = position
-            await attempts.failed(failure)
-
     async def _read_small(self, response: httpx.Response, target: str) -> None:
-        """Read a small (error or one-byte) body so the connection can be reused, and turn a
-        refusal of a presigned target into a reason to re-resolve it."""
+        """Read a small (error or one-byte) body so the connection can be reused, turn a
+        refusal of a presigned target into a reason to re-resolve it, and a redirect into
+        `_Redirected`."""
         if response.status_code == 200:
             return  # a whole object: do not download it just to reuse a connection
         try:
             await response.aread()
         except httpx.TransportError as exc:
             raise TransientFailure(f"body cut short: {describe(exc)}") from exc
+        if response.is_redirect:
+            raise _Redirected(response.headers["location"])
         if response.status_code == 403:
             raise _TargetRefused(self.session.error_for(response, what=f"GET {redact(target)}"))
         if not response.is_success and response.status_code != 416:
@@ -484,6 +450,14 @@ class ObjectStore:
         return normalize_etag(_xml_text(response.content, "ETag"))
 
 
+class _Redirected(Exception):
+    """A GET of object bytes was answered with a redirect to `location` (maybe relative)."""
+
+    def __init__(self, location: str) -> None:
+        super().__init__(location)
+        self.location = location
+
+
 class _TargetRefused(Exception):
     """S3 refused a URL with 403: for a cached presigned target, time to ask for a new one.
 
@@ -527,29 +501,22 @@ def body_window(response: Answer, start: int, end: int, target: str) -> tuple[in
     return 0, stop - start
 
 
-async def iter_raw(
-    response: httpx.Response, offset: int, stop: int, chunk_size: int | None = None
-) -> AsyncIterator[bytes]:
-    """The raw body's bytes `[offset, stop)`, in chunks (by default as they arrive)."""
-    position = 0
-    async for chunk in response.aiter_raw(chunk_size):
-        end = position + len(chunk)
-        if offset <= position and end <= stop:
-            piece = chunk  # the common case: no copy
-        else:
-            piece = chunk[max(0, offset - position) : max(0, stop - position)]
-        position = end
-        if piece:
-            yield piece
-        if position >= stop:
-            break
-
-
 async def read_raw(response: httpx.Response, offset: int, stop: int) -> bytes:
+    """The raw body's bytes `[offset, stop)` (no content decoding: ranges count stored bytes)."""
+    pieces, position = [], 0
     try:
-        return b"".join([piece async for piece in iter_raw(response, offset, stop)])
+        async for chunk in response.aiter_raw():
+            end = position + len(chunk)
+            if offset <= position and end <= stop:
+                pieces.append(chunk)  # the common case: no copy
+            else:
+                pieces.append(chunk[max(0, offset - position) : max(0, stop - position)])
+            position = end
+            if position >= stop:
+                break
     except httpx.TransportError as exc:
         raise TransientFailure(f"body cut short: {describe(exc)}") from exc
+    return b"".join(pieces)
 
 
 def _xml_text(content: bytes, tag: str) -> str | None:

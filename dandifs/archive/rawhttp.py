@@ -12,22 +12,25 @@ FUSE.  A caller that keeps the body in pieces (the block cache: one buffer per b
 it received into those pieces, so nothing is copied afterwards.  The event loop pays one
 thread hop per request.
 
-Plain HTTP only.  TLS records are at most 16 KiB, so a TLS body cannot be taken in one call,
-and a worker thread that needs the GIL back after every record stalls behind the busy event
-loop; `https` object URLs stay on httpx, whose decryption costs dominate anyway.
+HTTPS too, with the context `httpx.create_ssl_context()` makes (certifi, or `SSL_CERT_FILE`
+/ `SSL_CERT_DIR`: what httpx trusts).  A TLS record holds at most 16 KiB, so a TLS body is
+received a record per call (`SSLSocket.recv_into`, decrypting without the GIL) rather than
+in one; the figures that chose this client over httpx for TLS are in docs/fuse.md ("HTTPS
+read client").  A certificate that does not verify is `CertificateRefused`, not retried.
 
 Connections are kept alive per origin.  One taken from the idle pool may have been closed by
 the server meanwhile; if it fails before the first byte of an answer arrives, the request is
 sent once more on a new connection (what HTTP clients do for idempotent requests).  A body
 not read to its end closes its connection rather than returning it to the pool.
 
-Anything this client does not handle (redirects, proxies, the API's token) is left to the
-general `HttpSession`; see `ObjectStore.read_range`.
+Anything this client does not handle (proxies, the API's token) is left to the general
+`HttpSession`; a redirect is handed back as an answer for `ObjectStore` to follow and cache.
 """
 
 from __future__ import annotations
 
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -43,6 +46,9 @@ MAX_HEAD_BYTES = 64 << 10
 MAX_ERROR_BODY = 1 << 20
 MAX_SCATTER = 1024  # buffers per `recvmsg_into` call (the kernel's IOV_MAX)
 MAX_PREPARED = 64 << 20  # longest body whose buffers are allocated before it is asked for
+DEFAULT_PORTS = {"http": 80, "https": 443}
+# What a receive that outlived SO_RCVTIMEO raises: EAGAIN, or OpenSSL's "want read" for it.
+_TIMED_OUT = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 Span = Callable[["Answer"], tuple[int, int]]
 """Given a successful answer's head, which bytes `[offset, stop)` of its body to keep."""
@@ -50,6 +56,10 @@ Span = Callable[["Answer"], tuple[int, int]]
 
 class TransportError(Exception):
     """The connection failed, timed out or carried something that is not HTTP/1.1."""
+
+
+class CertificateRefused(TransportError):
+    """The server's TLS certificate did not verify: asking again will not help."""
 
 
 class _StaleConnection(TransportError):
@@ -66,16 +76,21 @@ class Origin:
     def of(cls, url: str) -> tuple[Origin, str]:
         """The origin of `url` and the request target (path and query, as written)."""
         parts = urlsplit(url)
-        if parts.scheme != "http" or not parts.hostname:
-            raise ValueError(f"not an http URL: {url}")
-        port = parts.port or 80
+        scheme = parts.scheme.lower()
+        if scheme not in DEFAULT_PORTS or not parts.hostname:
+            raise ValueError(f"not an http(s) URL: {url}")
+        port = parts.port or DEFAULT_PORTS[scheme]
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        return cls(parts.scheme, parts.hostname, port), target
+        return cls(scheme, parts.hostname, port), target
+
+    @property
+    def tls(self) -> bool:
+        return self.scheme == "https"
 
     @property
     def host_header(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return host if self.port == 80 else f"{host}:{self.port}"
+        return host if self.port == DEFAULT_PORTS[self.scheme] else f"{host}:{self.port}"
 
 
 class Answer:
@@ -135,15 +150,19 @@ def _framing(status: int, headers: httpx.Headers) -> int | str | None:
 
 
 class _Connection:
-    """One HTTP/1.1 connection over a blocking socket (used by one thread at a time), plus
-    what was received beyond the last message."""
+    """One HTTP/1.1 connection over a blocking socket, maybe TLS (used by one thread at a
+    time), plus what was received beyond the last message."""
 
     def __init__(self, sock: socket.socket, timeout: float | None) -> None:
         self.sock = sock
         self.timeout = timeout
         self.buffer = bytearray()
         self.reused = False
-        # Blocking mode, so that MSG_WAITALL works; the kernel enforces the timeout.
+        self.tls = isinstance(sock, ssl.SSLSocket)
+
+    @staticmethod
+    def prepare(sock: socket.socket, timeout: float | None) -> None:
+        """Blocking mode, so that MSG_WAITALL works; the kernel enforces the timeout."""
         sock.settimeout(None)
         if timeout:
             seconds = int(timeout)
@@ -155,7 +174,7 @@ class _Connection:
         """The next piece from the network; b"" at the end of the stream."""
         try:
             return self.sock.recv(HEAD_RECEIVE_BYTES)
-        except BlockingIOError:  # SO_RCVTIMEO expired
+        except _TIMED_OUT:
             raise TransportError(f"no data for {self.timeout:g} s") from None
         except OSError as exc:
             raise TransportError(f"connection lost: {exc or type(exc).__name__}") from exc
@@ -250,14 +269,19 @@ class _Connection:
         pending = _advance([view for view in views if len(view)], position)
         try:
             while pending:
-                # One call for the whole rest (MSG_WAITALL): each return to Python must win
-                # the GIL back from the busy event loop, which can take milliseconds.
-                received = self.sock.recvmsg_into(pending[:MAX_SCATTER], 0, socket.MSG_WAITALL)[0]
+                if self.tls:
+                    received = self.sock.recv_into(pending[0])  # up to one TLS record
+                else:
+                    # One call for the whole rest (MSG_WAITALL): each return to Python must
+                    # win the GIL back from the busy event loop, which can take milliseconds.
+                    received = self.sock.recvmsg_into(
+                        pending[:MAX_SCATTER], 0, socket.MSG_WAITALL
+                    )[0]
                 if not received:
                     raise TransportError(f"body ended after {position} of {count} bytes")
                 position += received
                 pending = _advance(pending, received)
-        except BlockingIOError:  # SO_RCVTIMEO expired with nothing received
+        except _TIMED_OUT:  # SO_RCVTIMEO expired with nothing received
             raise TransportError(f"no data for {self.timeout:g} s") from None
         except OSError as exc:
             raise TransportError(f"connection lost: {exc or type(exc).__name__}") from exc
@@ -416,8 +440,10 @@ class RangeClient:
         connect_timeout: float | None = 10.0,
         read_timeout: float | None = 60.0,
         max_idle_per_origin: int = 32,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.user_agent = user_agent
+        self._ssl_context = ssl_context
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.max_idle_per_origin = max_idle_per_origin
@@ -499,6 +525,13 @@ class RangeClient:
         finally:
             exchange.finish()
 
+    @property
+    def ssl_context(self) -> ssl.SSLContext:
+        """The TLS context, made on first use (loading the CA bundle takes a while)."""
+        if self._ssl_context is None:
+            self._ssl_context = httpx.create_ssl_context()
+        return self._ssl_context
+
     def _connect(self, origin: Origin) -> _Connection:
         address = f"{origin.host}:{origin.port}"
         try:
@@ -510,7 +543,24 @@ class RangeClient:
         except OSError as exc:
             raise TransportError(f"could not connect to {address}: {exc}") from exc
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if origin.tls:
+            sock = self._handshake(sock, origin)
+        _Connection.prepare(sock, self.read_timeout)
         return _Connection(sock, self.read_timeout)
+
+    def _handshake(self, sock: socket.socket, origin: Origin) -> ssl.SSLSocket:
+        address = f"{origin.host}:{origin.port}"
+        try:
+            sock.settimeout(self.connect_timeout)
+            return self.ssl_context.wrap_socket(sock, server_hostname=origin.host)
+        except ssl.SSLCertVerificationError as exc:
+            sock.close()
+            raise CertificateRefused(
+                f"{address}: TLS certificate refused: {exc.verify_message or exc}"
+            ) from exc
+        except (OSError, ssl.SSLError) as exc:
+            sock.close()
+            raise TransportError(f"TLS handshake with {address} failed: {exc}") from exc
 
     async def aclose(self) -> None:
         self._closed = True
