@@ -14,6 +14,7 @@ import pytest
 import trio
 import trio.testing
 
+from dandifs.archive.urls import s3_url_of
 from dandifs.errors import NotFound
 from dandifs.model import Asset, AssetPath, ZarrFile
 from dandifs.resolve.caching import CacheStats, MetadataCache, TTLStore
@@ -22,7 +23,6 @@ from dandifs.resolve.entries import (
     Origin,
     entry_from_asset,
     entry_from_asset_path,
-    s3_url_of,
     tree_from_assets,
     tree_from_zarr_files,
     zarr_file_count,

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from dandifs import __version__
 from dandifs.archive.auth import TokenPolicy, locate_token
+from dandifs.archive.urls import blob_download_url
 from dandifs.archive.instances import Instance, apply_server_info, resolve_instance
 from dandifs.archive.objects import ObjectStore
 from dandifs.archive.pagination import collect
@@ -394,7 +395,7 @@ class ArchiveClient:
     def download_url(self, asset_id: str) -> str:
         """The archive's download URL of a blob asset (redirects to S3; needed for embargoed
         data, where it is fetched with the token)."""
-        return self.url("assets", asset_id, "download")
+        return blob_download_url(self.instance.api_url, asset_id)
 
     # -- zarr -------------------------------------------------------------------------
 

@@ -12,16 +12,14 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote, urlsplit
 
+from dandifs.archive.urls import (
+    UUID_PATTERN, blob_download_url, s3_url_of, zarr_file_download_url, zarr_file_s3_url,
+)
 from dandifs.model import Asset, AssetPath, ZarrFile
 from dandifs.resolve.entry import Entry, EntryKind
 
-_UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-_ZARR_URL = re.compile(rf"/zarr/({_UUID})/?$")
-_S3_KEY = re.compile(rf"/(?:blobs/[0-9a-f]{{3}}/[0-9a-f]{{3}}/{_UUID}|zarr/{_UUID}/?)$")
-_API_DOWNLOAD = re.compile(r"/assets/[^/]+/download/?$")
-_ZARR_FILES = re.compile(r"/zarr/[^/]+/files/?$")
+_ZARR_URL = re.compile(rf"/zarr/({UUID_PATTERN})/?$")
 _ZARR_CHECKSUM = re.compile(r"[0-9a-f]{32}-([0-9]+)--([0-9]+)")
 
 
@@ -57,46 +55,6 @@ class Listing:
 
     def __len__(self) -> int:
         return len(self.entries)
-
-
-def blob_download_url(api_url: str, asset_id: str) -> str:
-    """The API URL that redirects to a presigned S3 URL (works for embargoed blobs, with a token)."""
-    return f"{api_url}/assets/{asset_id}/download/"
-
-
-def zarr_file_download_url(api_url: str, zarr_id: str, key: str) -> str:
-    return f"{api_url}/zarr/{zarr_id}/files/?prefix={quote(key, safe='/')}&download=true"
-
-
-def is_api_download_url(url: str) -> bool:
-    """Whether `url` is an archive download URL (`.../assets/<id>/download/`, or a Zarr
-    file's `.../zarr/<id>/files/?...download=true`): a redirect to S3, whatever host or
-    spelling of the archive it names."""
-    parts = urlsplit(url)
-    if _API_DOWNLOAD.search(parts.path):
-        return True
-    return bool(_ZARR_FILES.search(parts.path)) and "download=true" in parts.query
-
-
-def s3_url_of(content_urls: Iterable[str], api_url: str) -> str | None:
-    """The S3 URL among an asset's `contentUrl`s.
-
-    Told apart from the archive's download URL by what each is rather than by a prefix:
-    the archive may call itself by another spelling than the one it was reached by
-    (`127.0.0.1` for `localhost`, a trailing slash, `http` behind an `https` proxy), and a
-    download URL taken for the S3 URL costs a redirect per read.  A URL naming an S3 key
-    (`blobs/...`, `zarr/<id>/`) wins; otherwise the first that is not a download URL nor
-    under `api_url`.
-    """
-    api_prefix = api_url.rstrip("/") + "/"
-    candidates = [
-        url for url in content_urls
-        if not is_api_download_url(url) and not url.startswith(api_prefix)
-    ]
-    for url in candidates:
-        if _S3_KEY.search(urlsplit(url).path):
-            return url
-    return candidates[0] if candidates else None
 
 
 def zarr_id_from_url(url: str) -> str | None:
@@ -277,7 +235,7 @@ def zarr_entry_from_file(item: ZarrFile, zarr: Entry, origin: Origin) -> Entry:
     if origin.embargoed or not zarr.content_url:
         content_url = zarr_file_download_url(origin.api_url, zarr.zarr_id or "", item.key)
     else:
-        content_url = f"{zarr.content_url.rstrip('/')}/{quote(item.key, safe='/')}"
+        content_url = zarr_file_s3_url(zarr.content_url, item.key)
     return in_version(
         origin,
         path=f"{zarr.path}/{item.key}",
