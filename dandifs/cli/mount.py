@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-o", dest="options", action="append", default=[], metavar="OPTS",
         help="mount options, comma-separated (allow_other, uid=, gid=, cache_dir=, "
-        "cache_size=, memory_size=, index_prefetch=, instance=, token_file=, log_file=, debug)",
+        "cache_size=, memory_size=, index_prefetch=, zarr_readahead=, instance=, token_file=, log_file=, debug)",
     )
     parser.add_argument("--cache-dir", help="where cached blocks are kept across mounts")
     parser.add_argument("--cache-size", help="bound of the disk cache, e.g. 20G")
@@ -172,6 +172,7 @@ async def open_filesystem(options: MountOptions) -> AsyncIterator[DandiOperation
         ),
         metadata_dir=options.cache_dir / "metadata",
         index_prefetch=options.index_prefetch,
+        zarr_readahead=options.zarr_readahead,
     )
     token_source = f"token_file={options.token_file}" if options.token_file else "the token given"
     async with open_core(

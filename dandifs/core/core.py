@@ -143,7 +143,11 @@ async def open_core(
                 anyio.create_task_group() as background,
             ):
                 opener = ContentOpener(
-                    resolver, cache, background, index_prefetch_blocks=config.index_prefetch
+                    resolver,
+                    cache,
+                    background,
+                    index_prefetch_blocks=config.index_prefetch,
+                    zarr_readahead_files=config.zarr_readahead,
                 )
                 try:
                     yield Core(archive, resolver, cache, opener)

@@ -16,6 +16,7 @@ two (the index node, then the chunk).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import anyio
@@ -24,6 +25,8 @@ import anyio.abc
 from dandifs.cache import BlockCache, BytesReader, ObjectRef, RangeReader
 from dandifs.cache.blocks import runs
 from dandifs.core.hdf5index import child_nodes
+from dandifs.core.zarrahead import MAX_FILES as ZARR_READAHEAD_FILES
+from dandifs.core.zarrahead import ZarrReadAhead
 from dandifs.resolve.entry import Entry
 
 log = logging.getLogger(__name__)
@@ -43,12 +46,15 @@ class ContentSource(Protocol):
 
     async def asset_metadata(self, entry: Entry) -> dict[str, Any]: ...
 
+    async def zarr_neighbours(self, entry: Entry) -> Sequence[Entry]: ...
+
 
 class ContentOpener:
     """Opens entries for reading: `await opener(entry)` gives a reader for one handle.
 
-    Work that outlives an open (following HDF5 chunk indexes) runs in `background`; without
-    one, or with `index_prefetch_blocks=0`, chunk indexes are not followed.
+    Work that outlives an open (following HDF5 chunk indexes, fetching the next files of a
+    Zarr) runs in `background`; without one, neither is done.  `index_prefetch_blocks=0`
+    turns the first off, `zarr_readahead_files=0` the second.
     """
 
     def __init__(
@@ -58,17 +64,21 @@ class ContentOpener:
         background: anyio.abc.TaskGroup | None = None,
         *,
         index_prefetch_blocks: int = INDEX_PREFETCH_BLOCKS,
+        zarr_readahead_files: int = ZARR_READAHEAD_FILES,
     ) -> None:
         self.source = source
         self.cache = cache
         self.background = background
         self.index_prefetch_blocks = index_prefetch_blocks
+        self.zarr_readahead = ZarrReadAhead(max_files=zarr_readahead_files)
 
     async def __call__(self, entry: Entry) -> RangeReader | BytesReader:
         if entry.content_url is None:
             return BytesReader(await self.source.read_virtual(entry.path))
         etag = entry.etag or await self._digest(entry)
         reader = RangeReader(self.cache, entry.content_url, entry.size, etag)
+        if entry.zarr_id is not None and self.background is not None:
+            self.background.start_soon(self._read_ahead_in_zarr, entry)
         if entry.name.lower().endswith(HDF5_SUFFIXES):
             # Opening HDF5 is a chain of dependent small reads, from the superblock at the
             # start to objects h5py and pynwb mostly leave at the end: fetching both ends at
@@ -85,6 +95,18 @@ class ContentOpener:
         metadata = await self.source.asset_metadata(entry)
         digests = metadata.get("digest") or {}
         return digests.get("dandi:dandi-etag")
+
+    async def _read_ahead_in_zarr(self, entry: Entry) -> None:
+        """Fetch, whole, the small files of the Zarr that a walk through it opens next."""
+        try:
+            order = await self.source.zarr_neighbours(entry)
+            small = self.cache.config.small_object_bytes
+            for file in self.zarr_readahead.opened(entry, order):
+                if file.content_url and 0 < file.size <= small:
+                    ref = ObjectRef(file.content_url, file.size, file.etag)
+                    self.cache.prefetch(ref, self.cache.layout(ref).span(0, file.size))
+        except Exception as exc:  # noqa: BLE001 - read-ahead must never fail an open or a read
+            log.debug("no read-ahead in the Zarr of %s: %s", entry.path, exc)
 
     async def _prefetch_chunk_indexes(self, ref: ObjectRef, ends: tuple[range, ...]) -> None:
         """Fetch the chunk-index nodes that the B-tree roots in the file's ends point to.

@@ -20,6 +20,7 @@ from platformdirs import user_cache_dir
 from dandifs.core import CoreConfig
 
 INDEX_PREFETCH_BLOCKS = CoreConfig().index_prefetch
+ZARR_READAHEAD_FILES = CoreConfig().zarr_readahead
 
 DEFAULT_INSTANCE = "dandi"
 DEFAULT_CACHE_SIZE = 10 * 1024**3
@@ -56,6 +57,7 @@ class MountOptions:
     cache_size: int = DEFAULT_CACHE_SIZE
     memory_size: int = DEFAULT_MEMORY_SIZE
     index_prefetch: int = INDEX_PREFETCH_BLOCKS
+    zarr_readahead: int = ZARR_READAHEAD_FILES
     token_file: Path | None = None
     log_file: Path | None = None
     debug: bool = False
@@ -153,6 +155,8 @@ def apply_options(options: MountOptions, text: str, *, sloppy: bool = False) -> 
             changes["memory_size"] = parse_size(_value(value, key), what=key)
         elif name == "index_prefetch":
             changes["index_prefetch"] = _parse_count(_value(value, key), key)
+        elif name == "zarr_readahead":
+            changes["zarr_readahead"] = _parse_count(_value(value, key), key)
         elif name == "instance":
             changes["instance"] = _value(value, key)
         elif name == "token_file":
@@ -166,7 +170,7 @@ def apply_options(options: MountOptions, text: str, *, sloppy: bool = False) -> 
         else:
             raise OptionError(
                 f"unknown mount option {key!r} (known: allow_other, uid, gid, cache_dir, "
-                "cache_size, memory_size, index_prefetch, instance, token_file, log_file, "
+                "cache_size, memory_size, index_prefetch, zarr_readahead, instance, token_file, log_file, "
                 "fsname, debug)"
             )
     return replace(options, **changes)  # type: ignore[arg-type]

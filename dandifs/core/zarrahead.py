@@ -1,0 +1,80 @@
+"""Read-ahead across the files of a Zarr: chunk files fetched before they are opened.
+
+A Zarr array is thousands of small objects, one per chunk; zarr-python opens and reads
+them one by one (a few at a time), so through a filesystem every chunk costs a round trip
+of its own.  Readers walk chunks in key order (C order of the chunk grid: `0/0/0`, `0/0/1`,
+... with numbers compared as numbers), so when a file of a Zarr is opened right after the
+one before it in that order, the next files are fetched whole in the background, a window
+that doubles while the walk goes on (up to `max_files`) and falls back to `initial_files`
+when the reader jumps.  A region or a plane read is a walk too, in runs; a lone random
+chunk costs only the small initial window.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from cachetools import LRUCache
+
+from dandifs.resolve.entry import Entry
+
+INITIAL_FILES = 4
+MAX_FILES = 64
+WALKS_KEPT = 64  # Zarrs whose walk state is remembered at once
+
+
+@dataclass
+class _Walk:
+    """How a reader moves through one Zarr's files (`order`: their URLs in key order)."""
+
+    order: Sequence[Entry]
+    positions: dict[str, int] = field(default_factory=dict)
+    window: int = 0
+    ahead_until: int = 0  # files before this index are fetched or being fetched
+    front: int = -1  # the farthest file opened in this walk
+
+
+class ZarrReadAhead:
+    """Which files of a Zarr to fetch ahead when one of them is opened."""
+
+    def __init__(self, *, initial_files: int = INITIAL_FILES, max_files: int = MAX_FILES) -> None:
+        self.initial_files = initial_files
+        self.max_files = max_files
+        self._walks: LRUCache[str, _Walk] = LRUCache(maxsize=WALKS_KEPT)
+
+    def opened(self, entry: Entry, order: Sequence[Entry]) -> Sequence[Entry]:
+        """`entry` (a file of a Zarr whose files are `order`, in key order) was opened:
+        the files to fetch ahead now, none already asked for."""
+        if not order or entry.zarr_id is None or not self.max_files:
+            return ()
+        walk = self._walk(entry.zarr_id, order)
+        index = walk.positions.get(entry.content_url or "")
+        if index is None:
+            return ()
+        # A walk goes on within what was fetched ahead (or just past it); a few readers at
+        # once open files slightly out of order, so a file a little behind the front counts.
+        lowest = walk.front - max(walk.window, self.initial_files)
+        if walk.front >= 0 and lowest <= index <= max(walk.ahead_until, walk.front + 1):
+            walk.window = min(max(walk.window * 2, self.initial_files), self.max_files)
+            walk.front = max(walk.front, index)
+        else:
+            walk.window = self.initial_files
+            walk.front = index
+            walk.ahead_until = index + 1
+        start = max(walk.ahead_until, walk.front + 1)
+        stop = min(walk.front + 1 + walk.window, len(order))
+        if start >= stop:
+            return ()
+        walk.ahead_until = stop
+        return order[start:stop]
+
+    def _walk(self, zarr_id: str, order: Sequence[Entry]) -> _Walk:
+        walk = self._walks.get(zarr_id)
+        if walk is None or walk.order is not order:
+            # Found by URL: the order's entries are as cached, the opened one as presented
+            # (their paths may differ: `latest/` and a version id name the same file).
+            positions = {file.content_url or "": index for index, file in enumerate(order)}
+            walk = _Walk(order, positions)
+            self._walks[zarr_id] = walk
+        return walk
