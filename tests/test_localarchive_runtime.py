@@ -44,7 +44,8 @@ class TestFaultConfig:
     def test_defaults_are_no_faults(self) -> None:
         assert FaultConfig().to_json() == {
             "latency_ms": 0.0, "error_rate": 0.0, "reset_rate": 0.0,
-            "truncate_rate": 0.0, "seed": None, "stream_mbps": 0.0,
+            "truncate_rate": 0.0, "seed": None, "stream_mbps": 0.0, "rtt_ms": 0.0,
+            "window_max_kib": 4096.0, "stall_rate": 0.0, "stall_seconds": 5.0,
         }
 
     @pytest.mark.parametrize(
