@@ -44,7 +44,13 @@ from dandifs.errors import Unavailable
 from dandifs.localarchive.objectstore import DEFAULT_BUCKET, ObjectStore, PrivateKeys
 from dandifs.localarchive.s3proxy import ApiFront, FaultConfig, S3Proxy
 from dandifs.localarchive.seaweed import SeaweedServer
-from dandifs.localarchive.tls import TlsVersion, client_context, server_context, trust_lines
+from dandifs.localarchive.tls import (
+    TlsVersion,
+    client_context,
+    new_authority,
+    server_context,
+    trust_lines,
+)
 
 if TYPE_CHECKING:  # imported when used: they take seconds to import, `--help` should not
     from starlette.applications import Starlette
@@ -327,7 +333,8 @@ async def _serve(
         await _until_stopped(asyncio.to_thread(seaweed.create_bucket, DEFAULT_BUCKET), stop)
         phases["seaweedfs"] = time.monotonic() - started
         assert seaweed.ports is not None
-        tls = server_context(state.ca_file, options.tls_version) if options.tls else None
+        tls = (server_context(new_authority(state.ca_file), options.tls_version)
+               if options.tls else None)
         proxy = S3Proxy(
             seaweed.host,
             seaweed.ports.s3,

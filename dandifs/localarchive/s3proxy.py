@@ -147,8 +147,8 @@ class ProxyStats:
     denied: int = 0
     bytes_sent: int = 0  # response body bytes written to clients
     bytes_received: int = 0  # request body bytes read from clients
-    connections: int = 0  # client connections accepted
-    handshakes: int = 0  # TLS handshakes completed
+    connections: int = 0  # client connections that carried a request
+    handshakes: int = 0  # TLS handshakes of those
     rounds_sent: int = 0  # rounds of the network model's windows: response bodies
     rounds_received: int = 0  # ... request bodies
 
@@ -311,6 +311,8 @@ class _Link:
 
     down: Window  # response bodies
     up: Window  # request bodies
+    handshakes: int = 0  # TLS handshakes done on it
+    counted: bool = False  # whether its first request (not a control one) was counted
 
 
 class HttpRelay:
@@ -420,7 +422,6 @@ class HttpRelay:
         self._listener = self._accepting = None
 
     async def _serve_connection(self, sock: socket.socket) -> None:
-        self.stats.connections += 1
         client = Connection(sock) if self.tls is None else TlsConnection(sock, self.tls)
         upstream = _Upstream(self.upstream_host, self.upstream_port)
         maximum = int(self._faults.window_max_kib * 1024)
@@ -431,7 +432,7 @@ class HttpRelay:
                 await asyncio.sleep(rtt)  # the TCP handshake
             if isinstance(client, TlsConnection):
                 version = await client.handshake()
-                self.stats.handshakes += 1
+                link.handshakes += 1
                 if self._faults.rtt:
                     await asyncio.sleep(handshake_round_trips(version) * self._faults.rtt)
             while await self._serve_request(client, upstream, link):
@@ -469,6 +470,10 @@ class HttpRelay:
             return _keep_alive(request, version)
 
         self.stats.requests[method] += 1
+        if not link.counted:
+            link.counted = True
+            self.stats.connections += 1
+            self.stats.handshakes += link.handshakes
         faults = self._faults
         delay = faults.latency_ms / 1000 + faults.rtt
         if delay:

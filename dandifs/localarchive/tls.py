@@ -10,21 +10,29 @@ from __future__ import annotations
 
 import ssl
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    import trustme
 
 TlsVersion = Literal["1.2", "1.3"]
 SERVER_NAMES = ("127.0.0.1", "localhost", "::1")
 
 
-def server_context(ca_file: Path, version: TlsVersion = "1.3") -> ssl.SSLContext:
-    """A server context with a certificate for the loopback names, issued by a new CA whose
-    certificate is written to `ca_file`; TLS up to `version` (1.2 costs one more round trip)."""
+def new_authority(ca_file: Path) -> trustme.CA:
+    """A new CA, its certificate written to `ca_file`."""
     import trustme  # imported when used: only `--tls` needs it
 
     ca = trustme.CA(organization_name="dandifs local archive")
     ca.cert_pem.write_to_path(str(ca_file))
+    return ca
+
+
+def server_context(authority: trustme.CA, version: TlsVersion = "1.3") -> ssl.SSLContext:
+    """A server context with a certificate for the loopback names issued by `authority`; TLS
+    up to `version` (1.2 costs one more round trip)."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert(*SERVER_NAMES).configure_cert(context)
+    authority.issue_cert(*SERVER_NAMES).configure_cert(context)
     context.set_alpn_protocols(["http/1.1"])
     if version == "1.2":
         context.maximum_version = ssl.TLSVersion.TLSv1_2
