@@ -157,12 +157,16 @@ class Connection:
         """Read more into the buffer; False at end of stream."""
         if self._eof:
             return False
-        data = await self._loop.sock_recv(self.sock, RECV_SIZE)
+        data = await self._recv()
         if not data:
             self._eof = True
             return False
         self._buffer += data
         return True
+
+    async def _recv(self) -> bytes:
+        """The next bytes received; b"" at end of stream."""
+        return await self._loop.sock_recv(self.sock, RECV_SIZE)
 
     async def _send(self, data: bytes) -> None:
         await self._loop.sock_sendall(self.sock, data)
@@ -380,26 +384,18 @@ class TlsConnection(Connection):
         await self._flush_records()
         return self._tls.version() or "unknown"
 
-    async def _fill(self) -> bool:
-        if self._eof:
-            return False
+    async def _recv(self) -> bytes:
         while True:
             try:
-                data = self._tls.read(RECV_SIZE)
+                return self._tls.read(RECV_SIZE)
             except ssl.SSLWantReadError:
                 await self._flush_records()  # e.g. the answer to a key update
-                if await self._receive_records():
-                    continue
-                data = b""
+                if not await self._receive_records():
+                    return b""
             except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
-                data = b""
+                return b""
             except ssl.SSLError as exc:
                 raise ConnectionError(f"TLS error: {exc}") from exc
-            if not data:
-                self._eof = True
-                return False
-            self._buffer += data
-            return True
 
     async def _send(self, data: bytes) -> None:
         try:
