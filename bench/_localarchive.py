@@ -10,7 +10,7 @@ import sys
 import tempfile
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -30,6 +30,7 @@ class Archive:
     s3_proxy_url: str
     token: str
     bucket: str = "dandi-dandisets"
+    ready: dict[str, Any] = field(default_factory=dict)
 
     def control(self, method: str, name: str, body: dict[str, Any] | None = None) -> Any:
         response = httpx.request(
@@ -64,15 +65,17 @@ class Archive:
 
 
 @contextmanager
-def running_archive(seed: str = "big", data_dir: Path | None = None) -> Iterator[Archive]:
-    """A local archive seeded with `seed`, stopped (SIGTERM) when the block ends."""
+def running_archive(seed: str = "big", data_dir: Path | None = None,
+                    *extra_args: str) -> Iterator[Archive]:
+    """A local archive seeded with `seed` (and `extra_args` on its command line), stopped
+    (SIGTERM) when the block ends. Its ready file's fields are in `Archive.ready`."""
     data_dir = data_dir or default_data_dir()
     with tempfile.TemporaryDirectory(prefix="dandifs-bench-") as scratch:
         ready_file = Path(scratch) / "ready.json"
         log_path = Path(scratch) / "archive.log"
         command = [sys.executable, "-m", "dandifs", "local-archive", "--data", str(data_dir),
                    "--port", "0", "--seed", seed, "--ready-file", str(ready_file),
-                   "--no-access-log"]
+                   "--no-access-log", *extra_args]
         with open(log_path, "wb") as log:
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
                                        stdin=subprocess.DEVNULL)
@@ -82,7 +85,8 @@ def running_archive(seed: str = "big", data_dir: Path | None = None) -> Iterator
                     raise RuntimeError(f"local archive exited:\n{log_path.read_text()[-3000:]}")
                 time.sleep(0.2)
             ready = json.loads(ready_file.read_text())
-            yield Archive(ready["api_url"], ready["s3_url"], ready["s3_proxy_url"], ready["token"])
+            yield Archive(ready["api_url"], ready["s3_url"], ready["s3_proxy_url"], ready["token"],
+                          ready=ready)
         finally:
             stop_process(process)
 

@@ -1,7 +1,8 @@
 """Shared fixtures: a real local archive (`dandifs local-archive`) for the whole test session.
 
 `local_archive` starts one archive process seeded with the demo dandisets and yields a
-`LocalArchive` handle; `archive_env` is the environment dandi-cli needs to talk to it. The
+`LocalArchive` handle; `archive_env` is the environment dandi-cli needs to talk to it.
+`tls_archive` is a second one over HTTPS (`--tls`), whose CA file is `tls_archive.ca_file`. The
 demo files are generated once into `$DANDIFS_TEST_DATA` (default `~/.cache/dandifs-test`) and
 reused by later sessions; each session gets its own archive state.
 
@@ -16,6 +17,7 @@ import ctypes
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -57,13 +59,30 @@ class LocalArchive:
     data_dir: Path
     pid: int
     log_path: Path
+    api_front_url: str  # the API's origin: its /__dandifs__/ controls the API's network model
+    ca_file: str | None = None  # with --tls: the CA that clients must trust
 
-    def _control(self, method: str, name: str, body: dict[str, Any] | None = None) -> Any:
+    @property
+    def verify(self) -> ssl.SSLContext | bool:
+        """What httpx needs to trust this archive."""
+        return ssl.create_default_context(cafile=self.ca_file) if self.ca_file else True
+
+    def _control(self, method: str, name: str, body: dict[str, Any] | None = None,
+                 origin: str | None = None) -> Any:
         response = httpx.request(
-            method, f"{self.s3_proxy_url}/__dandifs__/{name}", json=body, timeout=10
+            method, f"{origin or self.s3_proxy_url}/__dandifs__/{name}", json=body, timeout=10,
+            verify=self.verify,
         )
         response.raise_for_status()
         return response.json()
+
+    def api_network(self, **settings: Any) -> dict[str, Any]:
+        """Replace the API front's settings (`rtt_ms`, `window_max_kib`...; others to 0)."""
+        return self._control("PUT", "faults", settings, origin=self.api_front_url)
+
+    def api_stats(self, reset: bool = False) -> dict[str, Any]:
+        """Counters of the API front (as `s3_stats`); with `reset`, zero them."""
+        return self._control("DELETE" if reset else "GET", "stats", origin=self.api_front_url)
 
     def set_s3_faults(
         self,
@@ -175,14 +194,13 @@ def stop_local_archive(process: subprocess.Popen[bytes], signum: int = signal.SI
     return process.returncode
 
 
-@pytest.fixture(scope="session")
-def local_archive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalArchive]:
-    """The demo archive, shared by the session (its demo files cached across sessions)."""
-    data_dir = test_data_dir()
-    run_dir = tmp_path_factory.mktemp("local-archive")
-    log_path = run_dir / "local-archive.log"
+def _session_archive(
+    tmp_path_factory: pytest.TempPathFactory, name: str, *args: str
+) -> Iterator[LocalArchive]:
+    run_dir = tmp_path_factory.mktemp(name)
+    log_path = run_dir / f"{name}.log"
     process, ready = start_local_archive(
-        data_dir, run_dir / "ready.json", log_path, "--seed", "demo"
+        test_data_dir(), run_dir / "ready.json", log_path, "--seed", "demo", *args
     )
     archive = LocalArchive(
         api_url=ready["api_url"],
@@ -193,11 +211,25 @@ def local_archive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalArc
         data_dir=Path(ready["data_dir"]),
         pid=ready["pid"],
         log_path=log_path,
+        api_front_url=ready["api_front_url"],
+        ca_file=ready["ca_file"],
     )
     try:
         yield archive
     finally:
         stop_local_archive(process)
+
+
+@pytest.fixture(scope="session")
+def local_archive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalArchive]:
+    """The demo archive, shared by the session (its demo files cached across sessions)."""
+    yield from _session_archive(tmp_path_factory, "local-archive")
+
+
+@pytest.fixture(scope="session")
+def tls_archive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalArchive]:
+    """A second demo archive, over HTTPS with a CA made at its start (`ca_file`)."""
+    yield from _session_archive(tmp_path_factory, "tls-archive", "--tls")
 
 
 @pytest.fixture(scope="session")

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
+import http.client
 import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import textwrap
@@ -28,10 +31,12 @@ import httpx
 import pytest
 from conftest import LocalArchive, start_local_archive, stop_local_archive
 
+from dandifs.localarchive.netmodel import INITIAL_WINDOW, MIN_RTO, SEGMENT, Window
 from dandifs.localarchive.objectstore import DEFAULT_BUCKET, ObjectStore, PrivateKeys
 from dandifs.localarchive.relay import PACE_MIN_CHUNK, PIPE_SIZE, Pace
-from dandifs.localarchive.s3proxy import FaultConfig, S3Proxy
+from dandifs.localarchive.s3proxy import ApiFront, FaultConfig, S3Proxy
 from dandifs.localarchive.seaweed import SeaweedServer
+from dandifs.localarchive.tls import new_authority, server_context
 
 T = TypeVar("T")
 S3_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
@@ -44,7 +49,8 @@ class TestFaultConfig:
     def test_defaults_are_no_faults(self) -> None:
         assert FaultConfig().to_json() == {
             "latency_ms": 0.0, "error_rate": 0.0, "reset_rate": 0.0,
-            "truncate_rate": 0.0, "seed": None, "stream_mbps": 0.0,
+            "truncate_rate": 0.0, "seed": None, "stream_mbps": 0.0, "rtt_ms": 0.0,
+            "window_max_kib": 4096.0, "stall_rate": 0.0, "stall_seconds": 5.0,
         }
 
     @pytest.mark.parametrize(
@@ -124,6 +130,61 @@ class TestPrivateKeys:
         path = tmp_path / "private.json"
         PrivateKeys(path).set("blobs/a", True)
         assert PrivateKeys(path).is_private("blobs/a")
+
+
+MIB = 1 << 20
+SLOW_START_8MIB = [INITIAL_WINDOW << k for k in range(9)]  # 14,480 ... 3,706,880 bytes
+
+
+class TestWindow:
+    """Worked schedules of the congestion window at a 30 ms RTT."""
+
+    RTT = 0.030
+
+    def test_starts_at_ten_segments(self) -> None:
+        assert INITIAL_WINDOW == 10 * SEGMENT == 14_480
+        assert Window().schedule(1024, self.RTT) == [1024]
+
+    def test_a_cold_body_doubles_each_round_trip(self) -> None:
+        # 8 MiB cold: 9 doubling rounds carry 511 x 14,480 = 7,399,280 bytes, the 10th the rest.
+        assert Window().schedule(8 * MIB, self.RTT) == [*SLOW_START_8MIB, 8 * MIB - 7_399_280]
+
+    def test_a_warm_body_goes_in_rounds_of_the_maximum(self) -> None:
+        window = Window()
+        window.schedule(8 * MIB, self.RTT)
+        assert window.schedule(8 * MIB, self.RTT, start=0.5) == [4 * MIB, 4 * MIB]
+        assert window.size == 4 * MIB
+
+    def test_it_grows_by_what_was_acknowledged_only(self) -> None:
+        window = Window()
+        window.schedule(1024, self.RTT)
+        window.schedule(1024, self.RTT, start=0.1)
+        assert window.size == INITIAL_WINDOW + 1024  # the second body's round not yet acked
+        assert window.schedule(20_000, self.RTT, start=0.2) == [INITIAL_WINDOW + 2048,
+                                                                 20_000 - INITIAL_WINDOW - 2048]
+
+    def test_an_idle_connection_is_cold_again_after_an_rto(self) -> None:
+        window = Window()
+        window.schedule(8 * MIB, self.RTT)  # last bytes sent at 0.27 s (9 waits of 30 ms)
+        idle_limit = 9 * self.RTT + MIN_RTO + self.RTT
+        assert window.schedule(8 * MIB, self.RTT, start=idle_limit - 0.01)[0] == 4 * MIB
+        assert window.schedule(8 * MIB, self.RTT, start=idle_limit + 1)[0] == INITIAL_WINDOW
+
+    def test_take_waits_for_the_round_trip_of_a_full_round(self) -> None:
+        window = Window(maximum=1 << 30)
+        window.begin(10.0, self.RTT)
+        assert window.take(50_000, 10.0, self.RTT) == (INITIAL_WINDOW, 0.0)
+        window.sent(INITIAL_WINDOW, 10.001)
+        count, wait = window.take(50_000, 10.002, self.RTT)
+        assert (count, wait) == (2 * INITIAL_WINDOW, pytest.approx(0.028))
+        # A round slower than the RTT (a bandwidth cap) is followed by the next at once.
+        window.sent(count, 10.1)
+        assert window.take(50_000, 10.1, self.RTT) == (50_000, 0.0)
+
+    def test_the_maximum_bounds_the_window(self) -> None:
+        window = Window(maximum=100_000)
+        assert window.schedule(400_000, self.RTT) == [14_480, 28_960, 57_920, 100_000,
+                                                      100_000, 98_640]
 
 
 def test_presigned_urls_name_the_public_base() -> None:
@@ -686,6 +747,211 @@ def test_proxy_streams_large_objects(s3: Stack, tmp_path: Path) -> None:
             digest.update(chunk)
     assert digest.hexdigest() == hashlib.md5(path.read_bytes()).hexdigest()
     assert s3.stats()["bytes_sent"] == 64 << 20  # one pass, nothing sent twice
+
+
+def _raw_get(connection: http.client.HTTPConnection, path: str) -> bytes:
+    connection.request("GET", path)
+    response = connection.getresponse()
+    assert response.status == 200
+    return response.read()
+
+
+def test_network_model_counts_connections_requests_and_rounds(s3: Stack) -> None:
+    small, large = os.urandom(1024), os.urandom(8 * MIB)
+    s3.store.put_bytes("net/small", small)
+    s3.store.put_bytes("net/large", large)
+    s3.faults(rtt_ms=20)
+    httpx.delete(f"{s3.url}/__dandifs__/stats")
+    with contextlib.closing(http.client.HTTPConnection(s3.proxy.host, s3.proxy.port)) as first:
+        assert _raw_get(first, f"/{DEFAULT_BUCKET}/net/small") == small
+        assert _raw_get(first, f"/{DEFAULT_BUCKET}/net/small") == small
+    stats = s3.stats()
+    assert (stats["connections"], stats["total_requests"], stats["rounds_sent"]) == (1, 2, 2)
+    with contextlib.closing(http.client.HTTPConnection(s3.proxy.host, s3.proxy.port)) as second:
+        # 8 MiB cold takes the 10 rounds of slow start; at once again on the same connection,
+        # with the window at its 4 MiB maximum, 2.
+        assert _raw_get(second, f"/{DEFAULT_BUCKET}/net/large") == large
+        assert s3.stats()["rounds_sent"] == 2 + 10
+        assert _raw_get(second, f"/{DEFAULT_BUCKET}/net/large") == large
+        assert s3.stats()["rounds_sent"] == 2 + 10 + 2
+        # Idle longer than an RTO (200 ms + RTT): cold again.
+        time.sleep(MIN_RTO + 0.1)
+        assert _raw_get(second, f"/{DEFAULT_BUCKET}/net/large") == large
+    stats = s3.stats()
+    assert stats["rounds_sent"] == 2 + 10 + 2 + 10
+    assert (stats["connections"], stats["handshakes"], stats["total_requests"]) == (2, 0, 5)
+    assert stats["bytes_sent"] == 2 * len(small) + 3 * len(large)
+
+
+def test_network_model_paces_uploads_in_rounds(s3: Stack) -> None:
+    s3.faults(rtt_ms=10)
+    # 100 KiB from a cold window: 14,480 + 28,960 + 57,920 = 101,360 bytes, then a 4th round.
+    response = httpx.put(s3.store.presign_put("net/upload"), content=os.urandom(100 << 10))
+    assert response.status_code == 200
+    stats = s3.stats()
+    assert (stats["rounds_received"], stats["bytes_received"]) == (4, 100 << 10)
+
+
+def test_a_new_connection_costs_a_round_trip_more(s3: Stack) -> None:
+    """A lower bound only: 1 KiB on a new connection waits for the TCP set-up and the
+    request's round trip (100 ms each), however idle the machine."""
+    s3.store.put_bytes("net/probe", b"x" * 1024)
+    s3.faults(rtt_ms=100)
+    started = time.monotonic()
+    assert len(httpx.get(s3.store.object_url("net/probe")).content) == 1024
+    assert time.monotonic() - started >= 0.2
+
+
+def test_network_model_and_stream_cap_compose(s3: Stack) -> None:
+    data = os.urandom(4 * MIB)
+    s3.store.put_bytes("net/capped", data)
+    s3.faults(rtt_ms=5, stream_mbps=50)
+    started = time.monotonic()
+    assert httpx.get(s3.store.object_url("net/capped"), timeout=30).content == data
+    assert time.monotonic() - started >= 0.95 * len(data) / 50e6  # the cap still holds
+    assert s3.stats()["rounds_sent"] == 9  # 511 x 14,480 < 4 MiB: slow start's 9 rounds
+
+
+def test_stall_faults_hold_the_body_half_way(s3: Stack) -> None:
+    data = os.urandom(1 << 20)
+    s3.store.put_bytes("faults/stall", data)
+    s3.faults(stall_rate=1, stall_seconds=0.3)
+    # What a raw client sees: the head and half the body, then nothing for a while, then the
+    # rest (a lower bound on the wait only).
+    with socket.create_connection((s3.proxy.host, s3.proxy.port)) as sock:
+        sock.sendall(f"GET /{DEFAULT_BUCKET}/faults/stall HTTP/1.1\r\nHost: x\r\n"
+                     "Connection: close\r\n\r\n".encode())
+        received = b""
+        while len(received.partition(b"\r\n\r\n")[2]) < len(data) // 2:
+            received += sock.recv(1 << 16)
+        half_at = time.monotonic()
+        while chunk := sock.recv(1 << 16):
+            received += chunk
+            if len(received.partition(b"\r\n\r\n")[2]) == len(data) // 2 + len(chunk):
+                first_after = time.monotonic()
+    assert received.partition(b"\r\n\r\n")[2] == data
+    assert first_after - half_at >= 0.25
+    # HEAD has no body to stall; the GET through httpx is whole.
+    assert httpx.head(s3.store.object_url("faults/stall")).status_code == 200
+    assert httpx.get(s3.store.object_url("faults/stall")).content == data
+    assert s3.stats()["faults"] == {"stall": 2}
+
+
+def test_bad_network_settings_are_refused_by_name(s3: Stack) -> None:
+    for field, bad in (("rtt_ms", -1), ("window_max_kib", 0), ("stall_rate", 2),
+                       ("stall_seconds", "long")):
+        response = httpx.put(f"{s3.url}/__dandifs__/faults", json={field: bad})
+        assert response.status_code == 400 and field in response.json()["detail"]
+
+
+@dataclass
+class TlsStack:
+    stack: Stack
+    proxy: S3Proxy  # TLS 1.3
+    proxy12: S3Proxy  # at most TLS 1.2
+    ca_file: Path
+
+    def store(self, proxy: S3Proxy) -> ObjectStore:
+        return ObjectStore(self.stack.seaweed.s3_url, proxy.url,
+                           private_keys=proxy.private_keys)
+
+    def control(self, proxy: S3Proxy, method: str, name: str, **body: Any) -> Any:
+        response = httpx.request(method, f"{proxy.url}/__dandifs__/{name}",
+                                 json=body if method == "PUT" else None,
+                                 verify=ssl.create_default_context(cafile=self.ca_file))
+        response.raise_for_status()
+        return response.json()
+
+
+@pytest.fixture(scope="module")
+def tls_stack(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsStack]:
+    """Two S3 proxies over HTTPS (TLS 1.3, and at most 1.2) with one CA, before the module's
+    SeaweedFS."""
+    ca_file = tmp_path_factory.mktemp("tls") / "ca.pem"
+    authority = new_authority(ca_file)
+    assert stack.seaweed.ports is not None
+    proxies = [S3Proxy(stack.seaweed.host, stack.seaweed.ports.s3,
+                       tls=server_context(authority, version)) for version in ("1.3", "1.2")]
+    for proxy in proxies:
+        stack.loop.run(proxy.start())
+    try:
+        yield TlsStack(stack, proxies[0], proxies[1], ca_file)
+    finally:
+        for proxy in proxies:
+            stack.loop.run(proxy.close())
+
+
+@pytest.fixture
+def tls(tls_stack: TlsStack) -> Iterator[TlsStack]:
+    """The TLS proxies with faults off and counters at zero before and after the test."""
+    for proxy in (tls_stack.proxy, tls_stack.proxy12):
+        proxy.set_faults(FaultConfig())
+        proxy.reset_stats()
+    yield tls_stack
+    for proxy in (tls_stack.proxy, tls_stack.proxy12):
+        proxy.set_faults(FaultConfig())
+
+
+def test_tls_serves_clients_that_trust_the_ca_and_refuses_others(
+    tls: TlsStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = os.urandom(3 * MIB)
+    store = tls.store(tls.proxy)
+    store.put_bytes("tls/object", data)
+    url = store.object_url("tls/object")
+    assert url.startswith("https://127.0.0.1:")
+    with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+        httpx.get(url)  # the system's CAs (certifi) do not know ours
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls.ca_file))  # how httpx (and dandifs) trust it
+    with httpx.Client() as client:
+        assert client.get(url).content == data
+        assert client.get(url, headers={"Range": "bytes=5-9"}).content == data[5:10]
+        upload = os.urandom(MIB + 5)
+        assert client.put(store.presign_put("tls/upload"), content=upload).status_code == 200
+        assert client.get(store.object_url("tls/upload")).content == upload
+    stats = tls.control(tls.proxy, "GET", "stats")
+    assert (stats["connections"], stats["handshakes"]) == (1, 1)  # not the refused one
+    assert stats["total_requests"] == 4 and stats["bytes_received"] == MIB + 5
+
+
+def test_curl_fetches_a_presigned_url_with_the_ca(tls: TlsStack, tmp_path: Path) -> None:
+    data = os.urandom(100_000)
+    store = tls.store(tls.proxy)
+    store.put_bytes("tls/curl", data)
+    url = store.presign_get("tls/curl", filename="curl.bin")
+    out = tmp_path / "out.bin"
+    fetched = subprocess.run(["curl", "-sSf", "--cacert", str(tls.ca_file), "-o", str(out), url],
+                             capture_output=True, text=True, timeout=60)
+    assert fetched.returncode == 0, fetched.stderr
+    assert out.read_bytes() == data
+    refused = subprocess.run(["curl", "-sS", "-o", os.devnull, url], env={"PATH": os.environ["PATH"],
+                             "CURL_CA_BUNDLE": str(Path(__file__))}, capture_output=True,
+                             text=True, timeout=60)
+    assert refused.returncode in {60, 77}  # not trusted / CA file unusable: never served
+
+
+@pytest.mark.parametrize(("which", "version", "round_trips"),
+                         [("proxy", "TLSv1.3", 3), ("proxy12", "TLSv1.2", 4)])
+def test_a_new_tls_connection_pays_the_handshake(
+    tls: TlsStack, which: str, version: str, round_trips: int
+) -> None:
+    """TCP set-up, the handshake's round trip(s), the request's: a lower bound only."""
+    proxy = getattr(tls, which)
+    store = tls.store(proxy)
+    store.put_bytes("tls/probe", b"y" * 1024)
+    tls.control(proxy, "PUT", "faults", rtt_ms=100)
+    context = ssl.create_default_context(cafile=tls.ca_file)
+    started = time.monotonic()
+    connection = http.client.HTTPSConnection(proxy.host, proxy.port, context=context, timeout=30)
+    try:
+        assert _raw_get(connection, f"/{DEFAULT_BUCKET}/tls/probe") == b"y" * 1024
+        assert time.monotonic() - started >= round_trips * 0.1
+        assert connection.sock.version() == version
+        assert _raw_get(connection, f"/{DEFAULT_BUCKET}/tls/probe") == b"y" * 1024
+    finally:
+        connection.close()
+    stats = tls.control(proxy, "GET", "stats")
+    assert (stats["connections"], stats["handshakes"], stats["rounds_sent"]) == (1, 1, 2)
 
 
 # -- the process ---------------------------------------------------------------------------

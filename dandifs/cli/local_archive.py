@@ -62,8 +62,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="demo dandisets to load: demo, big (demo plus a 10,000-asset folder and a 1 GiB "
         "file), or none",
     )
+    parser.add_argument("--tls", action="store_true",
+                        help="serve the API and S3 over HTTPS, with a certificate authority "
+                        "made at start (its file is printed, and how to make clients trust it)")
+    parser.add_argument("--tls-version", choices=("1.3", "1.2"), default="1.3",
+                        help="highest TLS version offered (default: %(default)s); a TLS 1.2 "
+                        "handshake costs two round trips under --rtt-ms, 1.3 one")
+    parser.add_argument("--rtt-ms", type=_non_negative, default=0.0, metavar="MS",
+                        help="network model on the API and S3: this round-trip time per "
+                        "request, per new connection (plus the TLS handshake's), and between "
+                        "rounds of each connection's congestion window; 0 (default) is off")
+    parser.add_argument("--window-max-kib", type=_non_negative, default=4096.0, metavar="KIB",
+                        help="largest congestion window of the network model (default: "
+                        "%(default)s KiB)")
     parser.add_argument("--s3-latency", type=_non_negative, default=0.0, metavar="MS",
-                        help="delay added to every S3 request, in milliseconds")
+                        help="flat delay added to every S3 request, in milliseconds")
     parser.add_argument("--s3-stream-mbps", type=_non_negative, default=0.0, metavar="MB/S",
                         help="bandwidth of each S3 response body, in MB/s (10^6 bytes), as "
                         "one S3 connection has; parallel GETs each get it; 0 (default) is "
@@ -74,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="fraction of S3 connections reset instead of answered")
     parser.add_argument("--s3-truncate-rate", type=_rate, default=0.0, metavar="F",
                         help="fraction of S3 GETs whose body is cut short")
+    parser.add_argument("--s3-stall-rate", type=_rate, default=0.0, metavar="F",
+                        help="fraction of S3 GETs that stop half-way for --s3-stall-seconds")
+    parser.add_argument("--s3-stall-seconds", type=_non_negative, default=5.0, metavar="S",
+                        help="how long a stalled S3 GET sends nothing (default: %(default)s)")
     parser.add_argument("--s3-fault-seed", type=int, default=None, metavar="N",
                         help="seed of the fault generator, for repeatable runs")
     parser.add_argument("--s3-public-url", default=None, metavar="URL",
@@ -91,14 +108,19 @@ def main(argv: list[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        network = {"rtt_ms": args.rtt_ms, "window_max_kib": args.window_max_kib}
         faults = FaultConfig(
             latency_ms=args.s3_latency,
             error_rate=args.s3_error_rate,
             reset_rate=args.s3_reset_rate,
             truncate_rate=args.s3_truncate_rate,
+            stall_rate=args.s3_stall_rate,
+            stall_seconds=args.s3_stall_seconds,
             seed=args.s3_fault_seed,
             stream_mbps=args.s3_stream_mbps,
+            **network,
         )
+        api_faults = FaultConfig(**network)
     except ValueError as exc:
         parser.error(str(exc))
     if args.s3_public_url and not args.s3_public_url.startswith(("http://", "https://")):
@@ -110,6 +132,9 @@ def main(argv: list[str]) -> int:
         s3_port=args.s3_port,
         seed=args.seed,
         faults=faults,
+        api_faults=api_faults,
+        tls=args.tls,
+        tls_version=args.tls_version,
         s3_public_url=args.s3_public_url,
         token=args.token,
         ready_file=args.ready_file,

@@ -10,9 +10,13 @@ The sockets are driven by the running asyncio loop's readiness callbacks (`sock_
 `add_reader`...), not by asyncio transports, because a transport owns its socket and cannot
 lend it to `splice`.
 
-A `Pace` caps the rate of one body (the proxy's model of a single S3 connection's bandwidth):
-the body still moves through the pipe, but a chunk at a time, each released only when the
-rate allows it.
+A `Flow` shapes one body: a `Pace` caps its rate (the model of a single connection's
+bandwidth), a `Window` sends it in rounds of a congestion window one round trip apart (see
+`netmodel.py`); the body still moves through the pipe, but a chunk at a time, each released only
+when both allow it.
+
+`TlsConnection` is the server side of a TLS connection (the archive over HTTPS). Its bytes are
+encrypted in user space, so bodies to or from it are copied rather than spliced.
 """
 
 from __future__ import annotations
@@ -21,10 +25,13 @@ import asyncio
 import contextlib
 import fcntl
 import os
-import socket
-import struct
 import math
+import socket
+import ssl
+import struct
 from collections.abc import Callable
+
+from dandifs.localarchive.netmodel import Window
 
 RECV_SIZE = 1 << 18
 PIPE_SIZE = 1 << 20
@@ -63,6 +70,56 @@ class Pace:
         if delay > 0:
             await asyncio.sleep(delay)
 
+    def restart(self) -> None:
+        """The link sat idle on purpose (waiting for acknowledgements): no lag to make up."""
+        self._due = None
+
+
+class Flow:
+    """How one body moves: at most at `pace`'s rate and, with a `window`, in its rounds one
+    `rtt` apart, so that a round takes the longer of one round trip and its bytes' time at the
+    rate. Creating it starts the body (a new round of the window)."""
+
+    def __init__(
+        self, pace: Pace | None = None, window: Window | None = None, rtt: float = 0.0
+    ) -> None:
+        self.pace = pace
+        self.window = window
+        self.rtt = rtt
+        self._loop = asyncio.get_running_loop()
+        self._rounds_before = 0
+        if window is not None:
+            self._rounds_before = window.rounds
+            window.begin(self._loop.time(), rtt)
+
+    @property
+    def rounds(self) -> int:
+        """Rounds of the window this body took so far."""
+        return 0 if self.window is None else self.window.rounds - self._rounds_before
+
+    @property
+    def chunk_size(self) -> int:
+        return PIPE_SIZE if self.pace is None else self.pace.chunk_size
+
+    async def allow(self, wanted: int) -> int:
+        """How many of `wanted` bytes may go now, after waiting for the window if it is full."""
+        if self.window is None:
+            return wanted
+        count, wait = self.window.take(wanted, self._loop.time(), self.rtt)
+        if wait > 0:
+            if self.pace is not None:
+                self.pace.restart()
+            await asyncio.sleep(wait)
+        return count
+
+    async def release(self, count: int) -> None:
+        if self.pace is not None:
+            await self.pace.release(count)
+
+    def sent(self, count: int) -> None:
+        if self.window is not None:
+            self.window.sent(count, self._loop.time())
+
 
 class Connection:
     """One TCP connection: buffered reads for message heads, queued writes flushed by
@@ -94,16 +151,25 @@ class Connection:
 
     # -- reading ----------------------------------------------------------------------------
 
+    spliceable = True  # whether bodies may move between its socket and a pipe as they are
+
     async def _fill(self) -> bool:
         """Read more into the buffer; False at end of stream."""
         if self._eof:
             return False
-        data = await self._loop.sock_recv(self.sock, RECV_SIZE)
+        data = await self._recv()
         if not data:
             self._eof = True
             return False
         self._buffer += data
         return True
+
+    async def _recv(self) -> bytes:
+        """The next bytes received; b"" at end of stream."""
+        return await self._loop.sock_recv(self.sock, RECV_SIZE)
+
+    async def _send(self, data: bytes) -> None:
+        await self._loop.sock_sendall(self.sock, data)
 
     def _take(self, count: int) -> bytes:
         data = bytes(self._buffer[:count])
@@ -161,58 +227,67 @@ class Connection:
             return
         data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
         self._pending.clear()
-        await self._loop.sock_sendall(self.sock, data)
+        await self._send(data)
 
     # -- forwarding -------------------------------------------------------------------------
 
-    async def forward(self, target: Connection, count: int, pace: Pace | None = None) -> int:
-        """Move exactly `count` bytes from this connection to `target` (zero-copy), at most
-        at `pace`'s rate if given; `asyncio.IncompleteReadError` if this side ends first."""
+    async def forward(self, target: Connection, count: int, flow: Flow | None = None) -> int:
+        """Move exactly `count` bytes from this connection to `target` (zero-copy where both
+        allow it), shaped by `flow` if given; `asyncio.IncompleteReadError` if this side ends
+        first."""
         await target.drain()
         remaining = count
-        if self._buffer:
-            remaining -= await self._send_buffered(target, remaining, pace)
         while remaining:
-            moved = await self._splice_some(target, remaining, pace)
+            moved = await self._move_some(target, remaining, flow)
             if moved == 0:
                 raise asyncio.IncompleteReadError(b"", remaining)
             remaining -= moved
         return count
 
-    async def forward_to_eof(self, target: Connection, pace: Pace | None = None) -> int:
+    async def forward_to_eof(self, target: Connection, flow: Flow | None = None) -> int:
         await target.drain()
         total = 0
-        if self._buffer:
-            total += await self._send_buffered(target, len(self._buffer), pace)
-        while not self._eof:
-            moved = await self._splice_some(target, PIPE_SIZE, pace)
-            if moved == 0:
-                self._eof = True
+        while moved := await self._move_some(target, PIPE_SIZE, flow):
             total += moved
+        self._eof = True
         return total
 
-    async def _send_buffered(self, target: Connection, limit: int, pace: Pace | None) -> int:
-        """Send what was already read into the buffer (at most `limit` bytes) to `target`."""
-        head = self._take(min(limit, len(self._buffer)))
-        if pace is not None:
-            await pace.release(len(head))
-        await self._loop.sock_sendall(target.sock, head)
-        return len(head)
+    async def _move_some(self, target: Connection, limit: int, flow: Flow | None) -> int:
+        """Move up to `limit` bytes (one chunk of `flow`, and what its window allows) to
+        `target`; return the bytes moved, 0 at end of stream."""
+        size = min(limit, PIPE_SIZE if flow is None else flow.chunk_size)
+        if flow is not None:
+            size = await flow.allow(size)
+        if self._buffer or not (self.spliceable and target.spliceable):
+            moved = await self._copy_some(target, size, flow)
+        else:
+            moved = await self._splice_some(target, size, flow)
+        if flow is not None:
+            flow.sent(moved)
+        return moved
 
-    async def _splice_some(self, target: Connection, limit: int, pace: Pace | None) -> int:
-        """Fill the pipe from this socket (up to `limit` bytes, or one paced chunk), then
-        empty it into `target` (once `pace` allows). Returns the bytes moved; 0 means this
-        side reached end of stream."""
+    async def _copy_some(self, target: Connection, size: int, flow: Flow | None) -> int:
+        """Move what is buffered, or else what one read brings, through user space."""
+        data = await self.read(size)
+        if data:
+            if flow is not None:
+                await flow.release(len(data))
+            await target._send(data)
+        return len(data)
+
+    async def _splice_some(self, target: Connection, size: int, flow: Flow | None) -> int:
+        """Fill the pipe from this socket (up to `size` bytes), then empty it into `target`
+        (once `flow` allows). Returns the bytes moved; 0 means this side reached end of
+        stream."""
         read_end, write_end = self._ensure_pipe()
-        size = min(limit, PIPE_SIZE if pace is None else pace.chunk_size)
         while True:
             try:
                 moved = os.splice(self.fd, write_end, size, flags=_SPLICE_FLAGS)
                 break
             except (BlockingIOError, InterruptedError):
                 await self._readable()
-        if pace is not None and moved:
-            await pace.release(moved)
+        if flow is not None and moved:
+            await flow.release(moved)
         left = moved
         while left:
             try:
@@ -273,4 +348,84 @@ class Connection:
         """Close with a TCP RST (SO_LINGER 0) instead of an orderly FIN."""
         with contextlib.suppress(OSError):
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.close()
+
+
+class TlsConnection(Connection):
+    """The server side of a TLS connection over a non-blocking socket.
+
+    TLS runs on memory buffers (`ssl.SSLObject`): the socket carries the encrypted records, read
+    and written through the same loop callbacks as a plain connection. `handshake()` must
+    complete before anything else.
+    """
+
+    spliceable = False
+
+    def __init__(self, sock: socket.socket, context: ssl.SSLContext) -> None:
+        super().__init__(sock)
+        self._incoming = ssl.MemoryBIO()
+        self._outgoing = ssl.MemoryBIO()
+        self._tls = context.wrap_bio(self._incoming, self._outgoing, server_side=True)
+
+    async def handshake(self) -> str:
+        """Complete the TLS handshake; return the version agreed on ("TLSv1.3"...).
+        `ConnectionError` if the client goes away or refuses (e.g. does not trust us)."""
+        while True:
+            try:
+                self._tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                await self._flush_records()
+                if not await self._receive_records():
+                    raise ConnectionError("the client closed during the TLS handshake") from None
+            except ssl.SSLError as exc:
+                await self._flush_records()  # the alert, if any, tells the client why
+                raise ConnectionError(f"TLS handshake failed: {exc}") from exc
+        await self._flush_records()
+        return self._tls.version() or "unknown"
+
+    async def _recv(self) -> bytes:
+        while True:
+            try:
+                return self._tls.read(RECV_SIZE)
+            except ssl.SSLWantReadError:
+                await self._flush_records()  # e.g. the answer to a key update
+                if not await self._receive_records():
+                    return b""
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                return b""
+            except ssl.SSLError as exc:
+                raise ConnectionError(f"TLS error: {exc}") from exc
+
+    async def _send(self, data: bytes) -> None:
+        try:
+            self._tls.write(data)
+        except ssl.SSLError as exc:
+            raise ConnectionError(f"TLS error: {exc}") from exc
+        await self._flush_records()
+
+    async def _receive_records(self) -> bool:
+        """Read encrypted bytes from the socket into TLS; False at end of stream."""
+        data = await self._loop.sock_recv(self.sock, RECV_SIZE)
+        if not data:
+            self._incoming.write_eof()
+            return False
+        self._incoming.write(data)
+        return True
+
+    async def _flush_records(self) -> None:
+        data = self._outgoing.read()
+        if data:
+            await self._loop.sock_sendall(self.sock, data)
+
+    def at_eof(self) -> bool:
+        return self._eof and not self._buffer
+
+    async def aclose(self) -> None:
+        """Send what is queued and a TLS close_notify (if the peer still listens), then close."""
+        with contextlib.suppress(OSError, ssl.SSLError):
+            await self.drain()
+            with contextlib.suppress(ssl.SSLWantReadError):
+                self._tls.unwrap()
+            await self._flush_records()
         self.close()

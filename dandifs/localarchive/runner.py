@@ -1,4 +1,8 @@
-"""One local archive process: SeaweedFS, the S3 front proxy and the REST API on one event loop.
+"""One local archive process: SeaweedFS, the REST API and their front proxies on one event loop.
+
+Clients talk to the fronts (`s3proxy.py`): the S3 proxy before SeaweedFS, the API front before
+uvicorn. They add HTTPS (`--tls`, with a CA made at start), the network model and faults; the
+servers behind them listen on loopback only, in plain HTTP.
 
 Layout of the data directory:
 
@@ -24,6 +28,7 @@ import secrets
 import shutil
 import signal
 import socket
+import ssl
 import sys
 import time
 import urllib.error
@@ -37,8 +42,15 @@ import uvicorn
 
 from dandifs.errors import Unavailable
 from dandifs.localarchive.objectstore import DEFAULT_BUCKET, ObjectStore, PrivateKeys
-from dandifs.localarchive.s3proxy import FaultConfig, S3Proxy
+from dandifs.localarchive.s3proxy import ApiFront, FaultConfig, S3Proxy
 from dandifs.localarchive.seaweed import SeaweedServer
+from dandifs.localarchive.tls import (
+    TlsVersion,
+    client_context,
+    new_authority,
+    server_context,
+    trust_lines,
+)
 
 if TYPE_CHECKING:  # imported when used: they take seconds to import, `--help` should not
     from starlette.applications import Starlette
@@ -49,6 +61,7 @@ if TYPE_CHECKING:  # imported when used: they take seconds to import, `--help` s
 SeedKind = Literal["demo", "big", "none"]
 _WILDCARD_HOSTS = {"", "0.0.0.0", "::"}
 _STAGING_GRACE_SECONDS = 60
+_CONTROL = "/__dandifs__/faults"
 
 
 def default_data_dir() -> Path:
@@ -68,6 +81,9 @@ class RunnerOptions:
     s3_port: int = 0
     seed: SeedKind = "demo"
     faults: FaultConfig = field(default_factory=FaultConfig)
+    api_faults: FaultConfig = field(default_factory=FaultConfig)  # the network model only
+    tls: bool = False
+    tls_version: TlsVersion = "1.3"
     s3_public_url: str | None = None
     token: str | None = None
     ready_file: Path | None = None
@@ -79,9 +95,12 @@ class ArchiveEndpoints:
     """What clients need, as printed at start and written to the ready file."""
 
     api_url: str
+    api_front_url: str  # the API's origin, which answers /__dandifs__/ control requests
+    api_direct_url: str  # uvicorn itself: plain HTTP, no network model (for comparisons)
     s3_url: str  # the public S3 base in presigned URLs
     s3_proxy_url: str  # our proxy, which answers /__dandifs__/ control requests
     s3_direct_url: str  # SeaweedFS itself: no latency, faults or embargo (for comparisons)
+    ca_file: str | None  # the CA to trust with --tls, else None
     token: str
     pid: int
     data_dir: str
@@ -180,6 +199,10 @@ class RunState:
     def private_keys(self) -> Path:
         return self.root / "private-keys.json"
 
+    @property
+    def ca_file(self) -> Path:
+        return self.root / "ca.pem"
+
 
 class _Server(uvicorn.Server):
     """uvicorn without its own signal handling: the runner owns SIGINT/SIGTERM, so that it can
@@ -215,9 +238,9 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _answers(url: str) -> bool:
+def _answers(url: str, context: ssl.SSLContext | None) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:
+        with urllib.request.urlopen(url, timeout=5, context=context) as response:
             return response.status == 200
     except (urllib.error.URLError, OSError):
         return False
@@ -299,6 +322,7 @@ async def _serve(
     # Forked from this (long-lived) thread: SeaweedFS dies with it (see SeaweedServer.start).
     seaweed.start()
     proxy: S3Proxy | None = None
+    front: ApiFront | None = None
     server: _Server | None = None
     serving: asyncio.Task[None] | None = None
     try:
@@ -309,11 +333,14 @@ async def _serve(
         await _until_stopped(asyncio.to_thread(seaweed.create_bucket, DEFAULT_BUCKET), stop)
         phases["seaweedfs"] = time.monotonic() - started
         assert seaweed.ports is not None
+        tls = (server_context(new_authority(state.ca_file), options.tls_version)
+               if options.tls else None)
         proxy = S3Proxy(
             seaweed.host,
             seaweed.ports.s3,
             private_keys=PrivateKeys(state.private_keys),
             faults=options.faults,
+            tls=tls,
         )
         try:
             await proxy.start(options.host, options.s3_port)
@@ -323,14 +350,21 @@ async def _serve(
                 "not available"
             ) from exc
         shown_host = _url_host(_display_host(options.host))
-        proxy_url = f"http://{shown_host}:{proxy.port}"
+        scheme = proxy.scheme
+        proxy_url = f"{scheme}://{shown_host}:{proxy.port}"
         public_url = (options.s3_public_url or proxy_url).rstrip("/")
         store = ObjectStore(
             seaweed.s3_url, public_url, bucket=DEFAULT_BUCKET, private_keys=proxy.private_keys
         )
 
         api_socket = _bind(options.host, options.port)
-        api_url = f"http://{shown_host}:{api_socket.getsockname()[1]}/api"
+        front_url = f"{scheme}://{shown_host}:{api_socket.getsockname()[1]}"
+        api_url = f"{front_url}/api"
+        # uvicorn listens on loopback behind the front, which adds the network model and TLS.
+        direct_socket = _bind("127.0.0.1", 0)
+        direct_url = f"http://127.0.0.1:{direct_socket.getsockname()[1]}"
+        front = ApiFront("127.0.0.1", direct_socket.getsockname()[1],
+                         faults=options.api_faults, tls=tls)
         settings = _settings(state, api_url, token)
         demo_data = await _until_stopped(demo_loading, stop)
         phases["demo_data"] = time.monotonic() - started
@@ -346,16 +380,25 @@ async def _serve(
                 access_log=options.access_log,
                 timeout_graceful_shutdown=3,
                 lifespan="auto",
+                proxy_headers=True,  # the front's X-Forwarded-Proto: URLs say https with TLS
+                forwarded_allow_ips="127.0.0.1",
             )
         )
-        serving = asyncio.create_task(server.serve(sockets=[api_socket]))
-        await _until_stopped(_wait_until_answering(server, serving, api_url, proxy_url), stop)
+        serving = asyncio.create_task(server.serve(sockets=[direct_socket]))
+        await _until_stopped(_wait_until_started(server, serving), stop)
+        await front.start_on(api_socket)  # connections made before wait in its backlog
+        trust = client_context(state.ca_file) if options.tls else None
+        urls = [f"{api_url}/info/", f"{front_url}{_CONTROL}", f"{proxy_url}{_CONTROL}"]
+        await _until_stopped(_check_answering(urls, trust), stop)
 
         endpoints = ArchiveEndpoints(
             api_url=api_url,
+            api_front_url=front_url,
+            api_direct_url=direct_url,
             s3_url=public_url,
             s3_proxy_url=proxy_url,
             s3_direct_url=seaweed.s3_url,
+            ca_file=str(state.ca_file) if options.tls else None,
             token=token,
             pid=os.getpid(),
             data_dir=str(data.root),
@@ -374,8 +417,9 @@ async def _serve(
             server.should_exit = True
             with contextlib.suppress(Exception):
                 await serving
-        if proxy is not None:
-            await proxy.close()
+        for relay in (front, proxy):
+            if relay is not None:
+                await relay.close()
         seaweed.stop(grace=0)  # its data is removed with the run's state right after
         if options.ready_file is not None:
             options.ready_file.unlink(missing_ok=True)
@@ -399,16 +443,17 @@ async def _until_stopped(awaitable: Any, stop: asyncio.Event) -> Any:
     raise _Stopped
 
 
-async def _wait_until_answering(
-    server: _Server, serving: asyncio.Task[None], api_url: str, proxy_url: str
-) -> None:
+async def _wait_until_started(server: _Server, serving: asyncio.Task[None]) -> None:
     while not server.started:
         if serving.done():
             serving.result()  # re-raise why uvicorn stopped
             raise Unavailable("the API server stopped while starting")
         await asyncio.sleep(0.02)
-    for url in (f"{api_url}/info/", f"{proxy_url}/__dandifs__/faults"):
-        if not await asyncio.to_thread(_answers, url):
+
+
+async def _check_answering(urls: list[str], trust: ssl.SSLContext | None) -> None:
+    for url in urls:
+        if not await asyncio.to_thread(_answers, url, trust):
             raise Unavailable(f"the local archive does not answer at {url}")
 
 
@@ -424,7 +469,10 @@ def print_endpoints(endpoints: ArchiveEndpoints) -> None:
         f"  S3:    {endpoints.s3_url}\n"
         f"  token: {endpoints.token}\n"
         f"  data:  {endpoints.data_dir}\n"
-        f"Use it with dandi-cli:  DANDI_API_KEY={endpoints.token} "
+        + (f"  CA:    {endpoints.ca_file}\nTrust it (HTTPS with a CA made for this run):\n"
+           + "".join(f"  {line}\n" for line in trust_lines(Path(endpoints.ca_file)))
+           if endpoints.ca_file else "")
+        + f"Use it with dandi-cli:  DANDI_API_KEY={endpoints.token} "
         f"dandi ls -r {endpoints.api_url}/dandisets/000001/\n"
         "Stop with Ctrl-C.",
         flush=True,

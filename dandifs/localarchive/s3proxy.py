@@ -1,23 +1,33 @@
-"""The S3 front proxy: what clients of the local archive see as "S3".
+"""The front proxies of the local archive: what its clients see as "S3" and as the API.
 
-It relays HTTP/1.1 between clients and SeaweedFS, moving bodies both ways without buffering
-them (zero-copy, see `relay.py`), and adds what a real bucket on the internet has and a
-loopback SeaweedFS lacks:
+`HttpRelay` relays HTTP/1.1 between clients and a loopback server, moving bodies both ways
+without buffering them (zero-copy, see `relay.py`), and adds what a server on the internet has
+and a loopback one lacks:
 
-- latency: a fixed delay before each request is answered;
+- HTTPS, when given a TLS context (the loopback leg stays plain HTTP);
+- the network model (`rtt_ms`, see `netmodel.py`): one round trip per request, one per new
+  connection plus the TLS handshake's, and bodies sent in rounds of a congestion window per
+  connection and direction;
+- latency: a fixed delay before each request is answered (the flat model);
 - bandwidth per connection: each response body is paced to at most `stream_mbps` MB/s, on
   its own, so N parallel GETs move N times as much (S3 bounds each connection's rate, which
   is why clients read large objects with parallel ranged GETs);
+- counters of connections, TLS handshakes, requests, rounds and bytes.
+
+`ApiFront` is that in front of the REST API (uvicorn). `S3Proxy` is that in front of
+SeaweedFS, plus:
+
 - faults, drawn per request from a seeded generator: 500/503 answers with an S3 XML error
-  body, connection resets, and truncated bodies (the full Content-Length promised, the
-  connection closed half-way);
+  body, connection resets, truncated bodies (the full Content-Length promised, the
+  connection closed half-way), and stalls (half the body, then nothing for `stall_seconds`,
+  then the rest);
 - the embargo bucket policy: anonymous (unsigned) GET/HEAD of a private key is refused with
   403 `AccessDenied`, while presigned requests pass;
 - expiry of presigned URLs (403 `AccessDenied`, "Request has expired");
 - request counters, so benchmarks can count the S3 requests a client made.
 
-Faults and counters are controlled at runtime under `/__dandifs__/` (not a valid bucket name):
-`GET|PUT /__dandifs__/faults` (JSON `FaultConfig`), `GET|DELETE /__dandifs__/stats`.
+Both are controlled at runtime under `/__dandifs__/` (not a valid bucket name, nor an API
+path): `GET|PUT /__dandifs__/faults` (JSON `FaultConfig`), `GET|DELETE /__dandifs__/stats`.
 """
 
 from __future__ import annotations
@@ -28,6 +38,7 @@ import json
 import math
 import random
 import socket
+import ssl
 import threading
 import uuid
 from collections import Counter
@@ -37,7 +48,8 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from dandifs.localarchive.objectstore import PrivateKeys
-from dandifs.localarchive.relay import Connection, Pace
+from dandifs.localarchive.netmodel import DEFAULT_MAX_WINDOW, Window, handshake_round_trips
+from dandifs.localarchive.relay import Connection, Flow, Pace, TlsConnection
 
 CONTROL_PREFIX = "/__dandifs__/"
 _DISCARD_CHUNK = 1 << 20  # bytes per read when dropping a body
@@ -55,9 +67,11 @@ class UpstreamLost(Exception):
 
 @dataclass(frozen=True)
 class FaultConfig:
-    """What the proxy does to requests. Rates are probabilities per request; their sum is at
-    most 1. The same `seed` gives the same sequence of faults for the same sequence of requests.
-    `stream_mbps` caps each response body at that many MB (10^6 bytes) per second; 0 is no cap.
+    """What a front proxy does to requests. Rates are probabilities per request; their sum is
+    at most 1. The same `seed` gives the same sequence of faults for the same sequence of
+    requests. `stream_mbps` caps each response body at that many MB (10^6 bytes) per second;
+    0 is no cap. `rtt_ms` > 0 turns the network model on with that round-trip time; its
+    congestion windows grow up to `window_max_kib` KiB.
     """
 
     latency_ms: float = 0.0
@@ -66,19 +80,30 @@ class FaultConfig:
     truncate_rate: float = 0.0
     seed: int | None = None
     stream_mbps: float = 0.0
+    rtt_ms: float = 0.0
+    window_max_kib: float = DEFAULT_MAX_WINDOW / 1024
+    stall_rate: float = 0.0
+    stall_seconds: float = 5.0
 
     def __post_init__(self) -> None:
-        for name in ("latency_ms", "stream_mbps"):
+        for name in ("latency_ms", "stream_mbps", "rtt_ms", "stall_seconds"):
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value}")
-        rates = {"error_rate": self.error_rate, "reset_rate": self.reset_rate,
-                 "truncate_rate": self.truncate_rate}
+        if not (math.isfinite(self.window_max_kib) and self.window_max_kib > 0):
+            raise ValueError(f"window_max_kib must be a finite number > 0, got "
+                             f"{self.window_max_kib}")
+        rates = self.rates()
         for name, value in rates.items():
             if not 0 <= value <= 1:
                 raise ValueError(f"{name} must be between 0 and 1, got {value}")
         if sum(rates.values()) > 1:
-            raise ValueError("error_rate + reset_rate + truncate_rate must be at most 1")
+            raise ValueError(f"{' + '.join(rates)} must be at most 1")
+
+    def rates(self) -> dict[str, float]:
+        """The fault rates by field name."""
+        return {"error_rate": self.error_rate, "reset_rate": self.reset_rate,
+                "truncate_rate": self.truncate_rate, "stall_rate": self.stall_rate}
 
     @classmethod
     def from_json(cls, data: object) -> FaultConfig:
@@ -106,6 +131,11 @@ class FaultConfig:
         """A fresh pace for one response body, or None when bodies are not capped."""
         return Pace(self.stream_mbps * 1e6) if self.stream_mbps else None
 
+    @property
+    def rtt(self) -> float:
+        """The model's round-trip time in seconds; 0 when the model is off."""
+        return self.rtt_ms / 1000
+
 
 @dataclass
 class ProxyStats:
@@ -113,10 +143,14 @@ class ProxyStats:
 
     requests: Counter[str]  # by method
     statuses: Counter[int]
-    faults: Counter[str]  # error, reset, truncate
+    faults: Counter[str]  # error, reset, truncate, stall
     denied: int = 0
     bytes_sent: int = 0  # response body bytes written to clients
     bytes_received: int = 0  # request body bytes read from clients
+    connections: int = 0  # client connections that carried a request
+    handshakes: int = 0  # TLS handshakes of those
+    rounds_sent: int = 0  # rounds of the network model's windows: response bodies
+    rounds_received: int = 0  # ... request bodies
 
     @classmethod
     def empty(cls) -> ProxyStats:
@@ -131,6 +165,10 @@ class ProxyStats:
             "denied": self.denied,
             "bytes_sent": self.bytes_sent,
             "bytes_received": self.bytes_received,
+            "connections": self.connections,
+            "handshakes": self.handshakes,
+            "rounds_sent": self.rounds_sent,
+            "rounds_received": self.rounds_received,
         }
 
 
@@ -267,8 +305,19 @@ class _Upstream:
         self._connection = None
 
 
-class S3Proxy:
-    """Relays S3 requests from `host:port` to SeaweedFS at `upstream`, with faults and counters.
+@dataclass
+class _Link:
+    """The network model's state of one client connection: a window per direction."""
+
+    down: Window  # response bodies
+    up: Window  # request bodies
+    handshakes: int = 0  # TLS handshakes done on it
+    counted: bool = False  # whether its first request (not a control one) was counted
+
+
+class HttpRelay:
+    """Relays HTTP/1.1 from `host:port` to a loopback server at `upstream`, over HTTPS if given
+    a TLS context, with the network model, the bandwidth cap and counters.
 
     `faults` and `stats` may be read and replaced from any thread (and through the control
     paths); the relay itself runs on the event loop that called `start()`.
@@ -279,12 +328,12 @@ class S3Proxy:
         upstream_host: str,
         upstream_port: int,
         *,
-        private_keys: PrivateKeys | None = None,
         faults: FaultConfig | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.upstream_host = upstream_host
         self.upstream_port = upstream_port
-        self.private_keys = private_keys if private_keys is not None else PrivateKeys()
+        self.tls = tls
         self.stats = ProxyStats.empty()
         self._lock = threading.Lock()
         self._faults = FaultConfig()
@@ -301,34 +350,27 @@ class S3Proxy:
         return self._faults
 
     def set_faults(self, faults: FaultConfig) -> None:
+        """Apply `faults`; `ValueError` naming what this relay cannot do."""
+        self.check_faults(faults)
         with self._lock:
             self._faults = faults
             self._rng = random.Random(faults.seed)
 
+    def check_faults(self, faults: FaultConfig) -> None:
+        """Refuse settings this relay does not model (all are modelled here)."""
+
     def reset_stats(self) -> None:
         self.stats = ProxyStats.empty()
-
-    def _draw_fault(self) -> str | None:
-        faults = self._faults
-        if not (faults.error_rate or faults.reset_rate or faults.truncate_rate):
-            return None
-        with self._lock:
-            draw = self._rng.random()
-        for kind, rate in (
-            ("error", faults.error_rate),
-            ("reset", faults.reset_rate),
-            ("truncate", faults.truncate_rate),
-        ):
-            if draw < rate:
-                return kind
-            draw -= rate
-        return None
 
     # -- serving ----------------------------------------------------------------------------
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         listener = socket.create_server((host, port), family=family, backlog=128)
+        await self.start_on(listener)
+
+    async def start_on(self, listener: socket.socket) -> None:
+        """Serve on a socket already listening."""
         listener.setblocking(False)
         self._listener = listener
         self._accepting = asyncio.create_task(self._accept())
@@ -342,26 +384,31 @@ class S3Proxy:
             except OSError:  # e.g. out of file descriptors: keep serving the others
                 await asyncio.sleep(0.1)
                 continue
-            task = asyncio.create_task(self._serve_connection(Connection(sock)))
+            task = asyncio.create_task(self._serve_connection(sock))
             self._connections.add(task)
             task.add_done_callback(self._connections.discard)
 
     @property
     def port(self) -> int:
         if self._listener is None:
-            raise RuntimeError("the S3 proxy has not been started")
+            raise RuntimeError("the proxy has not been started")
         return self._listener.getsockname()[1]
 
     @property
     def host(self) -> str:
         if self._listener is None:
-            raise RuntimeError("the S3 proxy has not been started")
+            raise RuntimeError("the proxy has not been started")
         return self._listener.getsockname()[0]
+
+    @property
+    def scheme(self) -> str:
+        return "http" if self.tls is None else "https"
 
     @property
     def url(self) -> str:
         host = self.host
-        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
+        host = f"[{host}]" if ":" in host else host
+        return f"{self.scheme}://{host}:{self.port}"
 
     async def close(self) -> None:
         if self._listener is None or self._accepting is None:
@@ -374,31 +421,42 @@ class S3Proxy:
         self._listener.close()
         self._listener = self._accepting = None
 
-    async def _serve_connection(self, client: Connection) -> None:
+    async def _serve_connection(self, sock: socket.socket) -> None:
+        client = Connection(sock) if self.tls is None else TlsConnection(sock, self.tls)
         upstream = _Upstream(self.upstream_host, self.upstream_port)
+        maximum = int(self._faults.window_max_kib * 1024)
+        link = _Link(Window(maximum), Window(maximum))
         try:
-            while await self._serve_request(client, upstream):
+            rtt = self._faults.rtt
+            if rtt:
+                await asyncio.sleep(rtt)  # the TCP handshake
+            if isinstance(client, TlsConnection):
+                version = await client.handshake()
+                link.handshakes += 1
+                if self._faults.rtt:
+                    await asyncio.sleep(handshake_round_trips(version) * self._faults.rtt)
+            while await self._serve_request(client, upstream, link):
                 pass
         except BadRequest as exc:
-            body = _xml_error("BadRequest", str(exc), "")
-            client.write(_response(400, "Bad Request", body, "application/xml", close=True))
+            client.write(self._error_response(400, "BadRequest", str(exc), ""))
         except UpstreamLost as exc:
             # Raised only before any byte of a response went out: the client can retry.
             self.stats.statuses[503] += 1
-            body = _xml_error("ServiceUnavailable", str(exc), "")
-            client.write(_response(503, "Service Unavailable", body, "application/xml",
-                                   close=True))
+            client.write(self._error_response(503, "ServiceUnavailable", str(exc), ""))
         except (ConnectionError, asyncio.IncompleteReadError):
-            pass  # the client or S3 went away mid-message: nothing sensible to answer
+            pass  # the client or the server went away mid-message: nothing sensible to answer
         finally:
             upstream.close()
             await client.aclose()
 
-    async def _serve_request(
-        self,
-        client: Connection,
-        upstream: _Upstream,
-    ) -> bool:
+    def _error_response(self, status: int, code: str, message: str, resource: str,
+                        *, head_only: bool = False, close: bool = True) -> bytes:
+        """An error answered by the relay itself, closing the connection unless told not to."""
+        return _response(status, _REASONS.get(status, ""),
+                         json.dumps({"detail": message}).encode(), "application/json",
+                         head_only=head_only, close=close)
+
+    async def _serve_request(self, client: Connection, upstream: _Upstream, link: _Link) -> bool:
         """Relay one request and its response; return whether the connection stays open."""
         request = await _read_head(client)
         if request is None:
@@ -412,108 +470,124 @@ class S3Proxy:
             return _keep_alive(request, version)
 
         self.stats.requests[method] += 1
-        if self._faults.latency_ms:
-            await asyncio.sleep(self._faults.latency_ms / 1000)
-        fault = self._draw_fault()
-        if fault == "truncate" and method != "GET":
-            fault = None  # only a body-carrying answer can be cut short
-        if fault == "reset":
-            self.stats.faults["reset"] += 1
-            client.reset()
-            return False
-        if fault == "error":
-            self.stats.faults["error"] += 1
-            status, reason, code, message = self._draw_error()
-            return await self._refuse(client, request, version, method, status, reason,
-                                      _xml_error(code, message, url.path))
-        if _presigned_url_expired(url.query):
-            body = _xml_error("AccessDenied", "Request has expired", url.path)
-            return await self._refuse(client, request, version, method, 403,
-                                      "Forbidden", body)
-        if method in {"GET", "HEAD"} and not _is_signed(url.query, request):
-            key = _object_key(url.path)
-            if key is not None and self.private_keys.is_private(key):
-                self.stats.denied += 1
-                body = _xml_error("AccessDenied", "Access Denied", url.path)
-                return await self._refuse(client, request, version, method, 403,
-                                          "Forbidden", body)
-        return await self._relay(client, upstream, request, method, version,
-                                 truncate=fault == "truncate")
+        if not link.counted:
+            link.counted = True
+            self.stats.connections += 1
+            self.stats.handshakes += link.handshakes
+        faults = self._faults
+        delay = faults.latency_ms / 1000 + faults.rtt
+        if delay:
+            await asyncio.sleep(delay)
+        return await self._answer(client, upstream, link, request, method, version, url.path,
+                                  url.query)
+
+    async def _answer(self, client: Connection, upstream: _Upstream, link: _Link,
+                      request: _Head, method: str, version: str, path: str, query: str) -> bool:
+        """Answer a request whose round trip was waited for: relay it."""
+        return await self._relay(client, upstream, link, request, method, version)
+
+    def _upstream_head(self, request: _Head) -> bytes:
+        """The request head as sent to the server behind."""
+        return request.raw
+
+    def _flow(self, window: Window, pace: Pace | None = None) -> Flow | None:
+        """How the next body on `window`'s direction moves, or None: as fast as it can."""
+        faults = self._faults
+        if not faults.rtt:
+            return None if pace is None else Flow(pace)
+        window.maximum = max(window.initial, int(faults.window_max_kib * 1024))
+        return Flow(pace, window, faults.rtt)
 
     async def _relay(
         self,
         client: Connection,
         upstream: _Upstream,
+        link: _Link,
         request: _Head,
         method: str,
         version: str,
         *,
-        truncate: bool,
+        fault: str | None = None,
     ) -> bool:
+        """Relay a request and its response; `fault` "truncate" or "stall" spoils the body."""
         expects_continue = request.has_token("expect", "100-continue")
-        raw = request.raw
+        raw = self._upstream_head(request)
         if expects_continue:
-            # Answer "go on" ourselves: the body is streamed to S3 as it arrives anyway.
-            raw = _without_header(request, "expect")
+            # Answer "go on" ourselves: the body is streamed to the server as it arrives anyway.
+            raw = _without_header(_parse_head(raw), "expect")
             client.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             await client.drain()
+            if self._faults.rtt:
+                await asyncio.sleep(self._faults.rtt)  # "100 Continue" out, the body back
         has_body = request.get("transfer-encoding") or _content_length(request)
-        s3 = await upstream.connection()
+        server = await upstream.connection()
         try:
-            s3.write(raw)
-            self.stats.bytes_received += await _relay_body(client, s3, request)
-            await s3.drain()
-            response = await _read_head(s3)
+            server.write(raw)
+            flow = self._flow(link.up) if has_body else None
+            self.stats.bytes_received += await _relay_body(client, server, request, flow)
+            self._count_rounds(flow, sent=False)
+            await server.drain()
+            response = await _read_head(server)
         except (ConnectionError, BadRequest):
             response = None
         if response is None:
             upstream.close()
             if has_body:
-                raise UpstreamLost("S3 closed the connection during a request")
-            # A kept-alive connection may have been closed by S3 while idle: retry once afresh.
-            s3 = await upstream.connection()
-            s3.write(raw)
-            await s3.drain()
-            response = await _read_head(s3)
+                raise UpstreamLost("the server closed the connection during a request")
+            # A kept-alive connection may have been closed by the server while idle: retry
+            # once afresh.
+            server = await upstream.connection()
+            server.write(raw)
+            await server.drain()
+            response = await _read_head(server)
             if response is None:
-                raise UpstreamLost("S3 closed the connection without answering")
+                raise UpstreamLost("the server closed the connection without answering")
 
         status = _status_of(response)
         self.stats.statuses[status] += 1
         length = _content_length(response)
         bodyless = method == "HEAD" or status in _NO_BODY_STATUSES or 100 <= status < 200
-        pace = self._faults.body_pace()
-        if truncate and not bodyless and length and length > 1:
-            self.stats.faults["truncate"] += 1
-            client.write(response.raw)
-            self.stats.bytes_sent += await s3.forward(client, length // 2, pace)
-            upstream.close()
-            return False  # the caller closes the connection: a clean FIN, half a body short
-
         client.write(response.raw)
-        if bodyless:
-            pass
-        elif response.get("transfer-encoding"):
-            self.stats.bytes_sent += await _copy_chunked(s3, client, pace)
-        elif length is not None:
-            self.stats.bytes_sent += await s3.forward(client, length, pace)
-        else:
-            # Delimited by close: relay to the end, then close the client side too.
-            self.stats.bytes_sent += await s3.forward_to_eof(client, pace)
-            upstream.close()
-            return False
+        if bodyless or length == 0:
+            await client.drain()
+            return self._keep_both(upstream, request, version, response)
+        flow = self._flow(link.down, self._faults.body_pace())
+        try:
+            if fault in {"truncate", "stall"} and length and length > 1:
+                self.stats.faults[fault] += 1
+                self.stats.bytes_sent += await server.forward(client, length // 2, flow)
+                if fault == "truncate":
+                    upstream.close()
+                    return False  # the caller closes the connection: a clean FIN, half a body short
+                await asyncio.sleep(self._faults.stall_seconds)
+                self.stats.bytes_sent += await server.forward(client, length - length // 2, flow)
+            elif response.get("transfer-encoding"):
+                self.stats.bytes_sent += await _copy_chunked(server, client, flow)
+            elif length is not None:
+                self.stats.bytes_sent += await server.forward(client, length, flow)
+            else:
+                # Delimited by close: relay to the end, then close the client side too.
+                self.stats.bytes_sent += await server.forward_to_eof(client, flow)
+                upstream.close()
+                return False
+        finally:
+            self._count_rounds(flow, sent=True)
         await client.drain()
+        return self._keep_both(upstream, request, version, response)
+
+    def _count_rounds(self, flow: Flow | None, *, sent: bool) -> None:
+        if flow is not None and flow.window is not None:
+            if sent:
+                self.stats.rounds_sent += flow.rounds
+            else:
+                self.stats.rounds_received += flow.rounds
+
+    @staticmethod
+    def _keep_both(upstream: _Upstream, request: _Head, version: str, response: _Head) -> bool:
+        """Close the server side if it asked to; return whether the client side stays open."""
         if not _keep_alive(response, response.start_line.split(" ", 1)[0]):
             upstream.close()
         return _keep_alive(request, version)
-
-    def _draw_error(self) -> tuple[int, str, str, str]:
-        with self._lock:
-            slow_down = self._rng.random() < 0.5
-        if slow_down:
-            return 503, "Service Unavailable", "SlowDown", "Please reduce your request rate."
-        return (500, "Internal Server Error", "InternalError",
-                "We encountered an internal error. Please try again.")
 
     async def _refuse(
         self,
@@ -522,17 +596,18 @@ class S3Proxy:
         version: str,
         method: str,
         status: int,
-        reason: str,
-        body: bytes,
+        code: str,
+        message: str,
+        resource: str,
     ) -> bool:
-        """Answer with an S3 error without asking SeaweedFS; keep the connection if we can."""
+        """Answer with an error without asking the server; keep the connection if we can."""
         self.stats.statuses[status] += 1
         # A client waiting for "100 Continue" will not send its body now: close after answering.
         keep = _keep_alive(request, version) and not request.has_token("expect", "100-continue")
         if keep:
             self.stats.bytes_received += await _discard_body(client, request)
-        client.write(_response(status, reason, body, "application/xml",
-                               head_only=method == "HEAD", close=not keep))
+        client.write(self._error_response(status, code, message, resource,
+                                          head_only=method == "HEAD", close=not keep))
         await client.drain()
         return keep
 
@@ -545,9 +620,9 @@ class S3Proxy:
         if name == "faults" and method == "PUT":
             try:
                 faults = FaultConfig.from_json(json.loads(body or b"{}"))
+                self.set_faults(faults)
             except (ValueError, TypeError) as exc:
                 return _json_response(400, {"detail": f"invalid fault configuration: {exc}"})
-            self.set_faults(faults)
             return _json_response(200, faults.to_json())
         if name == "stats" and method == "GET":
             return _json_response(200, self.stats.to_json())
@@ -559,7 +634,93 @@ class S3Proxy:
         return _json_response(404, {"detail": f"no control endpoint {path}"})
 
 
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
+class ApiFront(HttpRelay):
+    """The REST API as clients see it: uvicorn behind the network model (and HTTPS).
+
+    Faults are for S3 only: the API's clients are tested against its own error answers."""
+
+    def check_faults(self, faults: FaultConfig) -> None:
+        spoiling = [name for name, rate in faults.rates().items() if rate]
+        if spoiling:
+            raise ValueError(f"{', '.join(spoiling)}: the API front models the network only "
+                             "(rtt_ms, window_max_kib, latency_ms, stream_mbps); faults are "
+                             "set on S3")
+
+    def _upstream_head(self, request: _Head) -> bytes:
+        if self.tls is None:
+            return request.raw
+        # uvicorn trusts X-Forwarded-Proto from loopback: its URLs then say https.
+        head = _parse_head(_without_header(request, "x-forwarded-proto"))
+        return _with_header(head, "X-Forwarded-Proto", "https")
+
+
+class S3Proxy(HttpRelay):
+    """Relays S3 requests to SeaweedFS at `upstream`, with faults, the embargo and counters."""
+
+    def __init__(
+        self,
+        upstream_host: str,
+        upstream_port: int,
+        *,
+        private_keys: PrivateKeys | None = None,
+        faults: FaultConfig | None = None,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        super().__init__(upstream_host, upstream_port, faults=faults, tls=tls)
+        self.private_keys = private_keys if private_keys is not None else PrivateKeys()
+
+    def _draw_fault(self) -> str | None:
+        rates = self._faults.rates()
+        if not any(rates.values()):
+            return None
+        with self._lock:
+            draw = self._rng.random()
+        for name, rate in rates.items():
+            if draw < rate:
+                return name.removesuffix("_rate")
+            draw -= rate
+        return None
+
+    def _error_response(self, status: int, code: str, message: str, resource: str,
+                        *, head_only: bool = False, close: bool = True) -> bytes:
+        return _response(status, _REASONS.get(status, ""), _xml_error(code, message, resource),
+                         "application/xml", head_only=head_only, close=close)
+
+    async def _answer(self, client: Connection, upstream: _Upstream, link: _Link,
+                      request: _Head, method: str, version: str, path: str, query: str) -> bool:
+        fault = self._draw_fault()
+        if fault in {"truncate", "stall"} and method != "GET":
+            fault = None  # only a body-carrying answer can be cut short or held up
+        if fault == "reset":
+            self.stats.faults["reset"] += 1
+            client.reset()
+            return False
+        if fault == "error":
+            self.stats.faults["error"] += 1
+            status, code, message = self._draw_error()
+            return await self._refuse(client, request, version, method, status, code, message,
+                                      path)
+        if _presigned_url_expired(query):
+            return await self._refuse(client, request, version, method, 403, "AccessDenied",
+                                      "Request has expired", path)
+        if method in {"GET", "HEAD"} and not _is_signed(query, request):
+            key = _object_key(path)
+            if key is not None and self.private_keys.is_private(key):
+                self.stats.denied += 1
+                return await self._refuse(client, request, version, method, 403,
+                                          "AccessDenied", "Access Denied", path)
+        return await self._relay(client, upstream, link, request, method, version, fault=fault)
+
+    def _draw_error(self) -> tuple[int, str, str]:
+        with self._lock:
+            slow_down = self._rng.random() < 0.5
+        if slow_down:
+            return 503, "SlowDown", "Please reduce your request rate."
+        return 500, "InternalError", "We encountered an internal error. Please try again."
+
+
+_REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
+            405: "Method Not Allowed", 500: "Internal Server Error", 503: "Service Unavailable"}
 
 
 def _json_response(status: int, data: object) -> bytes:
@@ -598,11 +759,18 @@ def _without_header(head: _Head, name: str) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
-async def _relay_body(source: Connection, target: Connection, head: _Head) -> int:
+def _with_header(head: _Head, name: str, value: str) -> bytes:
+    lines = [head.start_line] + [f"{k}: {v}" for k, v in head.headers] + [f"{name}: {value}"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+async def _relay_body(
+    source: Connection, target: Connection, head: _Head, flow: Flow | None = None
+) -> int:
     if (head.get("transfer-encoding") or "").lower().endswith("chunked"):
-        return await _copy_chunked(source, target)
+        return await _copy_chunked(source, target, flow)
     length = _content_length(head)
-    return await source.forward(target, length) if length else 0
+    return await source.forward(target, length, flow) if length else 0
 
 
 async def _read_body(connection: Connection, head: _Head) -> bytes:
@@ -630,10 +798,10 @@ async def _discard(connection: Connection, count: int) -> None:
 
 
 async def _copy_chunked(
-    source: Connection, target: Connection | None, pace: Pace | None = None
+    source: Connection, target: Connection | None, flow: Flow | None = None
 ) -> int:
-    """Relay (or, with no target, drop) a chunked body verbatim, its chunks at most at
-    `pace`'s rate; return its payload size."""
+    """Relay (or, with no target, drop) a chunked body verbatim, its chunks shaped by `flow`;
+    return its payload size."""
     total = 0
     while True:
         size_line = await source.readuntil(b"\r\n", _HEAD_LIMIT)
@@ -655,5 +823,5 @@ async def _copy_chunked(
         if target is None:
             await _discard(source, size + 2)
         else:
-            await source.forward(target, size + 2, pace)  # the chunk and its CRLF
+            await source.forward(target, size + 2, flow)  # the chunk and its CRLF
         total += size
