@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import logging
 import os
 import secrets
@@ -290,9 +291,10 @@ class DiskStore:
                 self._objects.move_to_end(ref.key)
                 return found
             found = self._objects[ref.key] = DiskObject(self, ref)
+            excess = len(self._objects) - OPEN_OBJECTS
             surplus = [
                 obj
-                for obj in list(self._objects.values())[: max(0, len(self._objects) - OPEN_OBJECTS)]
+                for obj in itertools.islice(self._objects.values(), max(0, excess))
                 if not obj.pending_bytes
             ]
             for obj in surplus:

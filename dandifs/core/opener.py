@@ -77,8 +77,11 @@ class ContentOpener:
             return BytesReader(await self.source.read_virtual(entry.path))
         etag = entry.etag or await self._digest(entry)
         reader = RangeReader(self.cache, entry.content_url, entry.size, etag)
-        if entry.zarr_id is not None and self.background is not None:
-            self.background.start_soon(self._read_ahead_in_zarr, entry)
+        if entry.zarr_id is not None and self.zarr_readahead.max_files:
+            if self.zarr_readahead.knows(entry):
+                self._fetch_ahead(self.zarr_readahead.opened(entry))
+            elif self.background is not None:
+                self.background.start_soon(self._learn_zarr_order, entry)
         if entry.name.lower().endswith(HDF5_SUFFIXES):
             # Opening HDF5 is a chain of dependent small reads, from the superblock at the
             # start to objects h5py and pynwb mostly leave at the end: fetching both ends at
@@ -96,17 +99,23 @@ class ContentOpener:
         digests = metadata.get("digest") or {}
         return digests.get("dandi:dandi-etag")
 
-    async def _read_ahead_in_zarr(self, entry: Entry) -> None:
-        """Fetch, whole, the small files of the Zarr that a walk through it opens next."""
+    async def _learn_zarr_order(self, entry: Entry) -> None:
+        """Learn the key order of `entry`'s Zarr (one cached lookup), then read ahead."""
         try:
             order = await self.source.zarr_neighbours(entry)
-            small = self.cache.config.small_object_bytes
-            for file in self.zarr_readahead.opened(entry, order):
-                if file.content_url and 0 < file.size <= small:
-                    ref = ObjectRef(file.content_url, file.size, file.etag)
-                    self.cache.prefetch(ref, self.cache.layout(ref).span(0, file.size))
+            if order and entry.zarr_id is not None:
+                self.zarr_readahead.learn(entry.zarr_id, order)
+                self._fetch_ahead(self.zarr_readahead.opened(entry))
         except Exception as exc:  # noqa: BLE001 - read-ahead must never fail an open or a read
             log.debug("no read-ahead in the Zarr of %s: %s", entry.path, exc)
+
+    def _fetch_ahead(self, files: Sequence[Entry]) -> None:
+        """Fetch, whole, the small files of a Zarr that a walk through it opens next."""
+        small = self.cache.config.small_object_bytes
+        for file in files:
+            if file.content_url and 0 < file.size <= small:
+                ref = ObjectRef(file.content_url, file.size, file.etag)
+                self.cache.prefetch(ref, self.cache.layout(ref).span(0, file.size))
 
     async def _prefetch_chunk_indexes(self, ref: ObjectRef, ends: tuple[range, ...]) -> None:
         """Fetch the chunk-index nodes that the B-tree roots in the file's ends point to.

@@ -43,14 +43,24 @@ class ZarrReadAhead:
         self.max_files = max_files
         self._walks: LRUCache[str, _Walk] = LRUCache(maxsize=WALKS_KEPT)
 
-    def opened(self, entry: Entry, order: Sequence[Entry]) -> Sequence[Entry]:
-        """`entry` (a file of a Zarr whose files are `order`, in key order) was opened:
-        the files to fetch ahead now, none already asked for."""
-        if not order or entry.zarr_id is None or not self.max_files:
-            return ()
-        walk = self._walk(entry.zarr_id, order)
-        index = walk.positions.get(entry.content_url or "")
-        if index is None:
+    def knows(self, entry: Entry) -> bool:
+        """Whether the order of `entry`'s Zarr is known, `entry` in it."""
+        walk = self._walks.get(entry.zarr_id or "")
+        return walk is not None and (entry.content_url or "") in walk.positions
+
+    def learn(self, zarr_id: str, order: Sequence[Entry]) -> None:
+        """The files of Zarr `zarr_id` in key order (a new order replaces the last)."""
+        # Found by URL: the order's entries are as cached, the opened one as presented
+        # (their paths may differ: `latest/` and a version id name the same file).
+        positions = {file.content_url or "": index for index, file in enumerate(order)}
+        self._walks[zarr_id] = _Walk(order, positions)
+
+    def opened(self, entry: Entry) -> Sequence[Entry]:
+        """`entry` (a file of a Zarr whose order is known) was opened: the files to fetch
+        ahead now, none already asked for."""
+        walk = self._walks.get(entry.zarr_id or "")
+        index = walk.positions.get(entry.content_url or "") if walk else None
+        if walk is None or index is None or not self.max_files:
             return ()
         # A walk goes on within what was fetched ahead (or just past it); a few readers at
         # once open files slightly out of order, so a file a little behind the front counts.
@@ -63,18 +73,8 @@ class ZarrReadAhead:
             walk.front = index
             walk.ahead_until = index + 1
         start = max(walk.ahead_until, walk.front + 1)
-        stop = min(walk.front + 1 + walk.window, len(order))
+        stop = min(walk.front + 1 + walk.window, len(walk.order))
         if start >= stop:
             return ()
         walk.ahead_until = stop
-        return order[start:stop]
-
-    def _walk(self, zarr_id: str, order: Sequence[Entry]) -> _Walk:
-        walk = self._walks.get(zarr_id)
-        if walk is None or walk.order is not order:
-            # Found by URL: the order's entries are as cached, the opened one as presented
-            # (their paths may differ: `latest/` and a version id name the same file).
-            positions = {file.content_url or "": index for index, file in enumerate(order)}
-            walk = _Walk(order, positions)
-            self._walks[zarr_id] = walk
-        return walk
+        return walk.order[start:stop]
