@@ -49,6 +49,8 @@ class Animal:
     age: str
     strain: str
     description: str
+    genotype: str | None = None
+    weight: str | None = None
 
 
 @dataclass(frozen=True)
@@ -306,7 +308,12 @@ def write_ophys(path: Path, session: Session, *, with_behavior: bool) -> None:
     write_nwbfile(path, nwbfile)
 
 
-def new_nwbfile(session: Session, keywords: list[str]) -> NWBFile:
+HIPPOCAMPUS_EXPERIMENT = "Hippocampal activity of head-fixed mice on a virtual track."
+
+
+def new_nwbfile(
+    session: Session, keywords: list[str], experiment: str = HIPPOCAMPUS_EXPERIMENT
+) -> NWBFile:
     animal = session.animal
     return NWBFile(
         session_description=session.description,
@@ -315,7 +322,7 @@ def new_nwbfile(session: Session, keywords: list[str]) -> NWBFile:
         file_create_date=[session.start + timedelta(hours=6)],
         session_id=session.session_id,
         experimenter=list(EXPERIMENTERS),
-        experiment_description="Hippocampal activity of head-fixed mice on a virtual track.",
+        experiment_description=experiment,
         institution=INSTITUTION,
         lab=LAB,
         keywords=keywords,
@@ -326,6 +333,8 @@ def new_nwbfile(session: Session, keywords: list[str]) -> NWBFile:
             age=animal.age,
             strain=animal.strain,
             description=animal.description,
+            genotype=animal.genotype,
+            weight=animal.weight,
         ),
     )
 
