@@ -201,6 +201,31 @@ def local_archive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalArc
 
 
 @pytest.fixture(scope="session")
+def big_archive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """The `--seed big` archive (its ready file's endpoints), started once for the slow tests
+    that need its large dandisets."""
+    run_dir = tmp_path_factory.mktemp("big-archive")
+    process, ready = start_local_archive(
+        test_data_dir(), run_dir / "ready.json", run_dir / "archive.log", "--seed", "big"
+    )
+    try:
+        yield ready
+    finally:
+        stop_local_archive(process)
+
+
+@pytest.fixture(scope="session")
+def big_mount(big_archive: dict[str, Any], tmp_path_factory: pytest.TempPathFactory):
+    """A `dandifs mount` of the `--seed big` archive, shared by the tests that read it."""
+    from fuse_support import MountProcess, require_fuse
+
+    require_fuse()
+    run_dir = tmp_path_factory.mktemp("big-mount")
+    with MountProcess(run_dir / "mnt", big_archive["api_url"], run_dir / "cache") as mount:
+        yield mount
+
+
+@pytest.fixture(scope="session")
 def archive_env(local_archive: LocalArchive) -> dict[str, str]:
     """Environment for running `dandi` against the local archive as the demo user."""
     return {

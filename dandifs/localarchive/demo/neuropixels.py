@@ -185,6 +185,7 @@ class ProbeSignals:
         t = np.arange(WAVEFORM_SAMPLES, dtype=np.float64) - _TROUGH
         width, delay, rebound = rng.uniform(3.0, 6.0), rng.uniform(8.0, 16.0), rng.uniform(0.2, 0.45)
         shape = -np.exp(-(t / width) ** 2) + rebound * np.exp(-((t - delay) / (2 * width)) ** 2)
+        shape /= -shape[_TROUGH]  # the peak channel dips by the unit's amplitude at the spike
         reach = self.footprint(unit)
         distance = np.arange(reach.start, reach.stop) - self.peak_channel[unit]
         falloff = np.exp(-(distance / rng.uniform(2.0, 5.0)) ** 2)
@@ -249,8 +250,10 @@ def _add_probe(nwbfile: NWBFile, recording: ProbeRecording) -> list:
     )
     probe = nwbfile.create_device(name="imec0", description="probe in left hemisphere",
                                   serial_number="19122519012", model=model)
+    camera = nwbfile.create_device_model(name="Blackfly S BFS-U3-16S2M", manufacturer="FLIR",
+                                         description="monochrome USB3 camera")
     nwbfile.create_device(name="camera0", description="face and body camera, 60 Hz",
-                          manufacturer="FLIR")
+                          model=camera)
     groups = [
         nwbfile.create_electrode_group(
             name=f"imec0.shank{shank}", description=f"shank {shank} of imec0",
