@@ -200,6 +200,18 @@ def local_archive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalArc
         stop_local_archive(process)
 
 
+def published_version(api_url: str, dandiset: str) -> str:
+    """The version id of `dandiset`'s most recent publication, as the archive names it."""
+    record = httpx.get(f"{api_url}/dandisets/{dandiset}/", timeout=30).json()
+    return record["most_recent_published_version"]["version"]
+
+
+@pytest.fixture(scope="session")
+def published(local_archive: LocalArchive) -> str:
+    """The published version of 000001 in the demo archive."""
+    return published_version(local_archive.api_url, "000001")
+
+
 @pytest.fixture(scope="session")
 def big_archive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """The `--seed big` archive (its ready file's endpoints), started once for the slow tests

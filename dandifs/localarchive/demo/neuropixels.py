@@ -23,12 +23,13 @@ its own generator), so the same session gives the same bytes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from hdmf.backends.hdf5 import H5DataIO
-from hdmf.common import DynamicTable, VectorData
+from hdmf.common import DynamicTable, DynamicTableRegion, VectorData
 from pynwb import NWBFile
 from pynwb.behavior import Position
 from pynwb.ecephys import LFP, ElectricalSeries
@@ -94,40 +95,18 @@ def write_neuropixels(path: Path, session: Session, recording: ProbeRecording) -
     everything = nwbfile.create_electrode_table_region(
         region=list(range(recording.channels)), description="all channels"
     )
-    nwbfile.add_acquisition(
-        ElectricalSeries(
-            name="ElectricalSeriesAP",
-            description="action-potential band, acquired with SpikeGLX",
-            data=_compressed(
-                RowBlocks((recording.samples, recording.channels), recording.chunk_rows,
-                          signals.ap_block,
-                          chunk_shape=(recording.chunk_rows, recording.chunk_channels),
-                          buffer_blocks=1),
-                recording,
-            ),
-            electrodes=everything,
-            rate=recording.rate,
-            starting_time=0.0,
-            conversion=AP_CONVERSION,
-            filtering="300 Hz high-pass, 10 kHz low-pass (probe hardware)",
-        )
-    )
+    nwbfile.add_acquisition(_band(
+        "ElectricalSeriesAP", "action-potential", recording, everything,
+        rows=recording.samples, block_rows=recording.chunk_rows, block=signals.ap_block,
+        rate=recording.rate, conversion=AP_CONVERSION,
+        filtering="300 Hz high-pass, 10 kHz low-pass",
+    ))
     ecephys = nwbfile.create_processing_module(name="ecephys", description="LFP band")
-    ecephys.add(LFP(electrical_series=ElectricalSeries(
-        name="ElectricalSeriesLF",
-        description="local field potential band, acquired with SpikeGLX",
-        data=_compressed(
-            RowBlocks((recording.lfp_samples, recording.channels), recording.lfp_chunk_rows,
-                      signals.lfp_block,
-                      chunk_shape=(recording.lfp_chunk_rows, recording.chunk_channels),
-                      buffer_blocks=1),
-            recording,
-        ),
-        electrodes=everything,
-        rate=recording.lfp_rate,
-        starting_time=0.0,
-        conversion=LF_CONVERSION,
-        filtering="0.5 Hz high-pass, 1 kHz low-pass (probe hardware)",
+    ecephys.add(LFP(electrical_series=_band(
+        "ElectricalSeriesLF", "local field potential", recording, everything,
+        rows=recording.lfp_samples, block_rows=recording.lfp_chunk_rows, block=signals.lfp_block,
+        rate=recording.lfp_rate, conversion=LF_CONVERSION,
+        filtering="0.5 Hz high-pass, 1 kHz low-pass",
     )))
     _add_units(nwbfile, recording, signals, groups)
     _add_trials(nwbfile, recording, np.random.default_rng([session.seed, 20]))
@@ -135,9 +114,34 @@ def write_neuropixels(path: Path, session: Session, recording: ProbeRecording) -
     write_nwbfile(path, nwbfile)
 
 
-def _compressed(data: RowBlocks, recording: ProbeRecording) -> H5DataIO:
-    return H5DataIO(data, chunks=data.chunk_shape, compression="gzip",
-                    compression_opts=recording.gzip_level)
+def _band(
+    name: str,
+    band: str,
+    recording: ProbeRecording,
+    electrodes: DynamicTableRegion,
+    *,
+    rows: int,
+    block_rows: int,
+    block: Callable[[int], np.ndarray],
+    rate: float,
+    conversion: float,
+    filtering: str,
+) -> ElectricalSeries:
+    """One band of the probe, computed `block_rows` rows at a time, gzip-compressed in
+    chunks of `block_rows` x `chunk_channels`."""
+    data = RowBlocks((rows, recording.channels), block_rows, block,
+                     chunk_shape=(block_rows, recording.chunk_channels), buffer_blocks=1)
+    return ElectricalSeries(
+        name=name,
+        description=f"{band} band, acquired with SpikeGLX",
+        data=H5DataIO(data, chunks=data.chunk_shape, compression="gzip",
+                      compression_opts=recording.gzip_level),
+        electrodes=electrodes,
+        rate=rate,
+        starting_time=0.0,
+        conversion=conversion,
+        filtering=f"{filtering} (probe hardware)",
+    )
 
 
 class ProbeSignals:
