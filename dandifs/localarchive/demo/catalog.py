@@ -234,4 +234,4 @@ def _neuropixels() -> DandisetPlan:
 
 DEMO = Part("demo", version=3, dandisets=(_place_cells(), _cleared_brain(), _embargoed_rat()))
 BIG = Part("big", version=1, dandisets=(_bulk(),))
-NEUROPIXELS = Part("neuropixels", version=1, dandisets=(_neuropixels(),))
+NEUROPIXELS = Part("neuropixels", version=2, dandisets=(_neuropixels(),))

@@ -42,8 +42,8 @@ WAVEFORM_SAMPLES = 82
 _TROUGH = 30
 _REFRACTORY_SECONDS = 0.001
 _FOOTPRINT = 12  # channels either side of a unit's peak channel that see its spikes
-AP_CONVERSION = 2.34375e-06  # volts per bit: 0.6 V range / 2^9 at gain 500
-LF_CONVERSION = 4.6875e-06  # gain 250
+CONVERSION = 0.62 / 8192 / 80
+"""Volts per bit of a Neuropixels 2.0 channel: +-0.62 V over 14 bits at gain 80 (0.95 uV)."""
 _REGIONS = ((180.0, "DG"), (420.0, "CA1"), (560.0, "alv"))  # upper bound of rel_y, region
 _TOP_REGION = "VISa"
 
@@ -96,17 +96,19 @@ def write_neuropixels(path: Path, session: Session, recording: ProbeRecording) -
         region=list(range(recording.channels)), description="all channels"
     )
     nwbfile.add_acquisition(_band(
-        "ElectricalSeriesAP", "action-potential", recording, everything,
+        "ElectricalSeriesAP", "action-potential band, recorded with SpikeGLX",
+        recording, everything,
         rows=recording.samples, block_rows=recording.chunk_rows, block=signals.ap_block,
-        rate=recording.rate, conversion=AP_CONVERSION,
-        filtering="300 Hz high-pass, 10 kHz low-pass",
+        rate=recording.rate,
+        filtering="0.5 Hz - 10 kHz (probe hardware), then 300 Hz high-pass (software)",
     ))
     ecephys = nwbfile.create_processing_module(name="ecephys", description="LFP band")
     ecephys.add(LFP(electrical_series=_band(
-        "ElectricalSeriesLF", "local field potential", recording, everything,
+        "ElectricalSeriesLF", "local field potential band, decimated from the recording",
+        recording, everything,
         rows=recording.lfp_samples, block_rows=recording.lfp_chunk_rows, block=signals.lfp_block,
-        rate=recording.lfp_rate, conversion=LF_CONVERSION,
-        filtering="0.5 Hz high-pass, 1 kHz low-pass",
+        rate=recording.lfp_rate,
+        filtering="0.5 Hz - 10 kHz (probe hardware), then 1 kHz low-pass (software)",
     )))
     _add_units(nwbfile, recording, signals, groups)
     _add_trials(nwbfile, recording, np.random.default_rng([session.seed, 20]))
@@ -116,7 +118,7 @@ def write_neuropixels(path: Path, session: Session, recording: ProbeRecording) -
 
 def _band(
     name: str,
-    band: str,
+    description: str,
     recording: ProbeRecording,
     electrodes: DynamicTableRegion,
     *,
@@ -124,7 +126,6 @@ def _band(
     block_rows: int,
     block: Callable[[int], np.ndarray],
     rate: float,
-    conversion: float,
     filtering: str,
 ) -> ElectricalSeries:
     """One band of the probe, computed `block_rows` rows at a time, gzip-compressed in
@@ -133,14 +134,14 @@ def _band(
                      chunk_shape=(block_rows, recording.chunk_channels), buffer_blocks=1)
     return ElectricalSeries(
         name=name,
-        description=f"{band} band, acquired with SpikeGLX",
+        description=description,
         data=H5DataIO(data, chunks=data.chunk_shape, compression="gzip",
                       compression_opts=recording.gzip_level),
         electrodes=electrodes,
         rate=rate,
         starting_time=0.0,
-        conversion=conversion,
-        filtering=f"{filtering} (probe hardware)",
+        conversion=CONVERSION,
+        filtering=filtering,
     )
 
 
@@ -198,7 +199,7 @@ class ProbeSignals:
     def waveform_mean(self, unit: int) -> np.ndarray:
         """The unit's template over all channels, in volts (zero outside its footprint)."""
         full = np.zeros((WAVEFORM_SAMPLES, self.recording.channels), dtype=np.float32)
-        full[:, self.footprint(unit)] = self.templates[unit] * np.float32(AP_CONVERSION)
+        full[:, self.footprint(unit)] = self.templates[unit] * np.float32(CONVERSION)
         return full
 
     def ap_block(self, index: int) -> np.ndarray:
@@ -283,7 +284,7 @@ def _add_probe(nwbfile: NWBFile, recording: ProbeRecording) -> list:
             location=next((name for top, name in _REGIONS if rel_y < top), _TOP_REGION),
             x=-2100.0 - rel_y, y=1600.0 + 250.0 * shank, z=3400.0 + (site % 2) * 32.0,
             rel_x=250.0 * shank + (site % 2) * 32.0, rel_y=rel_y,
-            filtering="300 Hz high-pass, 10 kHz low-pass",
+            filtering="0.5 Hz - 10 kHz (probe hardware)",
             channel_name=f"AP{channel}",
             shank_electrode_number=site,
             contact_id=f"s{shank}e{site}",
@@ -319,7 +320,7 @@ def _add_units(nwbfile: NWBFile, recording: ProbeRecording, signals: ProbeSignal
     for unit in range(recording.units):
         train, scales = signals.trains[unit], signals.scales[unit]
         peak = int(signals.peak_channel[unit])
-        amplitudes = scales * signals.peak_amplitude[unit] * AP_CONVERSION
+        amplitudes = scales * signals.peak_amplitude[unit] * CONVERSION
         intervals = np.diff(train) / recording.rate
         seconds_with_spikes = np.unique((train / recording.rate).astype(int)).size
         nwbfile.add_unit(
