@@ -1,10 +1,10 @@
 """The FUSE mount beside its peers, measured in one run against one local archive.
 
     python -m bench fuse_bench [-- --repeat 3 --latencies 30,0 --stream-mbps 100
-                                   --cases sparse,warm,sequential,listing]
+                                   --cases sparse,warm,nwb,sequential,listing]
 
 Cases (each at every S3 latency given; the local archive's S3 proxy adds the latency).  The
-sparse and sequential cases run once more in the scenario "30 ms + <rate> MB/s per
+sparse, nwb (cold) and sequential cases run once more in the scenario "30 ms + <rate> MB/s per
 connection": the proxy also paces every response body to `--stream-mbps` (default 100; 0
 skips the scenario), on its own, as S3 bounds each connection's rate.  Without that cap one
 stream on loopback is bounded only by the CPU, so the premise of the sequential targets --
@@ -13,12 +13,17 @@ parallel ranged GETs beat one stream -- does not hold.
 * cold sparse read: a new process opens the ~231 MB NWB file with h5py and reads one slice
   (`acquisition/ElectricalSeries/data[500000:510000, :8]`), with nothing cached — dandifs
   (fresh mount, empty cache) vs remfile vs fsspec HTTP (block cache) vs rclone mount
-  (`--vfs-cache-mode full`, fresh cache).  Target: dandifs <= 0.5x remfile.
+  (`--vfs-cache-mode full`, fresh cache) vs s3fs-fuse.  Target: dandifs <= 0.5x remfile.
 * warm re-read: the same read in a new process, (a) through the same mount, (b) after a
   remount on the same cache directory; beside it, the peers that keep a cache on disk across
   processes: remfile with its `DiskCache`, fsspec's persistent `blockcache` filesystem
-  (`cache_storage`) and rclone mount after a remount.  S3 and API requests are counted.
-  Target: zero network requests for a published version.
+  (`cache_storage`), rclone mount after a remount, and s3fs-fuse through the same mount.
+  S3 and API requests are counted.  Target: zero network requests for a published version.
+* nwb: the same cold and warm reads of the ~390 MB Neuropixels session (000005), which is
+  as rich as labs' files (384 electrodes, 200 units, trials, LFP, behaviour; the raw series
+  gzip-compressed in (30,000 x 64) chunks): by pynwb (`NWBHDF5IO(...).read()`, one chunk
+  `ElectricalSeriesAP.data[300000:330000, 128:192]`, the spike times of 10 units) and by
+  bare h5py (the same chunk, and `units/spike_times` cut by `spike_times_index`).
 * sequential read of the 1 GiB file (1 MiB reads, new mount each time) — dandifs vs curl
   (one stream, straight from S3) vs rclone mount vs s3fs-fuse, in MB/s, with the S3
   requests each made; and the peak RSS of the dandifs daemon meanwhile.  Targets:
@@ -46,19 +51,21 @@ from typing import Callable, Iterator
 
 from bench._localarchive import Archive, running_archive, stop_process
 from bench._table import Series, render
+from dandifs.localarchive.demodata import LARGE_BIN_PATH, LARGE_NWB_PATH, NEUROPIXELS_PATH
 
-LARGE_NWB = "sub-mouse01/sub-mouse01_ses-20240101_ecephys.nwb"
-LARGE_BIN = "large/sequential-1GiB.bin"
 BULK_FOLDER = "bulk"
 MiB = 1 << 20
 BIN = Path(sys.executable).parent
 READY_TIMEOUT = 60.0
 CAPPED_LATENCY_MS = 30  # issue 4's sequential target is stated at 30 ms
 
-SPARSE_READ = r"""
+READ = r"""
 import sys, time
-kind, target, cache_dir = sys.argv[1], sys.argv[2], sys.argv[3]
+kind, target, cache_dir, task = sys.argv[1:5]
 import h5py
+import numpy as np
+if task == "pynwb":
+    from pynwb import NWBHDF5IO
 if kind.startswith("remfile"):
     import remfile
 elif kind.startswith("fsspec"):
@@ -75,12 +82,24 @@ elif kind == "fsspec-disk":
     source = cached.open(target, "rb", block_size=1 << 20)
 else:
     source = target
+rows, channels = slice(300_000, 330_000), slice(128, 192)  # one (30,000 x 64) chunk
 with h5py.File(source, "r") as f:
-    data = f["acquisition/ElectricalSeries/data"][500_000:510_000, :8]
+    if task == "slice":
+        data = f["acquisition/ElectricalSeries/data"][500_000:510_000, :8]
+        spikes = []
+    elif task == "h5py":
+        data = f["acquisition/ElectricalSeriesAP/data"][rows, channels]
+        ends = f["units/spike_times_index"][:10]
+        spikes = np.split(f["units/spike_times"][:ends[-1]], ends[:-1])
+    else:
+        with NWBHDF5IO(file=f, mode="r") as io:
+            nwb = io.read()
+            data = nwb.acquisition["ElectricalSeriesAP"].data[rows, channels]
+            spikes = nwb.units["spike_times"][:10]
 seconds = time.perf_counter() - started
 if hasattr(source, "close"):
     source.close()  # fsspec writes its cache's index on closing
-print(seconds, int(data.astype("int64").sum()))
+print(seconds, int(data.astype("int64").sum()), sum(len(times) for times in spikes))
 """
 
 SEQUENTIAL_READ = r"""
@@ -213,9 +232,10 @@ def run_timed(*command: str, env: dict[str, str] | None = None) -> float:
     return float(result.stdout.split()[0])
 
 
-def sparse_read(kind: str, target: str | Path, cache_dir: Path | None = None) -> float:
-    """One cold or warm read by `kind`; the `-disk` kinds keep their cache in `cache_dir`."""
-    return run_timed(sys.executable, "-c", SPARSE_READ, kind, str(target), str(cache_dir or ""))
+def timed_read(kind: str, read: Read, target: str | Path, cache_dir: Path | None = None) -> float:
+    """One cold or warm `read` by `kind`; the `-disk` kinds keep their cache in `cache_dir`."""
+    return run_timed(sys.executable, "-c", READ, kind, str(target), str(cache_dir or ""),
+                     read.task)
 
 
 def sequential_read(path: Path) -> float:
@@ -238,6 +258,23 @@ def mount_stats(mount: Mount) -> dict:
 
 
 @dataclass(frozen=True)
+class Read:
+    """What one new process reads of one published NWB file; `task` picks the code in READ."""
+
+    name: str
+    task: str
+    dandiset: str
+    path: str
+
+
+SPARSE = Read("sparse read", "slice", "000001", LARGE_NWB_PATH)
+SESSION_READS = (
+    Read("pynwb read of the Neuropixels session", "pynwb", "000005", NEUROPIXELS_PATH),
+    Read("h5py read of the Neuropixels session", "h5py", "000005", NEUROPIXELS_PATH),
+)
+
+
+@dataclass(frozen=True)
 class Scenario:
     """How the S3 proxy treats every request of a run: a delay before each answer and, if
     `stream_mbps`, a bandwidth cap on each response body (MB/s per connection)."""
@@ -256,17 +293,31 @@ class Scenario:
 class Bench:
     archive: Archive
     contenders: Contenders
-    published: str
+    published: dict[str, str]  # dandiset -> its published version
     repeat: int
     tools: set[str]
     results: dict[str, list[Series]] = field(default_factory=dict)
+    urls: dict[Read, str] = field(default_factory=dict)
 
     def add(self, table: str, series: Series) -> Series:
         self.results.setdefault(table, []).append(series)
         return series
 
-    def nwb_in(self, mount: Mount) -> Path:
-        return mount.mountpoint / "dandisets" / "000001" / self.published / LARGE_NWB
+    def file_in(self, mount: Mount, read: Read) -> Path:
+        """Where `read`'s file is in a dandifs mount."""
+        version = self.published[read.dandiset]
+        return mount.mountpoint / "dandisets" / read.dandiset / version / read.path
+
+    def url_of(self, read: Read) -> str:
+        """The S3 URL of `read`'s file (asked of the archive once)."""
+        if read not in self.urls:
+            version = self.published[read.dandiset]
+            self.urls[read] = self.archive.s3_url_of(read.dandiset, version, read.path)
+        return self.urls[read]
+
+    def key_in(self, mount: Mount, read: Read) -> Path:
+        """Where `read`'s file is in a mount of the bucket (rclone, s3fs)."""
+        return mount.mountpoint / object_key(self.url_of(read), self.archive.bucket)
 
     def counted(self, measure: Callable[[], float], requests: list[int]) -> float:
         """`measure()`, appending the S3 requests made meanwhile to `requests`."""
@@ -275,90 +326,99 @@ class Bench:
         requests.append(self.archive.s3_requests() - before)
         return value
 
-    def sparse(self, scenario: Scenario) -> None:
-        case = f"cold sparse read @{scenario.label}"
-        nwb_url = self.archive.s3_url_of("000001", self.published, LARGE_NWB)
-        mine = self.add("sparse", Series(case, "dandifs mount"))
-        remfile = self.add("sparse", Series(case, "remfile"))
-        fsspec = self.add("sparse", Series(case, "fsspec http blockcache"))
-        rclone = self.add("sparse", Series(case, "rclone mount (full cache)"))
-        requests: dict[str, list[int]] = {name: [] for name in ("dandifs", "remfile", "fsspec",
-                                                                  "rclone")}
-        for _ in range(self.repeat):
-            with mounted(self.contenders.dandifs()) as mount:
-                path = self.nwb_in(mount)
-                mine.values.append(self.counted(lambda: sparse_read("path", path),
-                                                requests["dandifs"]))
-            remfile.values.append(self.counted(lambda: sparse_read("remfile", nwb_url),
-                                               requests["remfile"]))
-            fsspec.values.append(self.counted(lambda: sparse_read("fsspec", nwb_url),
-                                              requests["fsspec"]))
-            if "rclone" in self.tools:
-                with mounted(self.contenders.rclone()) as mount:
-                    path = mount.mountpoint / object_key(nwb_url, self.archive.bucket)
-                    rclone.values.append(self.counted(lambda: sparse_read("path", path),
-                                                      requests["rclone"]))
-        for series, name in ((mine, "dandifs"), (remfile, "remfile"), (fsspec, "fsspec"),
-                             (rclone, "rclone")):
-            if requests[name]:
-                series.note = f"S3 requests per read: {sorted(requests[name])}"
+    def cold(self, scenario: Scenario, read: Read, table: str) -> None:
+        """`read` in a new process with nothing cached, by every contender."""
+        case = f"cold {read.name} @{scenario.label}"
+        url = self.url_of(read)
+        readers: list[tuple[Series, Callable[[], float]]] = [
+            (Series(case, "dandifs mount"),
+             lambda: self.through(self.contenders.dandifs(), read, self.file_in)),
+            (Series(case, "remfile"), lambda: timed_read("remfile", read, url)),
+            (Series(case, "fsspec http blockcache"), lambda: timed_read("fsspec", read, url)),
+        ]
+        if "rclone" in self.tools:
+            readers.append((Series(case, "rclone mount (full cache)"),
+                            lambda: self.through(self.contenders.rclone(), read, self.key_in)))
+        if "s3fs" in self.tools:
+            readers.append((Series(case, "s3fs-fuse"),
+                            lambda: self.through(self.contenders.s3fs(), read, self.key_in)))
+        requests: list[list[int]] = [[] for _ in readers]
+        for series, _ in readers:
+            self.add(table, series)
+        for _ in range(self.repeat):  # contenders take turns, so a busy moment hits them all
+            for (series, measure), counts in zip(readers, requests):
+                series.values.append(self.counted(measure, counts))
+        for (series, _), counts in zip(readers, requests):
+            series.note = f"S3 requests per read: {sorted(counts)}"
 
-    def warm(self, scenario: Scenario) -> None:
+    def through(self, mount: Mount, read: Read, where: Callable[[Mount, Read], Path]) -> float:
+        """`read` of the file at `where(mount, read)` in a fresh `mount`."""
+        with mounted(mount):
+            return timed_read("path", read, where(mount, read))
+
+    def warm(self, scenario: Scenario, read: Read, table: str) -> None:
+        """`read` again in a new process, after one read filled each contender's cache."""
         latency = scenario.latency_ms
-        same = self.add("warm", Series(f"warm re-read, same mount @{latency} ms", "dandifs mount"))
-        again = self.add("warm", Series(f"warm re-read, remounted @{latency} ms", "dandifs mount"))
-        rclone_again = self.add(
-            "warm", Series(f"warm re-read, remounted @{latency} ms", "rclone mount (full cache)")
-        )
-        cache = self.contenders.scratch / f"warm-cache-{latency}"
+        same = self.add(table, Series(f"warm {read.name}, same mount @{latency} ms",
+                                      "dandifs mount"))
+        again = self.add(table, Series(f"warm {read.name}, remounted @{latency} ms",
+                                       "dandifs mount"))
+        cache = self.contenders.scratch / f"warm-cache-{read.task}-{latency}"
         notes_same, notes_again = [], []
         with mounted(self.contenders.dandifs(cache)) as mount:
-            sparse_read("path", self.nwb_in(mount))  # fill the caches
+            timed_read("path", read, self.file_in(mount, read))  # fill the caches
             for _ in range(self.repeat):
                 s3_before, api_before = self.archive.s3_requests(), mount_stats(mount)["archive"]
-                same.values.append(sparse_read("path", self.nwb_in(mount)))
+                same.values.append(timed_read("path", read, self.file_in(mount, read)))
                 api_after = mount_stats(mount)["archive"]
                 notes_same.append((self.archive.s3_requests() - s3_before,
                                    api_after["requests"] - api_before["requests"]))
         for _ in range(self.repeat):
             with mounted(self.contenders.dandifs(cache)) as mount:
                 s3_before = self.archive.s3_requests()
-                again.values.append(sparse_read("path", self.nwb_in(mount)))
+                again.values.append(timed_read("path", read, self.file_in(mount, read)))
                 stats = mount_stats(mount)
                 notes_again.append((self.archive.s3_requests() - s3_before,
                                     stats["archive"]["api_requests"]))
         same.note = "(S3, API) requests: " + ", ".join(map(str, notes_same))
         again.note = "(S3, API) requests: " + ", ".join(map(str, notes_again))
-        nwb_url = self.archive.s3_url_of("000001", self.published, LARGE_NWB)
+        url = self.url_of(read)
         for kind, label in (("remfile-disk", "remfile (DiskCache)"),
                             ("fsspec-disk", "fsspec blockcache (cache_storage)")):
-            series = self.add("warm", Series(f"warm re-read, new process @{latency} ms", label))
-            peer_cache = self.contenders.scratch / f"{kind}-warm-cache-{latency}"
-            sparse_read(kind, nwb_url, peer_cache)  # fill its disk cache
-            s3 = []
-            for _ in range(self.repeat):
-                before = self.archive.s3_requests()
-                series.values.append(sparse_read(kind, nwb_url, peer_cache))
-                s3.append(self.archive.s3_requests() - before)
-            series.note = f"S3 requests: {s3}"
+            peer_cache = self.contenders.scratch / f"{kind}-warm-cache-{read.task}-{latency}"
+            timed_read(kind, read, url, peer_cache)  # fill its disk cache
+            self.rereads(table, Series(f"warm {read.name}, new process @{latency} ms", label),
+                         lambda: timed_read(kind, read, url, peer_cache))  # noqa: B023
         if "rclone" in self.tools:
-            rclone_cache = self.contenders.scratch / f"rclone-warm-cache-{latency}"
-            with mounted(self.contenders.rclone(rclone_cache)) as mount:
-                sparse_read("path", mount.mountpoint / object_key(nwb_url, self.archive.bucket))
-            s3 = []
-            for _ in range(self.repeat):
-                with mounted(self.contenders.rclone(rclone_cache)) as mount:
-                    before = self.archive.s3_requests()
-                    path = mount.mountpoint / object_key(nwb_url, self.archive.bucket)
-                    rclone_again.values.append(sparse_read("path", path))
-                    s3.append(self.archive.s3_requests() - before)
-            rclone_again.note = f"S3 requests: {s3}"
+            rclone_cache = self.contenders.scratch / f"rclone-warm-cache-{read.task}-{latency}"
+            self.through(self.contenders.rclone(rclone_cache), read, self.key_in)
+            self.rereads(
+                table,
+                Series(f"warm {read.name}, remounted @{latency} ms", "rclone mount (full cache)"),
+                lambda: self.through(self.contenders.rclone(rclone_cache), read, self.key_in),
+            )
+        if "s3fs" in self.tools:
+            with mounted(self.contenders.s3fs()) as mount:
+                timed_read("path", read, self.key_in(mount, read))
+                self.rereads(
+                    table,
+                    Series(f"warm {read.name}, same mount @{latency} ms", "s3fs-fuse"),
+                    lambda: timed_read("path", read, self.key_in(mount, read)),  # noqa: B023
+                )
+
+    def rereads(self, table: str, series: Series, measure: Callable[[], float]) -> None:
+        """`repeat` measurements of a cache-filled reader, with the S3 requests of each."""
+        self.add(table, series)
+        requests: list[int] = []
+        for _ in range(self.repeat):
+            series.values.append(self.counted(measure, requests))
+        series.note = f"S3 requests: {requests}"
 
     def sequential(self, scenario: Scenario) -> None:
         case = f"sequential 1 GiB @{scenario.label}"
-        url = self.archive.s3_url_of("000004", "draft", LARGE_BIN)
+        url = self.archive.s3_url_of("000004", "draft", LARGE_BIN_PATH)
         key = object_key(url, self.archive.bucket)
-        size = int(self.archive.asset("000004", "draft", LARGE_BIN)["size"])
+        size = int(self.archive.asset("000004", "draft", LARGE_BIN_PATH)["size"])
         mine = self.add("sequential", Series(case, "dandifs mount"))
         curl = self.add("sequential", Series(case, "curl (1 stream)"))
         rclone = self.add("sequential", Series(case, "rclone mount (full cache)"))
@@ -370,7 +430,7 @@ class Bench:
         rate = lambda seconds: size / seconds / 1e6  # noqa: E731
         for _ in range(self.repeat):
             with mounted(self.contenders.dandifs()) as mount:
-                path = mount.mountpoint / "dandisets" / "000004" / "draft" / LARGE_BIN
+                path = mount.mountpoint / "dandisets" / "000004" / "draft" / LARGE_BIN_PATH
                 seconds = self.counted(lambda: sequential_read(path), requests["dandifs"])
                 mine.values.append(rate(seconds))
                 rss.values.append(mount.peak_rss() / MiB)
@@ -436,7 +496,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="S3 bandwidth per connection (MB/s) of the scenario run at "
                         f"{CAPPED_LATENCY_MS} ms beside the plain latencies; 0 skips it "
                         "(default: %(default)g)")
-    parser.add_argument("--cases", default="sparse,warm,sequential,listing")
+    parser.add_argument("--cases", default="sparse,warm,nwb,sequential,listing",
+                        help="any of sparse, warm, nwb (cold and warm reads of the Neuropixels "
+                        "session), sequential, listing (default: %(default)s)")
     args = parser.parse_args(argv or [])
     cases = set(args.cases.split(","))
     latencies = [int(value) for value in args.latencies.split(",")]
@@ -446,9 +508,12 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="dandifs-fuse-bench-") as scratch, \
             running_archive("big") as archive:
-        record = archive.api("dandisets/000001/")
-        bench = Bench(archive, Contenders(archive, Path(scratch)),
-                      record["most_recent_published_version"]["version"], args.repeat,
+        published = {
+            read.dandiset: archive.api(f"dandisets/{read.dandiset}/")[
+                "most_recent_published_version"]["version"]
+            for read in (SPARSE, *SESSION_READS)
+        }
+        bench = Bench(archive, Contenders(archive, Path(scratch)), published, args.repeat,
                       available_tools())
         scenarios = [Scenario(latency) for latency in latencies]
         if args.stream_mbps:
@@ -458,9 +523,16 @@ def main(argv: list[str] | None = None) -> int:
                 archive.set_network(scenario.latency_ms, scenario.stream_mbps)
                 print(f"-- S3 latency {scenario.label}", flush=True)
                 if "sparse" in cases:
-                    bench.sparse(scenario)
-                if "warm" in cases and not scenario.stream_mbps:  # no S3 bytes to cap
-                    bench.warm(scenario)
+                    bench.cold(scenario, SPARSE, "sparse")
+                if "nwb" in cases:
+                    for read in SESSION_READS:
+                        bench.cold(scenario, read, "nwb")
+                if not scenario.stream_mbps:  # a warm read has no S3 bytes to cap
+                    if "warm" in cases:
+                        bench.warm(scenario, SPARSE, "warm")
+                    if "nwb" in cases:
+                        for read in SESSION_READS:
+                            bench.warm(scenario, read, "nwb warm")
                 if "sequential" in cases:
                     bench.sequential(scenario)
             archive.set_network(0)
@@ -471,6 +543,8 @@ def main(argv: list[str] | None = None) -> int:
     sections = {
         "sparse": ("s", {s.case: "remfile" for s in bench.results.get("sparse", [])}),
         "warm": ("s", {}),
+        "nwb": ("s", {s.case: "remfile" for s in bench.results.get("nwb", [])}),
+        "nwb warm": ("s", {}),
         "sequential": ("MB/s", {s.case: "curl (1 stream)" for s in bench.results.get("sequential", [])}),
         "memory": ("MiB", {}),
         "listing": ("s", {}),

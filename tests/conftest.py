@@ -220,6 +220,43 @@ def _session_archive(
         stop_local_archive(process)
 
 
+def published_version(api_url: str, dandiset: str) -> str:
+    """The version id of `dandiset`'s most recent publication, as the archive names it."""
+    record = httpx.get(f"{api_url}/dandisets/{dandiset}/", timeout=30).json()
+    return record["most_recent_published_version"]["version"]
+
+
+@pytest.fixture(scope="session")
+def published(local_archive: LocalArchive) -> str:
+    """The published version of 000001 in the demo archive."""
+    return published_version(local_archive.api_url, "000001")
+
+
+@pytest.fixture(scope="session")
+def big_archive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """The `--seed big` archive (its ready file's endpoints), started once for the slow tests
+    that need its large dandisets."""
+    run_dir = tmp_path_factory.mktemp("big-archive")
+    process, ready = start_local_archive(
+        test_data_dir(), run_dir / "ready.json", run_dir / "archive.log", "--seed", "big"
+    )
+    try:
+        yield ready
+    finally:
+        stop_local_archive(process)
+
+
+@pytest.fixture(scope="session")
+def big_mount(big_archive: dict[str, Any], tmp_path_factory: pytest.TempPathFactory):
+    """A `dandifs mount` of the `--seed big` archive, shared by the tests that read it."""
+    from fuse_support import MountProcess, require_fuse
+
+    require_fuse()
+    run_dir = tmp_path_factory.mktemp("big-mount")
+    with MountProcess(run_dir / "mnt", big_archive["api_url"], run_dir / "cache") as mount:
+        yield mount
+
+
 @pytest.fixture(scope="session")
 def local_archive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalArchive]:
     """The demo archive, shared by the session (its demo files cached across sessions)."""

@@ -2,7 +2,8 @@
 
 The demo set is generated once into `<test data>/demo-cache`, the cache the test archive uses
 (`$DANDIFS_TEST_DATA`, default `~/.cache/dandifs-test`), so a machine generates it only once.
-The slow big-mode test leaves its 1 GiB file there too, for the benchmarks.
+The slow big-mode test leaves its 1 GiB file and its Neuropixels session there too, for the
+benchmarks.
 """
 
 from __future__ import annotations
@@ -25,10 +26,13 @@ from pynwb import NWBHDF5IO
 from dandifs.localarchive.demo.blueprint import AssetPlan, DandisetPlan, Part, SourceFile
 from dandifs.localarchive.demo.bulkfiles import write_random_bytes
 from dandifs.localarchive.demo.cache import STAMP, ensure_generated
-from dandifs.localarchive.demo.catalog import DEMO
+from dandifs.localarchive.demo.catalog import DEMO, NPX01
+from dandifs.localarchive.demo.neuropixels import ProbeRecording, ProbeSignals, write_neuropixels
+from dandifs.localarchive.demo.nwbfiles import session
 from dandifs.localarchive.demodata import (
     LARGE_BIN_PATH,
     LARGE_NWB_PATH,
+    NEUROPIXELS_PATH,
     ONE_SLICE,
     ONE_SLICE_DATASET,
     ZARR_PATH,
@@ -286,24 +290,28 @@ def test_zarr_is_ngff_format_2_with_over_1000_chunk_files(demo: DemoData) -> Non
 @pytest.fixture(scope="module")
 def dandiset_dirs(demo: DemoData, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Each draft laid out as a local dandiset (symlinks to the cache plus dandiset.yaml)."""
-    dirs = {}
-    for dandiset in demo.dandisets:
-        root = tmp_path_factory.mktemp(f"dandiset-{dandiset.identifier}")
-        (root / "dandiset.yaml").write_text(
-            f"identifier: DANDI:{dandiset.identifier}\nname: {dandiset.name}\n"
+    return {
+        dandiset.identifier: local_dandiset(
+            dandiset, tmp_path_factory.mktemp(f"dandiset-{dandiset.identifier}")
         )
-        for asset in dandiset.draft:
-            (root / asset.path).parent.mkdir(parents=True, exist_ok=True)
-            (root / asset.path).symlink_to(asset.source)
-        dirs[dandiset.identifier] = root
-    return dirs
+        for dandiset in demo.dandisets
+    }
 
 
-@pytest.mark.parametrize("identifier", ["000001", "000002", "000003"])
-def test_dandi_validate_finds_nothing(dandiset_dirs: dict[str, Path], identifier: str) -> None:
+def local_dandiset(dandiset: DemoDandiset, root: Path) -> Path:
+    """The draft laid out as a local dandiset in `root` (symlinks plus dandiset.yaml)."""
+    (root / "dandiset.yaml").write_text(
+        f"identifier: DANDI:{dandiset.identifier}\nname: {dandiset.name}\n"
+    )
+    for asset in dandiset.draft:
+        (root / asset.path).parent.mkdir(parents=True, exist_ok=True)
+        (root / asset.path).symlink_to(asset.source)
+    return root
+
+
+def assert_dandi_validate_finds_nothing(root: Path) -> None:
     result = subprocess.run(
-        [DANDI, "validate", "--min-severity", "HINT", "-f", "json_lines",
-         dandiset_dirs[identifier]],
+        [DANDI, "validate", "--min-severity", "HINT", "-f", "json_lines", root],
         capture_output=True,
         text=True,
         env={**os.environ, "DANDI_NO_ET": "1", "DANDI_CACHE": "ignore"},
@@ -311,6 +319,11 @@ def test_dandi_validate_finds_nothing(dandiset_dirs: dict[str, Path], identifier
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == "", result.stdout
+
+
+@pytest.mark.parametrize("identifier", ["000001", "000002", "000003"])
+def test_dandi_validate_finds_nothing(dandiset_dirs: dict[str, Path], identifier: str) -> None:
+    assert_dandi_validate_finds_nothing(dandiset_dirs[identifier])
 
 
 def test_dandi_extracts_nwb_metadata_as_for_upload(dandiset_dirs: dict[str, Path]) -> None:
@@ -478,7 +491,9 @@ def test_random_bytes_continue_across_write_blocks(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_big_mode_adds_the_benchmark_dandiset(cache_dir: Path, demo: DemoData) -> None:
+def test_big_mode_adds_the_benchmark_dandisets(
+    cache_dir: Path, demo: DemoData, tmp_path: Path
+) -> None:
     big = build_demo_data(cache_dir, big=True)
     assert big.dandisets[:3] == demo.dandisets
     bulk = by_id(big)["000004"]
@@ -492,3 +507,40 @@ def test_big_mode_adds_the_benchmark_dandiset(cache_dir: Path, demo: DemoData) -
     with large.source.open("rb") as handle:
         head = handle.read(16)
     assert head == np.random.PCG64(4002).random_raw(2).astype("<u8").tobytes()
+    session = by_id(big)["000005"]
+    assert not session.embargoed and session.published == session.draft
+    [nwb] = session.published
+    assert nwb.path == NEUROPIXELS_PATH and is_valid_asset_path(nwb.path)
+    with h5py.File(nwb.source, "r") as h5:
+        raw = h5["acquisition/ElectricalSeriesAP/data"]
+        assert raw.shape == (1_000_000, 384) and raw.chunks == (30_000, 64)
+        # gzip makes realistic noise about 2.3 times smaller; zeros would shrink far more
+        assert 0.3 < raw.id.get_storage_size() / raw.nbytes < 0.6
+    assert_dandi_validate_finds_nothing(local_dandiset(session, tmp_path))
+
+
+SMALL_PROBE = ProbeRecording(samples=120_000, channels=96, units=20)
+
+
+def test_neuropixels_writer_is_deterministic_and_its_spikes_are_in_the_data(
+    tmp_path: Path,
+) -> None:
+    recorded = session(NPX01, "20240101", "short session", 7)
+    first, second = tmp_path / "a.nwb", tmp_path / "b.nwb"
+    write_neuropixels(first, recorded, SMALL_PROBE)
+    write_neuropixels(second, recorded, SMALL_PROBE)
+    assert first.read_bytes() == second.read_bytes()
+    signals = ProbeSignals(SMALL_PROBE, seed=7)
+    with NWBHDF5IO(first, "r") as io:
+        nwb = io.read()
+        data = nwb.acquisition["ElectricalSeriesAP"].data
+        assert len(nwb.electrodes) == 96 and len(nwb.units) == 20
+        for unit in (0, 7, 19):
+            times = nwb.units.get_unit_spike_times(unit)
+            samples = np.rint(times * SMALL_PROBE.rate).astype(int)
+            assert np.array_equal(samples, signals.trains[unit])
+            assert np.all(np.diff(samples) >= 30)  # 1 ms refractory period
+            peak = int(nwb.units["peak_channel"][unit])
+            troughs = data[:, peak][samples]
+            # spikes stand out of the noise at the peak channel by their template's trough
+            assert troughs.mean() < -0.8 * signals.peak_amplitude[unit]

@@ -1,4 +1,4 @@
-"""A folder of 10,000 assets through the mount (the `--seed big` archive, started here).
+"""A folder of 10,000 assets through the mount of the `--seed big` archive (`big_mount`).
 
 The kernel reads a big folder in many READDIR requests, each resuming at the offset the
 previous one ended with; `telldir`/`seekdir` hand such offsets back later.  Both must
@@ -13,29 +13,11 @@ import time
 
 import pytest
 
-import conftest
-from fuse_support import MountProcess, libc_listing_with_seek, require_fuse
+from fuse_support import MountProcess, libc_listing_with_seek
 
 pytestmark = pytest.mark.slow
 
 EXPECTED = {f"file-{index:05d}.dat" for index in range(10_000)}
-
-
-@pytest.fixture(scope="module")
-def big_mount(tmp_path_factory):
-    require_fuse()
-    run_dir = tmp_path_factory.mktemp("big-archive")
-    process, ready = conftest.start_local_archive(
-        conftest.test_data_dir(), run_dir / "ready.json", run_dir / "archive.log", "--seed", "big"
-    )
-    mount = None
-    try:
-        mount = MountProcess(run_dir / "mnt", ready["api_url"], run_dir / "cache").start()
-        yield mount
-    finally:
-        if mount is not None:
-            mount.stop()
-        conftest.stop_local_archive(process)
 
 
 def bulk(mount: MountProcess):

@@ -34,13 +34,6 @@ ZARR_PATH = "sub-mouse04/sub-mouse04_sample.ome.zarr"
 
 
 @pytest.fixture(scope="module")
-def published(local_archive) -> str:
-    """The published version of 000001, as the archive's API names it."""
-    record = httpx.get(f"{local_archive.api_url}/dandisets/000001/", timeout=30).json()
-    return record["most_recent_published_version"]["version"]
-
-
-@pytest.fixture(scope="module")
 def mount(local_archive, tmp_path_factory) -> MountProcess:
     require_fuse()
     base = tmp_path_factory.mktemp("fuse-clients")

@@ -26,12 +26,6 @@ MiB = 1 << 20
 
 
 @pytest.fixture(scope="module")
-def published(local_archive) -> str:
-    record = httpx.get(f"{local_archive.api_url}/dandisets/000001/", timeout=30).json()
-    return record["most_recent_published_version"]["version"]
-
-
-@pytest.fixture(scope="module")
 def source_digests(local_archive, published) -> dict[str, str]:
     """sha256 of the objects as S3 serves them directly (no mount involved)."""
     digests = {}

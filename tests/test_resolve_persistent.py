@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import httpx
 import pytest
 import trio
 
@@ -33,12 +32,6 @@ pytestmark = pytest.mark.anyio
 
 NWB = "sub-mouse01/sub-mouse01_ses-20240101_ecephys.nwb"
 
-
-
-@pytest.fixture(scope="module")
-def published(local_archive) -> str:
-    record = httpx.get(f"{local_archive.api_url}/dandisets/000001/", timeout=30).json()
-    return record["most_recent_published_version"]["version"]
 
 
 @asynccontextmanager

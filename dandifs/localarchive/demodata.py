@@ -16,6 +16,12 @@ Dandisets (`catalog.py` has the details):
 * ``000004`` (only with ``big=True``) open, draft only: ``bulk/file-00000.dat`` ...
   ``bulk/file-09999.dat`` (1 KiB each, all the same bytes, so one blob) and
   ``large/sequential-1GiB.bin`` (PCG64 stream, seed 4002).
+* ``000005`` (only with ``big=True``) open, published (draft the same):
+  ``sub-npx01/sub-npx01_ses-20240101_behavior+ecephys.nwb`` (about 390 MB), a Neuropixels
+  session written as labs write one (`demo/neuropixels.py`): ``acquisition/ElectricalSeriesAP``
+  int16 (1_000_000, 384) in gzip-compressed (30_000, 64) chunks, 384 electrodes, 200 units
+  with ragged spike times and waveform means, trials, an LFP series and behaviour in
+  processing modules.
 
 The large file is ``000001`` / ``sub-mouse01/sub-mouse01_ses-20240101_ecephys.nwb`` (about
 231 MB).  Its ``acquisition/ElectricalSeries/data`` is int16 of shape (1_800_000, 64),
@@ -29,12 +35,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from .demo.cache import ensure_generated
-from .demo.catalog import BIG, DEMO, LARGE_BIN_PATH, ZARR_PATH
+from .demo.catalog import BIG, DEMO, LARGE_BIN_PATH, NEUROPIXELS, NEUROPIXELS_PATH, ZARR_PATH
 from .spec import DemoData
 
 __all__ = [
     "LARGE_BIN_PATH",
     "LARGE_NWB_PATH",
+    "NEUROPIXELS_PATH",
     "ONE_SLICE",
     "ONE_SLICE_DATASET",
     "ZARR_PATH",
@@ -47,10 +54,10 @@ ONE_SLICE = (slice(500_000, 510_000), slice(0, 8))
 
 
 def build_demo_data(cache_dir: Path, *, big: bool = False) -> DemoData:
-    """Generate (once) and describe the demo dandisets; `big` adds the benchmark dandiset."""
+    """Generate (once) and describe the demo dandisets; `big` adds the benchmark dandisets."""
     cache_dir = Path(cache_dir)
     dandisets = []
-    for part in (DEMO, BIG) if big else (DEMO,):
+    for part in (DEMO, BIG, NEUROPIXELS) if big else (DEMO,):
         root = ensure_generated(cache_dir, part)
         dandisets.extend(plan.realize(root) for plan in part.dandisets)
     return DemoData(dandisets=tuple(dandisets))

@@ -1,7 +1,8 @@
 """The demo dandisets: what each contains, and the metadata the archive shows for it.
 
 `DEMO` (000001-000003) is what `--seed demo` and the tests use; `BIG` (000004) adds data
-for listing and throughput benchmarks.  The data are synthetic but shaped like real DANDI
+for listing and throughput benchmarks and `NEUROPIXELS` (000005) a published session as
+rich as the ecephys files on DANDI, for benchmarks of reading NWB.  The data are synthetic but shaped like real DANDI
 submissions: BIDS-like `sub-<label>/sub-<label>_ses-<date>_<modalities>.nwb` paths, NWB
 files with full subject and session metadata, and an OME-NGFF Zarr.
 """
@@ -12,6 +13,7 @@ from functools import partial
 
 from .blueprint import AssetPlan, DandisetPlan, Part, SourceFile, Writer
 from .bulkfiles import write_random_bytes
+from .neuropixels import ProbeRecording, write_neuropixels
 from .nwbfiles import INSTITUTION, Animal, Recording, session, write_ecephys, write_ophys
 from .zarrstore import write_ngff
 
@@ -22,6 +24,8 @@ MOUSE01 = Animal("mouse01", MOUSE, "M", "P92D", "C57BL/6J", "wild type, implante
 MOUSE02 = Animal("mouse02", MOUSE, "F", "P88D", "C57BL/6J", "wild type, implanted with a probe")
 MOUSE03 = Animal("mouse03", MOUSE, "F", "P101D", "C57BL/6J", "wild type, cranial window")
 MOUSE04 = Animal("mouse04", MOUSE, "M", "P120D", "Thy1-GCaMP6f", "transgenic, cranial window")
+NPX01 = Animal("npx01", MOUSE, "F", "P84D", "C57BL/6J", "wild type, implanted with a probe",
+               genotype="wild type", weight="0.024 kg")
 RAT01 = Animal("rat01", RAT, "M", "P150D", "Long-Evans", "wild type, implanted with tetrodes")
 
 LARGE_RECORDING = Recording(samples=1_800_000, channels=64, chunk_rows=10_000)
@@ -200,5 +204,34 @@ def _bulk() -> DandisetPlan:
     )
 
 
+NEUROPIXELS_RECORDING = ProbeRecording()
+"""33.3 s at 30 kHz on 384 channels, int16 in (30,000 x 64) chunks, gzip: 768 MB of raw samples."""
+NEUROPIXELS_PATH = _nwb_path(NPX01, "20240101", "behavior+ecephys")
+
+
+def _neuropixels() -> DandisetPlan:
+    ident = "000005"
+    writer = partial(
+        write_neuropixels,
+        session=session(NPX01, "20240101", "Visual decision task, one 4-shank probe", 501),
+        recording=NEUROPIXELS_RECORDING,
+    )
+    published = (_asset(ident, NEUROPIXELS_PATH, writer),)
+    return DandisetPlan(
+        identifier=ident,
+        name="Neuropixels recording from hippocampus and visual cortex during a visual decision",
+        description=(
+            "One session of a head-fixed mouse reporting the side of a grating with a wheel, "
+            "recorded with a 4-shank Neuropixels 2.0 probe: the action-potential and LFP "
+            "bands, Kilosort units curated in Phy, trials, and video tracking."
+        ),
+        published=published,
+        draft=published,
+        extra_metadata=_metadata(["Neuropixels", "decision making", "visual cortex",
+                                  "hippocampus", "electrophysiology"]),
+    )
+
+
 DEMO = Part("demo", version=3, dandisets=(_place_cells(), _cleared_brain(), _embargoed_rat()))
 BIG = Part("big", version=1, dandisets=(_bulk(),))
+NEUROPIXELS = Part("neuropixels", version=2, dandisets=(_neuropixels(),))

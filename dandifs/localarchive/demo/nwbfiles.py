@@ -10,8 +10,10 @@ extraction and nwbinspector have something real to report.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from functools import partial
 from pathlib import Path
 
 import h5py
@@ -47,6 +49,8 @@ class Animal:
     age: str
     strain: str
     description: str
+    genotype: str | None = None
+    weight: str | None = None
 
 
 @dataclass(frozen=True)
@@ -84,7 +88,7 @@ class Recording:
 
 def write_ecephys(path: Path, session: Session, recording: Recording) -> None:
     """An extracellular session: electrodes, a raw ElectricalSeries, a TimeSeries and units."""
-    nwbfile = _new_nwbfile(session, keywords=["extracellular electrophysiology", "hippocampus"])
+    nwbfile = new_nwbfile(session, keywords=["extracellular electrophysiology", "hippocampus"])
     rng = np.random.default_rng([session.seed, 1])
     duration = recording.samples / recording.rate
     nwbfile.add_acquisition(
@@ -92,7 +96,7 @@ def write_ecephys(path: Path, session: Session, recording: Recording) -> None:
             name="ElectricalSeries",
             description="raw broadband voltage",
             data=H5DataIO(
-                SyntheticVoltage(recording, seed=session.seed),
+                synthetic_voltage(recording, seed=session.seed),
                 chunks=(recording.chunk_rows, recording.channels),
             ),
             electrodes=_add_probe(nwbfile, recording.channels),
@@ -115,7 +119,7 @@ def write_ecephys(path: Path, session: Session, recording: Recording) -> None:
         )
     )
     _add_units(nwbfile, recording, duration, rng)
-    _write(path, nwbfile)
+    write_nwbfile(path, nwbfile)
 
 
 def _add_probe(nwbfile: NWBFile, channels: int) -> DynamicTableRegion:
@@ -168,48 +172,68 @@ def _unit_quality(unit: int, curation: str) -> str:
     return "good"
 
 
-class SyntheticVoltage(GenericDataChunkIterator):
-    """Broadband voltage computed block by block, so a large recording never sits in memory.
+class RowBlocks(GenericDataChunkIterator):
+    """A 2-D int16 dataset computed block by block, so a large recording never sits in memory.
 
-    Block `b` (rows `b*chunk_rows` onwards) depends only on the seed and `b`: noise from its
-    own generator plus an 8 Hz theta rhythm whose amplitude varies across channels.
+    `block(b)` returns rows `b*block_rows` onwards (fewer in the last block) and must depend
+    on `b` alone, so that any buffer hdmf asks for can be cut from whole blocks.
     """
 
-    def __init__(self, recording: Recording, seed: int) -> None:
-        self._recording = recording
-        self._seed = seed
-        rows = recording.chunk_rows
-        buffer_rows = min(recording.samples, rows * 8)
+    def __init__(
+        self,
+        shape: tuple[int, int],
+        block_rows: int,
+        block: Callable[[int], np.ndarray],
+        chunk_shape: tuple[int, int],
+        buffer_blocks: int,
+    ) -> None:
+        self._shape = shape
+        self._block_rows = block_rows
+        self._block = block
+        buffer_rows = min(shape[0], block_rows * buffer_blocks)
         super().__init__(
-            chunk_shape=(rows, recording.channels),
-            buffer_shape=(buffer_rows - buffer_rows % rows, recording.channels),
+            chunk_shape=chunk_shape,
+            buffer_shape=(buffer_rows - buffer_rows % chunk_shape[0], shape[1]),
             display_progress=False,
         )
 
     def _get_maxshape(self) -> tuple[int, int]:
-        return (self._recording.samples, self._recording.channels)
+        return self._shape
 
     def _get_dtype(self) -> np.dtype:
         return np.dtype(np.int16)
 
     def _get_data(self, selection: tuple[slice, ...]) -> np.ndarray:
-        rows = self._recording.chunk_rows
-        start, stop, _ = selection[0].indices(self._recording.samples)
+        rows = self._block_rows
+        start, stop, _ = selection[0].indices(self._shape[0])
         first, last = start // rows, (stop - 1) // rows
         blocks = np.concatenate([self._block(b) for b in range(first, last + 1)])
         return blocks[start - first * rows : stop - first * rows][(slice(None), *selection[1:])]
 
-    def _block(self, index: int) -> np.ndarray:
-        recording = self._recording
-        begin = index * recording.chunk_rows
-        end = min(begin + recording.chunk_rows, recording.samples)
-        rng = np.random.default_rng([self._seed, 2, index])
-        seconds = np.arange(begin, end, dtype=np.float64) / recording.rate
-        theta = np.sin(2 * np.pi * 8.0 * seconds).astype(np.float32)
-        amplitude = np.linspace(400.0, 100.0, recording.channels, dtype=np.float32)
-        noise = rng.standard_normal((end - begin, recording.channels), dtype=np.float32)
-        volts = theta[:, None] * amplitude[None, :] + noise * np.float32(60.0)
-        return np.rint(volts).astype(np.int16)
+
+def synthetic_voltage(recording: Recording, seed: int) -> RowBlocks:
+    """Broadband voltage in blocks of `chunk_rows` rows, eight blocks per write."""
+    return RowBlocks(
+        (recording.samples, recording.channels),
+        recording.chunk_rows,
+        partial(_theta_block, recording, seed),
+        chunk_shape=(recording.chunk_rows, recording.channels),
+        buffer_blocks=8,
+    )
+
+
+def _theta_block(recording: Recording, seed: int, index: int) -> np.ndarray:
+    """Noise from the block's own generator plus an 8 Hz theta rhythm whose amplitude varies
+    across channels."""
+    begin = index * recording.chunk_rows
+    end = min(begin + recording.chunk_rows, recording.samples)
+    rng = np.random.default_rng([seed, 2, index])
+    seconds = np.arange(begin, end, dtype=np.float64) / recording.rate
+    theta = np.sin(2 * np.pi * 8.0 * seconds).astype(np.float32)
+    amplitude = np.linspace(400.0, 100.0, recording.channels, dtype=np.float32)
+    noise = rng.standard_normal((end - begin, recording.channels), dtype=np.float32)
+    volts = theta[:, None] * amplitude[None, :] + noise * np.float32(60.0)
+    return np.rint(volts).astype(np.int16)
 
 
 def write_ophys(path: Path, session: Session, *, with_behavior: bool) -> None:
@@ -217,7 +241,7 @@ def write_ophys(path: Path, session: Session, *, with_behavior: bool) -> None:
     keywords = ["two-photon calcium imaging", "hippocampus"]
     if with_behavior:
         keywords.append("virtual navigation")
-    nwbfile = _new_nwbfile(session, keywords=keywords)
+    nwbfile = new_nwbfile(session, keywords=keywords)
     rng = np.random.default_rng([session.seed, 3])
     frames, height, width, rois, rate = 120, 64, 64, 8, 30.0
     microscope = nwbfile.create_device(
@@ -281,10 +305,15 @@ def write_ophys(path: Path, session: Session, *, with_behavior: bool) -> None:
             rate=rate,
         )
         behavior.add(position)
-    _write(path, nwbfile)
+    write_nwbfile(path, nwbfile)
 
 
-def _new_nwbfile(session: Session, keywords: list[str]) -> NWBFile:
+HIPPOCAMPUS_EXPERIMENT = "Hippocampal activity of head-fixed mice on a virtual track."
+
+
+def new_nwbfile(
+    session: Session, keywords: list[str], experiment: str = HIPPOCAMPUS_EXPERIMENT
+) -> NWBFile:
     animal = session.animal
     return NWBFile(
         session_description=session.description,
@@ -293,7 +322,7 @@ def _new_nwbfile(session: Session, keywords: list[str]) -> NWBFile:
         file_create_date=[session.start + timedelta(hours=6)],
         session_id=session.session_id,
         experimenter=list(EXPERIMENTERS),
-        experiment_description="Hippocampal activity of head-fixed mice on a virtual track.",
+        experiment_description=experiment,
         institution=INSTITUTION,
         lab=LAB,
         keywords=keywords,
@@ -304,11 +333,13 @@ def _new_nwbfile(session: Session, keywords: list[str]) -> NWBFile:
             age=animal.age,
             strain=animal.strain,
             description=animal.description,
+            genotype=animal.genotype,
+            weight=animal.weight,
         ),
     )
 
 
-def _write(path: Path, nwbfile: NWBFile) -> None:
+def write_nwbfile(path: Path, nwbfile: NWBFile) -> None:
     with NWBHDF5IO(path, mode="w") as io:
         io.write(nwbfile)
     _stabilize_object_ids(path)
