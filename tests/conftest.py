@@ -62,6 +62,22 @@ class LocalArchive:
     api_front_url: str  # the API's origin: its /__dandifs__/ controls the API's network model
     ca_file: str | None = None  # with --tls: the CA that clients must trust
 
+    @classmethod
+    def from_ready(cls, ready: dict[str, Any], log_path: Path) -> LocalArchive:
+        """The archive a ready file describes."""
+        return cls(
+            api_url=ready["api_url"],
+            s3_url=ready["s3_url"],
+            s3_proxy_url=ready["s3_proxy_url"],
+            s3_direct_url=ready["s3_direct_url"],
+            token=ready["token"],
+            data_dir=Path(ready["data_dir"]),
+            pid=ready["pid"],
+            log_path=log_path,
+            api_front_url=ready["api_front_url"],
+            ca_file=ready["ca_file"],
+        )
+
     @property
     def verify(self) -> ssl.SSLContext | bool:
         """What httpx needs to trust this archive."""
@@ -202,18 +218,7 @@ def _session_archive(
     process, ready = start_local_archive(
         test_data_dir(), run_dir / "ready.json", log_path, "--seed", "demo", *args
     )
-    archive = LocalArchive(
-        api_url=ready["api_url"],
-        s3_url=ready["s3_url"],
-        s3_proxy_url=ready["s3_proxy_url"],
-        s3_direct_url=ready["s3_direct_url"],
-        token=ready["token"],
-        data_dir=Path(ready["data_dir"]),
-        pid=ready["pid"],
-        log_path=log_path,
-        api_front_url=ready["api_front_url"],
-        ca_file=ready["ca_file"],
-    )
+    archive = LocalArchive.from_ready(ready, log_path)
     try:
         yield archive
     finally:

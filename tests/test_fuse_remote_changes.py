@@ -40,11 +40,7 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalArchive]:
         "--seed", "none", "--token", OWNER_TOKEN,
     )
     try:
-        yield LocalArchive(
-            api_url=ready["api_url"], s3_url=ready["s3_url"], s3_proxy_url=ready["s3_proxy_url"],
-            s3_direct_url=ready["s3_direct_url"], token=ready["token"],
-            data_dir=Path(ready["data_dir"]), pid=ready["pid"], log_path=run_dir / "archive.log",
-        )
+        yield LocalArchive.from_ready(ready, run_dir / "archive.log")
     finally:
         stop_local_archive(process)
 
