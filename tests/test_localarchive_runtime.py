@@ -50,7 +50,8 @@ class TestFaultConfig:
         assert FaultConfig().to_json() == {
             "latency_ms": 0.0, "error_rate": 0.0, "reset_rate": 0.0,
             "truncate_rate": 0.0, "seed": None, "stream_mbps": 0.0, "rtt_ms": 0.0,
-            "window_max_kib": 4096.0, "stall_rate": 0.0, "stall_seconds": 5.0,
+            "window_max_kib": 4096.0, "min_rto_ms": 200.0, "stall_rate": 0.0,
+            "stall_seconds": 5.0,
         }
 
     @pytest.mark.parametrize(
@@ -760,7 +761,8 @@ def test_network_model_counts_connections_requests_and_rounds(s3: Stack) -> None
     small, large = os.urandom(1024), os.urandom(8 * MIB)
     s3.store.put_bytes("net/small", small)
     s3.store.put_bytes("net/large", large)
-    s3.faults(rtt_ms=20)
+    # An idle time that a loaded machine cannot reach between two requests of this client.
+    s3.faults(rtt_ms=20, min_rto_ms=60_000)
     httpx.delete(f"{s3.url}/__dandifs__/stats")
     with contextlib.closing(http.client.HTTPConnection(s3.proxy.host, s3.proxy.port)) as first:
         assert _raw_get(first, f"/{DEFAULT_BUCKET}/net/small") == small
@@ -774,7 +776,8 @@ def test_network_model_counts_connections_requests_and_rounds(s3: Stack) -> None
         assert s3.stats()["rounds_sent"] == 2 + 10
         assert _raw_get(second, f"/{DEFAULT_BUCKET}/net/large") == large
         assert s3.stats()["rounds_sent"] == 2 + 10 + 2
-        # Idle longer than an RTO (200 ms + RTT): cold again.
+        # Idle longer than an RTO (here 200 ms + RTT): cold again.
+        s3.faults(rtt_ms=20, min_rto_ms=MIN_RTO * 1000)
         time.sleep(MIN_RTO + 0.1)
         assert _raw_get(second, f"/{DEFAULT_BUCKET}/net/large") == large
     stats = s3.stats()

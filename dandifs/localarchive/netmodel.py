@@ -22,7 +22,7 @@ from __future__ import annotations
 SEGMENT = 1448  # bytes of payload per TCP segment (1500-byte MTU, IPv4 with timestamps)
 INITIAL_WINDOW = 10 * SEGMENT
 DEFAULT_MAX_WINDOW = 4 << 20
-MIN_RTO = 0.2  # seconds; the retransmission timeout is this plus the RTT
+MIN_RTO = 0.2  # seconds; the retransmission timeout is this plus the RTT (Linux's TCP_RTO_MIN)
 
 
 def handshake_round_trips(tls_version: str | None) -> int:
@@ -41,8 +41,12 @@ class Window:
     went out. Time is passed in, so schedules can be worked out without a clock.
     """
 
-    def __init__(self, maximum: int = DEFAULT_MAX_WINDOW, initial: int = INITIAL_WINDOW) -> None:
+    def __init__(
+        self, maximum: int = DEFAULT_MAX_WINDOW, initial: int = INITIAL_WINDOW, *,
+        min_rto: float = MIN_RTO,
+    ) -> None:
         self.initial = initial
+        self.min_rto = min_rto  # idle this long plus an RTT and the window is cold again
         self.maximum = max(maximum, initial)
         self.size = initial
         self.rounds = 0  # rounds opened so far
@@ -53,7 +57,7 @@ class Window:
     def begin(self, now: float, rtt: float) -> None:
         """A new message starts sending at `now` (its request's round trip already waited)."""
         self._grow()
-        if self._last_sent is not None and now - self._last_sent > MIN_RTO + rtt:
+        if self._last_sent is not None and now - self._last_sent > self.min_rto + rtt:
             self.size = self.initial  # idle longer than an RTO: the window is cold again
         self._open(now)
 

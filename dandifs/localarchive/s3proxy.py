@@ -48,7 +48,12 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from dandifs.localarchive.objectstore import PrivateKeys
-from dandifs.localarchive.netmodel import DEFAULT_MAX_WINDOW, Window, handshake_round_trips
+from dandifs.localarchive.netmodel import (
+    DEFAULT_MAX_WINDOW,
+    MIN_RTO,
+    Window,
+    handshake_round_trips,
+)
 from dandifs.localarchive.relay import Connection, Flow, Pace, TlsConnection
 
 CONTROL_PREFIX = "/__dandifs__/"
@@ -71,7 +76,8 @@ class FaultConfig:
     at most 1. The same `seed` gives the same sequence of faults for the same sequence of
     requests. `stream_mbps` caps each response body at that many MB (10^6 bytes) per second;
     0 is no cap. `rtt_ms` > 0 turns the network model on with that round-trip time; its
-    congestion windows grow up to `window_max_kib` KiB.
+    congestion windows grow up to `window_max_kib` KiB, and fall back to the initial window
+    after a connection was idle for `min_rto_ms` plus the RTT (Linux's 200 ms by default).
     """
 
     latency_ms: float = 0.0
@@ -82,11 +88,12 @@ class FaultConfig:
     stream_mbps: float = 0.0
     rtt_ms: float = 0.0
     window_max_kib: float = DEFAULT_MAX_WINDOW / 1024
+    min_rto_ms: float = MIN_RTO * 1000
     stall_rate: float = 0.0
     stall_seconds: float = 5.0
 
     def __post_init__(self) -> None:
-        for name in ("latency_ms", "stream_mbps", "rtt_ms", "stall_seconds"):
+        for name in ("latency_ms", "stream_mbps", "rtt_ms", "min_rto_ms", "stall_seconds"):
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value}")
@@ -496,6 +503,7 @@ class HttpRelay:
         if not faults.rtt:
             return None if pace is None else Flow(pace)
         window.maximum = max(window.initial, int(faults.window_max_kib * 1024))
+        window.min_rto = faults.min_rto_ms / 1000
         return Flow(pace, window, faults.rtt)
 
     async def _relay(
