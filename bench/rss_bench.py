@@ -20,13 +20,13 @@ compare allocator settings.  Needs the `--seed big` data (cached in ~/.cache/dan
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 from bench._localarchive import running_archive
 from bench._table import Series, render
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
                 key = object_key(url, archive.bucket)
                 total = int(archive.asset("000004", "draft", LARGE_BIN_PATH)["size"])
                 case = f"sequential 1 GiB @{args.latency} ms"
-                runs: list[tuple[str, Series, Series, Series | None, callable]] = []
+                runs: list[tuple[str, Series, Series, Series | None, Callable[[], Mount]]] = []
                 for size in sizes:
                     runs.append((
                         f"dandifs {label(size)}",
