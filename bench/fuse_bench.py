@@ -184,11 +184,13 @@ class Contenders:
         self._serial += 1
         return self.scratch / f"{name}-{self._serial}"
 
-    def dandifs(self, cache: Path | None = None) -> Mount:
+    def dandifs(self, cache: Path | None = None, *extra: str) -> Mount:
+        """A dandifs mount; `extra` goes on its command line (`--memory-size 64M`)."""
         place = self._place("dandifs")
         cache = cache or place.with_name(place.name + "-cache")
         return Mount("dandifs", place, [str(BIN / "dandifs"), "mount", str(place), "-f",
-                                        "-i", self.archive.api_url, "--cache-dir", str(cache)])
+                                        "-i", self.archive.api_url, "--cache-dir", str(cache),
+                                        *extra])
 
     def rclone(self, cache: Path | None = None) -> Mount:
         place = self._place("rclone")

@@ -356,10 +356,14 @@ async def test_blocks_evicted_from_memory_come_back_from_disk(server, tmp_path):
     config = CacheConfig(disk_dir=tmp_path, memory_bytes=1 * MiB, disk_flush_bytes=1 * MiB)
     requests_after = []
     async with cache_over(config) as cache:
-        for _ in range(3):
+        for passes in range(3):
             reader = RangeReader(cache, url, len(data), "e1")
             for offset in range(0, len(data), 256 * KiB):
                 assert await reader.read(offset, 256 * KiB) == data[offset : offset + 256 * KiB]
+                if passes == 0:
+                    # Blocks waiting for the disk count in the 1 MiB bound: a backlog
+                    # that small is written before the next read adds to it.
+                    await cache.flush()
             requests_after.append(cache.statistics().requests)
         stats = cache.statistics()
     assert requests_after[0] == requests_after[1] == requests_after[2]  # memory holds 1 MiB
@@ -615,3 +619,88 @@ async def test_read_ahead_uses_more_smaller_requests_over_slow_connections(serve
         for offset in range(0, len(data), 1 * MiB):
             assert await reader.read(offset, 1 * MiB) == data[offset : offset + 1 * MiB]
     assert max(s.end - s.start for s in server.served()) == 32 * BLOCK
+
+
+# -- the memory bound: blocks, reservations for fetches under way, the disk backlog ----------
+
+
+def bound_total(cache: BlockCache) -> int:
+    """What `CacheConfig.memory_bytes` bounds, as the cache counts it now."""
+    stats = cache.statistics()
+    return stats.memory_bytes + stats.memory_reserved_bytes + stats.memory_held_out_bytes
+
+
+async def test_read_ahead_reserves_no_more_than_the_memory_bound(server):
+    data = random_bytes(48 * MiB, seed=40)
+    url = server.put("blob", data, "e1")
+    bound = 16 * MiB
+    ref = ObjectRef(url, len(data), "e1")
+    async with cache_over(CacheConfig(memory_bytes=bound)) as cache:
+        server.hold()
+        try:
+            # Six 8 MiB pieces; read-ahead's own budget would have four in flight.
+            ticket = cache.prefetch(ref, range(len(data) // BLOCK))
+            await until(lambda: server.in_flight == 2)
+            await anyio.sleep(0.2)  # room for a third request to arrive, if one were sent
+            assert server.in_flight == 2
+            assert sum(s.end - s.start for s in server.served()) == bound
+            assert cache.statistics().memory_reserved_bytes == bound
+        finally:
+            server.release()
+        await until(lambda: ticket.settled and cache.statistics().readahead_requests == 6)
+        stats = cache.statistics()
+        assert stats.memory_peak_bytes <= bound
+        assert bound_total(cache) <= bound
+        assert stats.memory_reserved_bytes == 0
+        assert stats.readahead_bytes == len(data)  # waiting never dropped a piece
+        reader = RangeReader(cache, url, len(data), "e1")
+        assert await reader.read(len(data) - 5 * MiB, 1 * MiB) == data[-5 * MiB : -4 * MiB]
+    assert server.max_in_flight <= 2
+
+
+async def test_streaming_with_a_disk_stays_within_the_memory_bound(server, tmp_path):
+    data = random_bytes(48 * MiB, seed=41)
+    url = server.put("blob", data, "e1")
+    bound = 8 * MiB
+    config = CacheConfig(disk_dir=tmp_path, memory_bytes=bound, disk_flush_bytes=1 * MiB)
+    totals = []
+    async with cache_over(config) as cache:
+        reader = RangeReader(cache, url, len(data), "e1")
+        digest = hashlib.sha256()
+        for offset in range(0, len(data), 128 * KiB):  # as the kernel asks
+            digest.update(await reader.read(offset, 128 * KiB))
+            totals.append(bound_total(cache))
+        stats = cache.statistics()
+    assert digest.hexdigest() == hashlib.sha256(data).hexdigest()
+    assert max(totals) <= bound
+    assert stats.memory_peak_bytes <= bound
+    assert stats.bytes_fetched == len(data)
+
+
+async def test_a_read_larger_than_the_memory_bound_completes(server, tmp_path):
+    data = random_bytes(12 * MiB, seed=42)
+    url = server.put("blob", data, "e1")
+    bound = 2 * MiB
+    config = CacheConfig(disk_dir=tmp_path, memory_bytes=bound, disk_flush_bytes=256 * KiB)
+    async with cache_over(config) as cache:
+        reader = RangeReader(cache, url, len(data), "e1")
+        # A read never waits for room: it passes the bound until its blocks are stored.
+        assert await reader.read(1 * MiB, 8 * MiB) == data[1 * MiB : 9 * MiB]
+        assert cache.statistics().memory_peak_bytes >= 8 * MiB
+        assert bound_total(cache) <= bound
+        # Reads of several handles at once, with read-ahead behind them, all finish.
+        readers = [RangeReader(cache, url, len(data), "e1") for _ in range(4)]
+        got: dict[int, bytes] = {}
+
+        async def stream(number: int, reader: RangeReader) -> None:
+            parts = [await reader.read(offset, 1 * MiB) for offset in range(0, len(data), 1 * MiB)]
+            got[number] = b"".join(parts)
+
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as tasks:
+                for number, each in enumerate(readers):
+                    tasks.start_soon(stream, number, each)
+        assert got == dict.fromkeys(range(4), data)
+        await cache.flush()
+        assert bound_total(cache) <= bound
+        assert cache.statistics().memory_reserved_bytes == 0

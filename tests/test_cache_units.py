@@ -3,6 +3,8 @@ record encoding, settings and object identity, with worked vectors."""
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from dandifs.cache import BlockLayout, CacheConfig, ObjectRef
@@ -96,6 +98,77 @@ def test_memory_store_refuses_a_block_larger_than_its_capacity():
     store.put("big", b"1234")
     assert store.bytes == 0 and store.get("big") is None
     assert MemoryStore(capacity=0).bytes == 0
+
+
+def test_memory_store_reservations_evict_blocks_and_turn_into_blocks():
+    evicted = []
+    store = MemoryStore(capacity=12, on_evict=evicted.append)
+    store.put("a", b"1234")
+    store.put("b", b"1234")
+    store.reserve(8)  # a fetch of two blocks starts: a goes to make room
+    assert evicted == ["a"] and store.bytes == 4 and store.reserved == 8 and store.total == 12
+    assert store.room_for(4) and not store.room_for(5)  # b can still go, nothing more
+    store.put("c", b"1234", reserved=4)  # its blocks arrive, one by one
+    store.put("d", b"1234", reserved=4)
+    assert evicted == ["a"] and store.reserved == 0 and store.total == 12
+    store.reserve(4)  # b goes for the next fetch ...
+    store.release(4)  # ... which failed
+    assert evicted == ["a", "b"] and store.total == 8 and store.peak == 12
+
+
+def test_memory_store_counts_held_blocks_after_letting_them_go():
+    store = MemoryStore(capacity=12)
+    store.put("a", b"1234")
+    store.hold("a", 4)  # waiting for the disk
+    store.hold("a", 4)  # once only
+    assert store.held_bytes == 4 and store.held_out == 0 and store.total == 4
+    store.put("b", b"1234")
+    store.put("c", b"1234")
+    store.put("d", b"1234")  # a leaves the LRU, its bytes stay alive: b goes too
+    assert "a" not in store and "b" not in store
+    assert store.bytes == 8 and store.held_out == 4 and store.total == 12
+    assert store.room_for(8) and not store.room_for(9)  # c and d can go; a's bytes cannot
+    store.reserve(8)
+    assert store.bytes == 0 and store.total == 12
+    store.put("a", b"1234", reserved=4)  # read back from the disk queue: counted once
+    assert store.held_out == 0 and store.total == 8
+    store.unhold("a")
+    store.unhold("a")
+    assert store.held_bytes == 0 and store.total == 8
+
+
+def test_memory_store_bound_holds_after_every_step_unless_forced():
+    """Random steps that keep to `room_for` (as read-ahead does) never pass the bound; one
+    that does not (a read) passes it only by what it reserved itself."""
+    pick = random.Random(3)
+    store: MemoryStore[int] = MemoryStore(capacity=64)
+    reservations: list[int] = []
+    for step in range(5000):
+        action = pick.choice(["put", "reserve", "store", "fail", "hold", "unhold", "get"])
+        key = pick.randrange(40)
+        if action == "put":
+            store.put(key, b"x" * 4)
+        elif action == "reserve" and store.room_for(8):
+            store.reserve(8)
+            reservations.append(8)
+        elif action == "store" and reservations:
+            store.put(key, b"x" * 4, reserved=4)
+            store.put(key + 40, b"x" * 4, reserved=reservations.pop() - 4)
+        elif action == "fail" and reservations:
+            store.release(reservations.pop())
+        elif action == "hold" and key in store and store.held_bytes + 4 <= 32:
+            store.hold(key, 4)
+        elif action == "unhold":
+            store.unhold(key)
+        elif action == "get":
+            store.get(key)
+        assert store.total <= 64, step
+        assert store.total == store.bytes + store.reserved + store.held_out
+    pinned = store.reserved + store.held_out
+    store.reserve(100)  # a read larger than the bound: it may pass, every block goes
+    assert store.bytes == 0 and store.total == 100 + pinned
+    store.release(100)
+    assert store.total <= 64
 
 
 # -- read-ahead policy -------------------------------------------------------------------------

@@ -13,6 +13,13 @@ turns from separate pools of request slots: read-ahead queued behind other read-
 never delays a read, and claims its blocks only once it holds a slot, so a read that gets
 there first fetches them itself.  Read-ahead can be kept off the network (it then only
 loads blocks the disk holds): readers use that when their own reads are served locally.
+
+`CacheConfig.memory_bytes` bounds the block bytes the cache keeps alive as a whole (see
+`MemoryStore`): blocks in memory, the bytes of every flight (reserved when it starts,
+released as its blocks are stored or when it fails), and blocks waiting for the disk that
+memory has already let go.  Read-ahead waits for room before it starts a flight; a read
+never waits, so reads larger than the bound (or many at once) pass it until they are done
+rather than wait for each other.
 """
 
 from __future__ import annotations
@@ -43,7 +50,8 @@ log = logging.getLogger(__name__)
 BlockKey = tuple[str, int]  # (object key, block index)
 Block = bytes | memoryview
 """A block's bytes: read from disk, or a read-only view of the buffer it was received in."""
-DISK_BACKLOG_FLUSHES = 4  # blocks waiting for the disk are capped at this many flushes' worth
+DISK_BACKLOG_FLUSHES = 4  # blocks waiting for the disk: at most this many flushes' worth,
+DISK_BACKLOG_SHARE = 2  # and at most this share (1/n) of the memory bound
 MIN_READAHEAD_BLOCKS = 4  # the fewest blocks a read-ahead GET carries
 
 
@@ -77,6 +85,7 @@ class _Flight:
         self.ahead = readahead or ahead
         self.network = network
         self.claimed: set[int] = set()  # read-ahead blocks a read already waits on
+        self.reserved = 0  # bytes promised to this flight in the memory bound, not yet stored
         self.fetched: set[int] = set()  # the blocks that came over the network
         self.outcome: Outcome[dict[int, Block]] = Outcome()
 
@@ -147,7 +156,16 @@ class BlockCache:
         # Read-ahead's bytes in flight, in blocks: as many as its requests of the largest size.
         self._readahead_budget = _Budget(config.max_prefetch_requests * config.request_blocks)
         self._flush_lock = anyio.Lock()
-        self._queued_bytes = 0
+        self._queued: dict[BlockKey, DiskObject] = {}  # blocks held for the disk queue
+        # Blocks memory has that are to be queued once the backlog has room again.
+        self._unqueued: dict[BlockKey, ObjectRef] = {}
+        # Blocks wait for the disk within the memory bound, leaving read-ahead room.
+        self._disk_backlog = min(
+            DISK_BACKLOG_FLUSHES * config.disk_flush_bytes,
+            config.memory_bytes // DISK_BACKLOG_SHARE,
+        )
+        self._flush_at = min(config.disk_flush_bytes, self._disk_backlog // 2)
+        self._room = anyio.Event()  # set (and replaced) when reserved or held bytes go
         self._counters = CacheStatistics()
 
     def layout(self, ref: ObjectRef) -> BlockLayout:
@@ -155,7 +173,15 @@ class BlockCache:
 
     def statistics(self) -> CacheStatistics:
         pending = self._disk.pending_bytes() if self._disk is not None else 0
-        return replace(self._counters, memory_bytes=self._memory.bytes, disk_pending_bytes=pending)
+        memory = self._memory
+        return replace(
+            self._counters,
+            memory_bytes=memory.bytes,
+            memory_reserved_bytes=memory.reserved,
+            memory_held_out_bytes=memory.held_out,
+            memory_peak_bytes=memory.peak,
+            disk_pending_bytes=pending,
+        )
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -285,6 +311,9 @@ class BlockCache:
         ahead: bool = False,
     ) -> _Flight:
         flight = _Flight(run, readahead=readahead, network=network, ahead=ahead)
+        start, end = self.layout(ref).byte_range(run)
+        flight.reserved = end - start
+        self._memory.reserve(flight.reserved)
         for index in run:
             self._flights[(ref.key, index)] = flight
         if not readahead:
@@ -313,14 +342,38 @@ class BlockCache:
             if ticket.cancelled:
                 return
             disk = self._disk.object(ref) if self._disk is not None and ref.persistent else None
-            missing = [
-                index
-                for index in self._unfetched(ref, piece)
-                if network or (disk is not None and disk.has(index))
-            ]
-            for run in runs(missing, self.config.request_blocks):
+            layout = self.layout(ref)
+            rest = piece
+            while rest:
+                missing = [
+                    index
+                    for index in self._unfetched(ref, rest)
+                    if network or (disk is not None and disk.has(index))
+                ]
+                run = next(runs(missing, self.config.request_blocks), None)
+                if run is None:
+                    return
+                start, end = layout.byte_range(run)
+                if not self._memory.room_for(end - start):
+                    await self._wait_for_room()
+                    if ticket.cancelled:
+                        return
+                    continue  # reads may have fetched some of these blocks meanwhile
+                rest = range(run.stop, rest.stop)
                 flight = self._launch(ref, run, readahead=True, network=network)
                 await self._complete(ref, flight, None)
+
+    async def _wait_for_room(self) -> None:
+        """Until reserved or held bytes go; blocks held for the disk go once written, so
+        start writing them now."""
+        room = self._room
+        if self._queued:
+            self._start_flush()
+        await room.wait()
+
+    def _room_made(self) -> None:
+        self._room.set()
+        self._room = anyio.Event()
 
     def _readahead_request_blocks(self) -> int:
         """How many blocks one read-ahead GET carries: `max_request_bytes`, or what one
@@ -337,6 +390,7 @@ class BlockCache:
 
     def _forget_readahead(self, key: BlockKey) -> None:
         self._unread_readahead.pop(key, None)
+        self._unqueued.pop(key, None)
 
     # -- fetching ---------------------------------------------------------------------------
 
@@ -361,7 +415,8 @@ class BlockCache:
             data = found | fetched
             for index, block in data.items():
                 key = (ref.key, index)
-                self._memory.put(key, block)
+                self._memory.put(key, block, reserved=len(block))
+                flight.reserved -= len(block)
                 if flight.ahead and index not in flight.claimed:
                     self._unread_readahead[key] = (
                         Origin.NETWORK if index in fetched else Origin.DISK
@@ -379,6 +434,9 @@ class BlockCache:
                     del self._flights[(ref.key, index)]
             if not flight.readahead:
                 self._read_flights -= 1
+            self._memory.release(flight.reserved)
+            flight.reserved = 0
+            self._room_made()
             if error is None:
                 flight.outcome.succeed(data)
             else:
@@ -434,14 +492,45 @@ class BlockCache:
     # -- disk -------------------------------------------------------------------------------
 
     def _queue_for_disk(self, ref: ObjectRef, blocks: dict[int, Block]) -> None:
+        """Queue fetched blocks for the disk, as far as the backlog allows: the queue keeps
+        them alive after memory lets them go, so it counts in the memory bound.  Blocks
+        beyond the backlog wait in memory alone, and are queued after the next flush if
+        memory still has them."""
         if self._disk is None or not ref.persistent:
             return
-        if self._queued_bytes >= DISK_BACKLOG_FLUSHES * self.config.disk_flush_bytes:
-            return  # the disk is not keeping up: leave these blocks to memory alone
         disk = self._disk.object(ref)
         for index, data in blocks.items():
-            self._queued_bytes += disk.add(index, data)
-        if self._queued_bytes >= self.config.disk_flush_bytes and not self._flush_lock.locked():
+            key = (ref.key, index)
+            if self._unqueued or not self._hold_for_disk(key, disk, index, data):
+                self._unqueued[key] = ref
+        if self._queued and self._memory.held_bytes >= self._flush_at:
+            self._start_flush()
+
+    def _hold_for_disk(self, key: BlockKey, disk: DiskObject, index: int, data: Block) -> bool:
+        """Queue one block if the backlog has room for it."""
+        memory = self._memory
+        if memory.held_bytes + len(data) > self._disk_backlog:
+            return False
+        added = disk.add(index, data)
+        if added:
+            self._queued[key] = disk
+            memory.hold(key, added)
+        return True
+
+    def _queue_deferred(self) -> None:
+        """Queue the blocks that waited for room in the backlog, oldest first."""
+        disk = self._disk
+        assert disk is not None
+        for key, ref in list(self._unqueued.items()):
+            data = self._memory.peek(key)
+            if data is not None and not self._hold_for_disk(
+                key, disk.object(ref), key[1], data
+            ):
+                return
+            del self._unqueued[key]
+
+    def _start_flush(self) -> None:
+        if not self._flush_lock.locked():
             self._tasks.start_soon(self.flush)
 
     async def flush(self) -> None:
@@ -450,18 +539,35 @@ class BlockCache:
         if disk is None:
             return
         async with self._flush_lock:
-            try:
-                await anyio.to_thread.run_sync(disk.flush)
-                if disk.over_capacity:
-                    await anyio.to_thread.run_sync(disk.evict)
-            except OSError as exc:
-                log.warning("could not write the cache disk (blocks kept in memory only): %s", exc)
-            self._queued_bytes = disk.pending_bytes()
+            while True:
+                try:
+                    try:
+                        await anyio.to_thread.run_sync(disk.flush)
+                    finally:
+                        self._release_written()
+                        self._queue_deferred()
+                    if disk.over_capacity:
+                        await anyio.to_thread.run_sync(disk.evict)
+                except OSError as exc:
+                    log.warning(
+                        "could not write the cache disk (blocks kept in memory only): %s", exc
+                    )
+                if not self._unqueued or self._memory.held_bytes < self._flush_at:
+                    return
+
+    def _release_written(self) -> None:
+        """Stop counting blocks the disk queue no longer keeps (written, or dropped)."""
+        done = [key for key, disk in self._queued.items() if not disk.queued(key[1])]
+        for key in done:
+            del self._queued[key]
+            self._memory.unhold(key)
+        if done:
+            self._room_made()
 
     async def _flush_periodically(self) -> None:
         while True:
             await anyio.sleep(self.config.disk_flush_interval)
-            if self._queued_bytes:
+            if self._queued or self._unqueued:
                 await self.flush()
 
 

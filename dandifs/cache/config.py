@@ -35,9 +35,20 @@ A read of at least `large_read_bytes` that does not continue the previous one st
 ahead by its own size: such reads come from the kernel's read-ahead or from a reader taking
 a whole HDF5 chunk, and the next one usually follows.  Zero turns it off.
 
-Memory is bounded by `memory_bytes` for cached blocks, plus at most
-`(max_requests + max_prefetch_requests) * max_request_bytes` in flight, plus about four
-times `disk_flush_bytes` waiting to be written to the disk store (more is not persisted).
+`memory_bytes` bounds every block byte the cache keeps alive: blocks in memory, the bytes
+of GETs in flight (reserved for a run of blocks when its fetch starts, released as its
+blocks are stored or when it fails), and blocks waiting to be written to the disk store
+that memory has already let go.  Least-recently-used blocks are evicted to make room.
+Read-ahead waits while its reservation would pass the bound; a read never waits, so a read
+larger than the bound (or many reads at once) passes it until its blocks are stored rather
+than deadlock.  Blocks wait for the disk up to four times `disk_flush_bytes` and half the
+bound; beyond that they stay in memory alone and are queued after the next flush if memory
+still has them.  On top of the bound come the interpreter and its imports (about 47 MiB
+resident for `dandifs mount`) and 10 MiB or so more (FUSE replies, threads, allocator
+slack): streaming 1 GiB, the daemon's peak RSS measured 121 MiB with a 64 MiB bound,
+185 MiB with 128 MiB, 312 MiB with 256 MiB (`python -m bench rss_bench`; when the bound
+covered cached blocks only, 184 and 345 MiB).  glibc's fixed mmap threshold
+(`MALLOC_MMAP_THRESHOLD_=131072`) or `MALLOC_ARENA_MAX=2` changed it by 2-3 MiB either way.
 """
 
 from __future__ import annotations

@@ -102,6 +102,10 @@ class DiskObject:
     def has(self, index: int) -> bool:
         return index in self._pending or index in self._flushing or index in self._present
 
+    def queued(self, index: int) -> bool:
+        """Whether the block waits to be written (this object keeps its bytes alive)."""
+        return index in self._pending or index in self._flushing
+
     @property
     def pending_bytes(self) -> int:
         return self._pending_size

@@ -17,8 +17,11 @@ class CacheStatistics(Counters):
     starting its own.  `readahead_hits` are blocks that read-ahead brought in (or was
     bringing in) before a read asked for them; fetches started before any read waited
     (`BlockCache.fetch_soon`: an HDF5 file's ends, the rest of a large read) count as
-    read-ahead too.  `memory_bytes` and `disk_pending_bytes` are
-    gauges: what memory holds, and what waits to be written to disk.
+    read-ahead too.  `memory_bytes`, `memory_reserved_bytes`, `memory_held_out_bytes` and
+    `disk_pending_bytes` are gauges: what memory holds, what is promised to fetches under
+    way, blocks waiting for the disk that memory let go (these three make up what
+    `CacheConfig.memory_bytes` bounds), and what waits to be written to disk.
+    `memory_peak_bytes` is the highest sum of the three so far.
     """
 
     memory_hits: int = 0
@@ -31,6 +34,9 @@ class CacheStatistics(Counters):
     readahead_bytes: int = 0
     readahead_hits: int = 0
     memory_bytes: int = 0
+    memory_reserved_bytes: int = 0
+    memory_held_out_bytes: int = 0
+    memory_peak_bytes: int = 0
     disk_pending_bytes: int = 0
 
     @property
