@@ -1,15 +1,17 @@
-"""The bridge from WsgiDAV's worker threads to the one async core.
+"""The bridge from synchronous front ends to the one async core.
 
-WsgiDAV is synchronous and runs each request on a cheroot worker thread; the resolver,
-archive client and block cache are async and live on one trio event loop.  `CorePortal`
-runs that loop on a background thread and lets any worker thread call into it and wait,
-so both front ends share one core (one cache, one connection pool) instead of two.
+WsgiDAV runs each request on a cheroot worker thread, and fsspec's filesystem methods are
+plain calls on the caller's threads; the resolver, archive client and block cache are async
+and live on one trio event loop.  `CorePortal` runs that loop on a background (daemon)
+thread and lets any other thread call into it and wait, so every front end uses the same
+core rather than a synchronous copy of it.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
@@ -42,8 +44,15 @@ class CorePortal:
         future, _ = self._portal.start_task(fn, *args)
         return future
 
+    def enter(self, manager: AbstractAsyncContextManager[T]) -> T:
+        """Enter `manager` on the loop; it is exited by `stop`, before the loop ends."""
+        if self._portal is None:
+            raise RuntimeError("the core portal is not running")
+        return self._stack.enter_context(self._portal.wrap_async_context_manager(manager))
+
     def stop(self) -> None:
-        """Stop the loop (tasks still running on it are cancelled)."""
+        """Exit what was entered (last first), then stop the loop (tasks still running on
+        it are cancelled)."""
         self._stack.close()
         self._portal = None
 
