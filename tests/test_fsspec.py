@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import fsspec
 import h5py
@@ -291,8 +292,9 @@ def test_an_embargoed_dandiset_is_read_with_the_token_and_unseen_without(
     assert "dandisets/000003" not in fs.ls("dandisets", detail=False)
     with pytest.raises(FileNotFoundError):
         fs.info("dandisets/000003/draft")
+    instance_key = f"{urlsplit(local_archive.api_url).netloc.upper()}_API_KEY"  # dandi-cli's name
     local = dandi_download(
-        local_archive.api_url, "000003", "draft", tmp_path, {"DANDI_API_KEY": local_archive.token}
+        local_archive.api_url, "000003", "draft", tmp_path, {instance_key: local_archive.token}
     )
     files = relative_files(local)
     found = token_fs.find(root("draft", "000003"), detail=True)
