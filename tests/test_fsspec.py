@@ -34,7 +34,8 @@ from test_fuse_clients import (
     ONE_SLICE_DATASET,
     ZARR_PATH,
     _asset_record,
-    _datasets,
+    assert_same_datasets,
+    assert_zarr_like_the_download,
     downloaded_000001,  # noqa: F401 - fixtures
     downloaded_000002,  # noqa: F401
     relative_files,
@@ -180,13 +181,7 @@ def test_h5py_reads_every_nwb_file_of_a_version_like_the_download(
         with fs.open(f"{root(published)}/{relative}") as remote, h5py.File(
             remote, "r"
         ) as opened, h5py.File(downloaded_000001 / relative, "r") as local:
-            remote_sets, local_sets = _datasets(opened), _datasets(local)
-            assert sorted(remote_sets) == sorted(local_sets), relative
-            for name, local_set in local_sets.items():
-                window = tuple(slice(0, 2000) for _ in local_set.shape)
-                expected = local_set[window] if local_set.shape else local_set[()]
-                actual = remote_sets[name][window] if local_set.shape else remote_sets[name][()]
-                np.testing.assert_array_equal(actual, expected, err_msg=f"{relative}:{name}")
+            assert_same_datasets(opened, local, relative)
 
 
 def test_pynwb_reads_a_published_and_a_draft_file_like_the_download(
@@ -242,17 +237,6 @@ def test_an_nwb_open_costs_the_same_s3_requests_as_through_the_mount(
 # -- Zarr --------------------------------------------------------------------------------
 
 
-def _assert_zarr_like_the_download(group, local_root: Path) -> None:
-    import zarr
-
-    local = zarr.open_group(str(local_root / ZARR_PATH), mode="r")
-    local_arrays = dict(local.arrays())
-    assert sorted(dict(group.arrays())) == sorted(local_arrays) and local_arrays
-    for name, array in local_arrays.items():
-        np.testing.assert_array_equal(group[name][...], array[...], err_msg=name)
-    assert dict(group.attrs) == dict(local.attrs)
-
-
 def test_zarr_python_reads_the_zarr_asset_like_the_download(
     fs, local_archive, downloaded_000002
 ) -> None:
@@ -262,9 +246,9 @@ def test_zarr_python_reads_the_zarr_asset_like_the_download(
     store = zarr.storage.FsspecStore.from_url(
         url, storage_options={"instance": local_archive.api_url, "anonymous": True}, read_only=True
     )
-    _assert_zarr_like_the_download(zarr.open_group(store=store, mode="r"), downloaded_000002)
+    assert_zarr_like_the_download(zarr.open_group(store=store, mode="r"), downloaded_000002)
     mapped = fs.get_mapper(f"{root('draft', '000002')}/{ZARR_PATH}")
-    _assert_zarr_like_the_download(zarr.open_group(mapped, mode="r"), downloaded_000002)
+    assert_zarr_like_the_download(zarr.open_group(mapped, mode="r"), downloaded_000002)
 
 
 def test_xarray_takes_an_ome_zarr_level_with_the_axes_it_names(fs, downloaded_000002) -> None:
@@ -305,8 +289,7 @@ def test_an_embargoed_dandiset_is_read_with_the_token_and_unseen_without(
         with token_fs.open(path) as remote, h5py.File(remote, "r") as opened, h5py.File(
             local / relative, "r"
         ) as expected:
-            for name, dataset in _datasets(expected).items():
-                np.testing.assert_array_equal(_datasets(opened)[name][()], dataset[()], err_msg=name)
+            assert_same_datasets(opened, expected, relative)
         with pytest.raises(FileNotFoundError):
             fs.cat_file(path, 0, 8)
 
