@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import filecmp
 import json
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -350,6 +351,26 @@ def test_filesystems_of_other_threads_share_one_core_until_the_last_closes(local
     second.close()
     assert running.stopped
     assert fsspec.filesystem(PROTOCOL, **options) is not first  # closed ones are not reused
+
+
+def _list_into(fs: DandiFileSystem, sink) -> None:
+    sink.send(fs.ls("dandisets", detail=False))
+
+
+def test_a_forked_child_and_a_pickled_copy_read_through_cores_of_their_own(fs) -> None:
+    """A child forked with the filesystem in its memory cannot use the parent's loop
+    thread (it was not copied): it opens its own core; so does a pickled copy."""
+    expected = fs.ls("dandisets", detail=False)
+    fork = multiprocessing.get_context("fork")
+    receiver, sender = fork.Pipe(duplex=False)
+    child = fork.Process(target=_list_into, args=(fs, sender))  # inherited, not pickled
+    child.start()
+    assert receiver.poll(60), "the forked child did not answer"
+    assert receiver.recv() == expected
+    child.join(30)
+    assert child.exitcode == 0
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        assert pool.apply(DandiFileSystem.ls, (fs, "dandisets", False)) == expected
 
 
 def test_the_entry_point_registers_the_protocol_and_exit_closes_the_core(

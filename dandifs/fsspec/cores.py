@@ -68,6 +68,7 @@ class SharedCores:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._running: dict[CoreKey, RunningCore] = {}
+        self._orphans: list[RunningCore] = []
 
     def acquire(self, key: CoreKey) -> RunningCore:
         """The core for `key`, opened (and its token checked) by the first caller."""
@@ -97,7 +98,10 @@ class SharedCores:
             core.stop()
 
     def forget(self) -> None:
-        """In a forked child: the loop threads were not copied, so nothing can be closed."""
+        """In a forked child: the loop threads were not copied, so nothing can be closed,
+        and the copies are kept from the garbage collector too, whose finalizers would
+        wait for a loop that is not there."""
+        self._orphans.extend(self._running.values())
         self._running = {}
         self._lock = threading.Lock()
 
