@@ -135,13 +135,18 @@ def test_h5py_reads_every_dataset_of_every_nwb_file_like_the_download(
         with h5py.File(root / relative, "r") as mounted, h5py.File(
             downloaded_000001 / relative, "r"
         ) as local:
-            mounted_sets, local_sets = _datasets(mounted), _datasets(local)
-            assert sorted(mounted_sets) == sorted(local_sets), relative
-            for name, local_set in local_sets.items():
-                window = tuple(slice(0, 2000) for _ in local_set.shape)
-                expected = local_set[window] if local_set.shape else local_set[()]
-                actual = mounted_sets[name][window] if local_set.shape else mounted_sets[name][()]
-                np.testing.assert_array_equal(actual, expected, err_msg=f"{relative}:{name}")
+            assert_same_datasets(mounted, local, relative)
+
+
+def assert_same_datasets(opened: h5py.File, local: h5py.File, label: str) -> None:
+    """The same datasets, with the same values in the first 2000 of each dimension."""
+    opened_sets, local_sets = _datasets(opened), _datasets(local)
+    assert sorted(opened_sets) == sorted(local_sets), label
+    for name, local_set in local_sets.items():
+        window = tuple(slice(0, 2000) for _ in local_set.shape)
+        expected = local_set[window] if local_set.shape else local_set[()]
+        actual = opened_sets[name][window] if local_set.shape else opened_sets[name][()]
+        np.testing.assert_array_equal(actual, expected, err_msg=f"{label}:{name}")
 
 
 def test_h5py_reads_the_canonical_slice_of_the_large_file(mount, published, downloaded_000001) -> None:
@@ -179,15 +184,22 @@ def test_zarr_python_reads_the_zarr_asset_like_the_download(mount, downloaded_00
     import zarr
 
     mounted = zarr.open_group(str(version_path(mount.mountpoint, "000002", "draft") / ZARR_PATH), mode="r")
-    local = zarr.open_group(str(downloaded_000002 / ZARR_PATH), mode="r")
-    local_arrays = dict(local.arrays())
-    assert sorted(dict(mounted.arrays())) == sorted(local_arrays) and local_arrays
-    for name, array in local_arrays.items():
-        np.testing.assert_array_equal(mounted[name][...], array[...], err_msg=name)
-    assert dict(mounted.attrs) == dict(local.attrs)
+    assert_zarr_like_the_download(mounted, downloaded_000002)
     chunk_files = relative_files(downloaded_000002 / ZARR_PATH)
     assert len(chunk_files) >= 1000
     assert relative_files(version_path(mount.mountpoint, "000002", "draft") / ZARR_PATH) == chunk_files
+
+
+def assert_zarr_like_the_download(group, downloaded: Path) -> None:
+    """The same arrays with the same values, and the same attributes, as the download's."""
+    import zarr
+
+    local = zarr.open_group(str(downloaded / ZARR_PATH), mode="r")
+    local_arrays = dict(local.arrays())
+    assert sorted(dict(group.arrays())) == sorted(local_arrays) and local_arrays
+    for name, array in local_arrays.items():
+        np.testing.assert_array_equal(group[name][...], array[...], err_msg=name)
+    assert dict(group.attrs) == dict(local.attrs)
 
 
 # -- names -------------------------------------------------------------------------------------

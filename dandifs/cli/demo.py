@@ -105,7 +105,7 @@ def fuse_available() -> str | None:
     try:
         import pyfuse3  # noqa: F401
     except ImportError:
-        return "pyfuse3 is not installed (pip install 'dandifs[fuse]')"
+        return "pyfuse3 is not installed (pip install 'dandi-archive-fs[fuse]')"
     return None
 
 

@@ -21,7 +21,7 @@ from dandifs.archive.instances import Instance
 from dandifs.cache import BlockCache, open_block_cache
 from dandifs.core.config import CoreConfig
 from dandifs.core.opener import ContentOpener
-from dandifs.resolve import Entry, Resolver
+from dandifs.resolve import Entry, EntryKind, Resolver
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +75,16 @@ class Core:
         """The entry at `path`; `latest` is a symlink unless `follow` is set."""
         return await self._resolver.stat(path, follow=follow)
 
-    async def listdir(self, path: str) -> list[Entry]:
-        """The children of the folder at `path`, sorted by name."""
-        return await self._resolver.listdir(path)
+    async def listdir(self, path: str, *, follow: bool = False) -> list[Entry]:
+        """The children of the folder at `path`, sorted by name; with `follow`, a symlink
+        child (`latest`) is given as the folder it points to, for front ends without links."""
+        children = await self._resolver.listdir(path)
+        if not follow:
+            return children
+        return [
+            await self.stat(child.path, follow=True) if child.kind is EntryKind.SYMLINK else child
+            for child in children
+        ]
 
     # -- bytes -----------------------------------------------------------------------------
 

@@ -4,5 +4,5 @@
 `app.AccessLog` -> `guard.RequestGuard` (refusals needing no I/O) -> WsgiDAV with
 `auth.TokenAuthenticator` and `provider.DandiProvider`, which reaches the async core
 (`dandifs.core`: one core per caller's token, in a `CorePool`) through
-`portal.CorePortal`.  Errors are mapped to HTTP once, in `errors`.
+`dandifs.core.portal.CorePortal`.  Errors are mapped to HTTP once, in `errors`.
 """

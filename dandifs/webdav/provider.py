@@ -29,7 +29,7 @@ from dandifs.webdav.auth import TOKEN_KEY
 from dandifs.webdav.delivery import RedirectMode, choose_target, needs_token
 from dandifs.webdav.errors import to_dav_error
 from dandifs.webdav.html import METADATA_ROUTE, render_listing
-from dandifs.webdav.portal import CorePortal
+from dandifs.core.portal import CorePortal
 from dandifs.webdav.remotefile import RemoteFile
 from dandifs.webdav.resources import FileResource, FolderResource
 from dandifs.webdav.responses import json_value, read_body, send_body, validators
@@ -132,7 +132,7 @@ class DandiProvider(DAVProvider):
         memo = environ.setdefault("dandifs.listdir", {})
         key = path.rstrip("/") or "/"
         if key not in memo:
-            children = self._call(environ, lambda core: listdir_followed(core, key))
+            children = self._call(environ, lambda core: core.listdir(key, follow=True))
             token = environ.get(TOKEN_KEY)
             for child in children:
                 self.immutable.remember(token, join_path(key, child.name), child)
@@ -275,17 +275,6 @@ def as_folder(entry: Entry) -> Entry:
 
 async def stat_as_folder(core: Core, path: str) -> Entry:
     return as_folder(await core.stat(path, follow=True))
-
-
-async def listdir_followed(core: Core, path: str) -> list[Entry]:
-    """The children of a folder, a symlink (`latest`) shown as the folder it points to."""
-    children = await core.listdir(path)
-    return [
-        as_folder(await core.stat(child.path, follow=True))
-        if child.kind is EntryKind.SYMLINK
-        else child
-        for child in children
-    ]
 
 
 def dandiset_of(route: routes.Route) -> str | None:

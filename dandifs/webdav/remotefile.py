@@ -11,7 +11,7 @@ import io
 from dandifs import errors
 from dandifs.core import FileReader
 from dandifs.webdav.errors import to_dav_error
-from dandifs.webdav.portal import CorePortal
+from dandifs.core.portal import CorePortal
 
 
 class RemoteFile(io.RawIOBase):

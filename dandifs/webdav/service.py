@@ -7,7 +7,7 @@ from contextlib import AbstractAsyncContextManager
 from dandifs.core import CacheConfig, Core, CoreConfig, CorePool, open_core
 from dandifs.webdav.app import make_app
 from dandifs.webdav.delivery import RedirectMode
-from dandifs.webdav.portal import CorePortal
+from dandifs.core.portal import CorePortal
 from dandifs.webdav.provider import DandiProvider
 from dandifs.webdav.server import bound_url, make_server, serve_forever
 
