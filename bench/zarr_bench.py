@@ -26,7 +26,7 @@ the same read again in the same process (the mount: the same mount).  zarr-pytho
 chunk cache, and neither store of the peers caches object bytes: their warm rows say "no
 cache".  Times are measured inside the process (from `open_group` to the last value read;
 interpreter start-up and imports excluded).  The notes give the requests the S3 proxy
-counted for each read (until its counters stand still for a second: the mount's read-ahead
+counted for each read (until its counters stand still for two seconds: the mount's read-ahead
 goes on after the read that set it off), of them the HEADs (s3fs sends one before each GET of
 a whole object), and for the mount its archive API requests.
 
@@ -57,7 +57,7 @@ from tests.fuse_support import MountProcess, fuse_missing_reason, version_path
 
 SLAB_BYTES = 128 << 20
 READ_TIMEOUT = 1800.0
-QUIET = 1.0
+QUIET = 2.0
 QUIET_TIMEOUT = 300.0
 BASELINE = "zarr + fsspec HTTP"
 
