@@ -39,10 +39,13 @@ class Archive:
         response.raise_for_status()
         return response.json()
 
-    def set_network(self, latency_ms: float, stream_mbps: float = 0) -> None:
-        """S3 latency per request and bandwidth per connection (0: unlimited); no faults."""
+    def set_network(self, latency_ms: float, stream_mbps: float = 0,
+                    extra: dict[str, Any] | None = None) -> None:
+        """S3 latency per request and bandwidth per connection (0: unlimited); no faults.
+        `extra` adds fields of the proxy's fault config as they are (it refuses unknown ones)."""
         self.control("PUT", "faults", {"latency_ms": latency_ms, "stream_mbps": stream_mbps,
-                                       "error_rate": 0, "reset_rate": 0, "truncate_rate": 0})
+                                       "error_rate": 0, "reset_rate": 0, "truncate_rate": 0,
+                                       **(extra or {})})
 
     def s3_requests(self) -> int:
         return int(self.control("GET", "stats")["total_requests"])

@@ -22,6 +22,10 @@ Dandisets (`catalog.py` has the details):
   int16 (1_000_000, 384) in gzip-compressed (30_000, 64) chunks, 384 electrodes, 200 units
   with ragged spike times and waveform means, trials, an LFP series and behaviour in
   processing modules.
+* ``000006`` (only with ``big=True``) open, draft only:
+  ``sub-mouse05/sub-mouse05_sample-brain01_stain-NeuN_SPIM.ome.zarr``, a light-sheet volume
+  (Zarr format 2, OME-NGFF 0.4, three levels, level 0 ``(640, 1024, 1024)`` uint16 in ``32^3``
+  chunks: 23,360 chunk files; `demo/bigzarr.py`).
 
 The large file is ``000001`` / ``sub-mouse01/sub-mouse01_ses-20240101_ecephys.nwb`` (about
 231 MB).  Its ``acquisition/ElectricalSeries/data`` is int16 of shape (1_800_000, 64),
@@ -35,10 +39,20 @@ from __future__ import annotations
 from pathlib import Path
 
 from .demo.cache import ensure_generated
-from .demo.catalog import BIG, DEMO, LARGE_BIN_PATH, NEUROPIXELS, NEUROPIXELS_PATH, ZARR_PATH
+from .demo.catalog import (
+    BIG,
+    BIG_ZARR,
+    BIG_ZARR_PATH,
+    DEMO,
+    LARGE_BIN_PATH,
+    NEUROPIXELS,
+    NEUROPIXELS_PATH,
+    ZARR_PATH,
+)
 from .spec import DemoData
 
 __all__ = [
+    "BIG_ZARR_PATH",
     "LARGE_BIN_PATH",
     "LARGE_NWB_PATH",
     "NEUROPIXELS_PATH",
@@ -57,7 +71,7 @@ def build_demo_data(cache_dir: Path, *, big: bool = False) -> DemoData:
     """Generate (once) and describe the demo dandisets; `big` adds the benchmark dandisets."""
     cache_dir = Path(cache_dir)
     dandisets = []
-    for part in (DEMO, BIG, NEUROPIXELS) if big else (DEMO,):
+    for part in (DEMO, BIG, NEUROPIXELS, BIG_ZARR) if big else (DEMO,):
         root = ensure_generated(cache_dir, part)
         dandisets.extend(plan.realize(root) for plan in part.dandisets)
     return DemoData(dandisets=tuple(dandisets))

@@ -16,6 +16,9 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
+
+import urllib3
 
 from dandifs.localarchive import metadata as md
 from dandifs.localarchive.auth import user_by_username
@@ -42,7 +45,7 @@ log = logging.getLogger(__name__)
 
 ZARR_SUFFIXES = (".zarr", ".ngff")
 _ZARR_EXCLUDED = {".dandi", ".datalad", ".git", ".gitattributes", ".gitmodules"}
-_UPLOAD_THREADS = 8
+_UPLOAD_THREADS = 16
 LICENSE = ["spdx:CC-BY-4.0"]
 
 
@@ -218,11 +221,26 @@ class _Seeder:
             path for path in sorted(asset.source.rglob("*"))
             if path.is_file() and not _ZARR_EXCLUDED & set(path.relative_to(asset.source).parts)
         ]
-        with ThreadPoolExecutor(_UPLOAD_THREADS) as pool:
-            list(pool.map(
-                lambda p: self.ctx.store.put_file(
-                    prefix + p.relative_to(asset.source).as_posix(), p),
-                files,
-            ))
+        _put_unsigned(self.ctx.store.endpoint_url, self.ctx.store.bucket,
+                      [(prefix + p.relative_to(asset.source).as_posix(), p) for p in files])
         ingest(self.ctx, zarr["id"])
         return self.ctx.db.one("SELECT * FROM zarrs WHERE id = ?", (zarr["id"],))
+
+
+def _put_unsigned(endpoint_url: str, bucket: str, files: list[tuple[str, Path]]) -> None:
+    """Upload `(key, path)` pairs as plain, unsigned PUTs, which SeaweedFS without identities
+    accepts.  A zarr has thousands of small files; boto3 spends more CPU signing and
+    building each request than SeaweedFS spends storing it, and plain PUTs over a pool of
+    connections upload them about three times as fast."""
+    pool = urllib3.PoolManager(maxsize=_UPLOAD_THREADS, retries=urllib3.Retry(3, backoff_factor=0.1))
+
+    def put(item: tuple[str, Path]) -> None:
+        key, path = item
+        response = pool.request("PUT", f"{endpoint_url}/{bucket}/{quote(key)}",
+                                body=path.read_bytes())
+        if response.status != 200:
+            raise RuntimeError(f"S3 refused {key}: {response.status} {response.data[:300]!r}")
+
+    with ThreadPoolExecutor(_UPLOAD_THREADS) as executor:
+        list(executor.map(put, files))
+    pool.clear()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from functools import partial
 
+from .bigzarr import write_light_sheet
 from .blueprint import AssetPlan, DandisetPlan, Part, SourceFile, Writer
 from .bulkfiles import write_random_bytes
 from .neuropixels import ProbeRecording, write_neuropixels
@@ -161,6 +162,29 @@ def _cleared_brain() -> DandisetPlan:
         ),
         extra_metadata=_metadata(["light-sheet microscopy", "tissue clearing", "OME-NGFF"]),
     )
+
+
+BIG_ZARR_PATH = "sub-mouse05/sub-mouse05_sample-brain01_stain-NeuN_SPIM.ome.zarr"
+
+
+def _light_sheet() -> DandisetPlan:
+    ident = "000006"
+    return DandisetPlan(
+        identifier=ident,
+        name="Light-sheet volume of a cleared mouse brain, in 23,360 Zarr chunks",
+        description=(
+            "A nuclear-stain light-sheet volume of one cleared mouse brain (OME-NGFF, three "
+            "resolution levels in 32^3-voxel chunks), for benchmarks of reading Zarr stores "
+            "with tens of thousands of chunk files."
+        ),
+        draft=(_asset(ident, BIG_ZARR_PATH, write_light_sheet),),
+        extra_metadata=_metadata(["light-sheet microscopy", "tissue clearing", "OME-NGFF",
+                                  "benchmark"]),
+    )
+
+
+BIG_ZARR = Part("bigzarr", version=1, dandisets=(_light_sheet(),))
+"""`--seed big` only; a part of its own, so that it is cached and regenerated on its own."""
 
 
 def _embargoed_rat() -> DandisetPlan:

@@ -25,35 +25,50 @@ class Volume:
     seed: int = 2024
 
 
+COMPRESSOR = numcodecs.Blosc(cname="zstd", clevel=3, shuffle=numcodecs.Blosc.BITSHUFFLE)
+
+
 def write_ngff(path: Path, volume: Volume = Volume()) -> None:
     """Write `volume` as a two-level multiscale image at `path` (a directory)."""
     root = zarr.open_group(store=str(path), mode="w", zarr_format=2)
     image = _render(volume)
     levels = [image, image[::2, ::2, ::2]]
-    compressor = numcodecs.Blosc(cname="zstd", clevel=3, shuffle=numcodecs.Blosc.BITSHUFFLE)
     for level, data in enumerate(levels):
-        array = root.create_array(
-            name=str(level),
-            shape=data.shape,
-            chunks=volume.chunks,
-            dtype=data.dtype,
-            compressors=compressor,
-            chunk_key_encoding={"name": "v2", "separator": "/"},
-        )
-        array[...] = data
-    root.attrs["multiscales"] = [
+        create_level(root, level, data.shape, volume.chunks)[...] = data
+    root.attrs["multiscales"] = multiscales(
+        "synthetic nuclear stain", volume.voxel_size_um, len(levels)
+    )
+
+
+def create_level(
+    root: zarr.Group, level: int, shape: tuple[int, ...], chunks: tuple[int, ...]
+) -> zarr.Array:
+    """An empty uint16 array `<level>` in `root`, in the layout NGFF 0.4 asks for."""
+    return root.create_array(
+        name=str(level),
+        shape=shape,
+        chunks=chunks,
+        dtype=np.uint16,
+        compressors=COMPRESSOR,
+        chunk_key_encoding={"name": "v2", "separator": "/"},
+    )
+
+
+def multiscales(name: str, voxel_size_um: tuple[float, ...], levels: int) -> list[dict]:
+    """The `multiscales` attribute of a `zyx` image whose level n is 2^n times coarser."""
+    return [
         {
             "version": "0.4",
-            "name": "synthetic nuclear stain",
+            "name": name,
             "axes": [{"name": axis, "type": "space", "unit": "micrometer"} for axis in "zyx"],
             "datasets": [
                 {
                     "path": str(level),
                     "coordinateTransformations": [
-                        {"type": "scale", "scale": [um * 2**level for um in volume.voxel_size_um]}
+                        {"type": "scale", "scale": [um * 2**level for um in voxel_size_um]}
                     ],
                 }
-                for level in range(len(levels))
+                for level in range(levels)
             ],
         }
     ]
