@@ -487,6 +487,7 @@ class RangeClient:
         self.max_idle_per_origin = max_idle_per_origin
         self._idle: dict[Origin, list[_Connection]] = {}
         self._warming: dict[Origin, list[_Warming]] = {}
+        self._round_trips: dict[Origin, float] = {}
         self._closed = False
 
     async def get(
@@ -551,6 +552,12 @@ class RangeClient:
         origin, _ = Origin.of(url)
         now = time.monotonic()
         return [connection.window_now(now) for connection in reversed(self._idle.get(origin, []))]
+
+    def round_trip(self, url: str) -> float:
+        """Seconds of one round trip to `url`'s origin, as its latest set-up measured it
+        (0 before any)."""
+        origin, _ = Origin.of(url)
+        return self._round_trips.get(origin, 0.0)
 
     def ready_connections(self, url: str) -> int:
         """Connections to `url`'s origin a GET can take without setting one up: the idle ones
@@ -661,6 +668,7 @@ class RangeClient:
         connection = _Connection(sock, self.read_timeout)
         # TCP's set-up takes a round trip, TLS 1.3's handshake one more
         connection.rtt = (time.monotonic() - started) / (2 if origin.tls else 1)
+        self._round_trips[origin] = connection.rtt
         return connection
 
     def _handshake(self, sock: socket.socket, origin: Origin) -> ssl.SSLSocket:
