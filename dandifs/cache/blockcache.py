@@ -211,7 +211,13 @@ class BlockCache:
         config = self.config
         if config.cold_round_trip <= 0:
             return None
-        if self._fetcher.round_trip(ref.url) < config.cold_round_trip:
+        round_trip = self._fetcher.round_trip(ref.url)
+        if round_trip == 0:
+            # Not measured yet: far if connections are being opened ahead of reads (a
+            # mount's warm-up), whose set-up will measure it; else as if near.
+            if not self._fetcher.ready_connections(ref.url):
+                return None
+        elif round_trip < config.cold_round_trip:
             return None
         window = self._fetcher.warm_bytes(ref.url)
         return window if window is not None and window < config.block_size else None
