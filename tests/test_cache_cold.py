@@ -52,7 +52,7 @@ async def test_an_hdf5_open_over_a_cold_connection_fetches_its_first_window_only
     async with cache_over(FAR) as cache:
         await cache._fetcher.warm(url, 1)
         reader = RangeReader(cache, url, len(data), "e1")
-        assert reader.prefetch_ends() is False  # not as blocks
+        assert await reader.prefetch_ends() is False  # not as blocks
         assert await reader.read(0, 100) == data[:100]  # joins that fetch
         assert [(s.start, s.end) for s in server.served()] == [(0, INITIAL_WINDOW)]
         # near the end: no whole tail over a cold connection
@@ -66,7 +66,7 @@ async def test_over_short_round_trips_reads_fetch_blocks_as_before(server):
     async with cache_over(CacheConfig(cold_round_trip=3600.0)) as cache:
         await cache._fetcher.warm(url, 1)
         reader = RangeReader(cache, url, len(data), "e1")
-        assert reader.prefetch_ends() is True
+        assert await reader.prefetch_ends() is True
         assert await reader.read(0, 8) == data[:8]
     assert sorted((s.start, s.end) for s in server.served())[0] == (0, BLOCK)
 

@@ -155,6 +155,13 @@ class ObjectStore:
         target = self._lean_target(url)
         return 0.0 if target is None or self.ranges is None else self.ranges.round_trip(target)
 
+    async def measured_round_trip(self, url: str) -> float:
+        """`round_trip`, once a connection being opened ahead of reads has measured it."""
+        target = self._lean_target(url)
+        if target is None or self.ranges is None:
+            return 0.0
+        return await self.ranges.measured_round_trip(target)
+
     def ready_connections(self, url: str) -> int:
         """Connections a GET of `url` could take without setting one up."""
         target = self._lean_target(url)

@@ -559,6 +559,14 @@ class RangeClient:
         origin, _ = Origin.of(url)
         return self._round_trips.get(origin, 0.0)
 
+    async def measured_round_trip(self, url: str) -> float:
+        """`round_trip`, once a connection being opened by `warm` has measured it."""
+        origin, _ = Origin.of(url)
+        warming = self._warming.get(origin)
+        if origin not in self._round_trips and warming:
+            await warming[0].ready.wait()
+        return self._round_trips.get(origin, 0.0)
+
     def ready_connections(self, url: str) -> int:
         """Connections to `url`'s origin a GET can take without setting one up: the idle ones
         and those being opened by `warm`."""

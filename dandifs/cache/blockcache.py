@@ -204,20 +204,19 @@ class BlockCache:
 
     # -- reads over cold connections --------------------------------------------------------
 
-    def cold_window(self, ref: ObjectRef) -> int | None:
+    async def cold_window(self, ref: ObjectRef) -> int | None:
         """Bytes the next GET of `ref` moves in one round trip, if that is less than a block
         and round trips are long enough for it to matter (`CacheConfig.cold_round_trip`);
-        else None: whole blocks cost no more than less."""
+        else None: whole blocks cost no more than less.  Before any round trip to its origin
+        is measured, waits for a connection being opened ahead of reads to measure one (a
+        GET would wait for that connection anyway)."""
         config = self.config
         if config.cold_round_trip <= 0:
             return None
         round_trip = self._fetcher.round_trip(ref.url)
-        if round_trip == 0:
-            # Not measured yet: far if connections are being opened ahead of reads (a
-            # mount's warm-up), whose set-up will measure it; else as if near.
-            if not self._fetcher.ready_connections(ref.url):
-                return None
-        elif round_trip < config.cold_round_trip:
+        if round_trip == 0 and self._fetcher.ready_connections(ref.url):
+            round_trip = await self._fetcher.measured_round_trip(ref.url)
+        if round_trip < config.cold_round_trip:
             return None
         window = self._fetcher.warm_bytes(ref.url)
         return window if window is not None and window < config.block_size else None
@@ -230,31 +229,33 @@ class BlockCache:
         held = self._fragments.find(ref.key, offset, end)
         if held is not None:
             return held, Origin.MEMORY
-        flying = self._fragment_for(ref, offset, end, own)
+        flying = await self._fragment_for(ref, offset, end, own)
         if flying is None:
             return None
         start, outcome = flying
         data = await outcome.wait()
         return bytes(memoryview(data)[offset - start : end - start]), Origin.NETWORK
 
-    def fragment_soon(self, ref: ObjectRef, offset: int, size: int) -> bool:
+    async def fragment_soon(self, ref: ObjectRef, offset: int, size: int) -> bool:
         """Start fetching the fragment a read of `[offset, offset + size)` would take, if it
         would take one; whether it does (see `_small_read`)."""
         end = min(offset + size, ref.size)
         own = self.layout(ref).span(offset, end - offset)
-        return bool(own) and self._fragment_for(ref, offset, end, own) is not None
+        return bool(own) and await self._fragment_for(ref, offset, end, own) is not None
 
-    def _fragment_for(
+    async def _fragment_for(
         self, ref: ObjectRef, offset: int, end: int, own: range
     ) -> tuple[int, Outcome[bytes | bytearray]] | None:
         """The fragment being fetched that covers `[offset, end)`, started now if only cold
         connections could fetch the read's blocks, which no one holds or fetches; its start
         and outcome, or None."""
         flying = self._fragments.in_flight(ref.key, offset, end)
-        if flying is not None:
+        if flying is not None or end - offset > self.config.cold_read_bytes:
             return flying
-        if end - offset > self.config.cold_read_bytes:
-            return None
+        window = await self.cold_window(ref)
+        flying = self._fragments.in_flight(ref.key, offset, end)  # begun while it waited
+        if flying is not None or window is None:
+            return flying
         disk = self._disk.object(ref) if self._disk is not None and ref.persistent else None
         for index in own:
             key = (ref.key, index)
@@ -262,9 +263,6 @@ class BlockCache:
                 return None
             if disk is not None and disk.may_have(index):
                 return None
-        window = self.cold_window(ref)
-        if window is None:
-            return None
         start = offset - offset % ALIGN
         stop = min(ref.size, max(end, start + window))
         outcome = self._fragments.begin(ref.key, start, stop)

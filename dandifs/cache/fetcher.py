@@ -25,6 +25,10 @@ class RangeFetcher(Protocol):
         """Seconds of one round trip to where `url`'s bytes come from; 0 if unknown."""
         ...
 
+    async def measured_round_trip(self, url: str) -> float:
+        """`round_trip`, once a connection being opened ahead of reads has measured it."""
+        ...
+
     def ready_connections(self, url: str) -> int:
         """Connections a GET of `url` could take without setting one up."""
         ...

@@ -54,7 +54,7 @@ class RangeReader:
         tail_start = max(0, size - config.tail_bytes)
         self._tail = range(0) if small else self._layout.span(tail_start, size - tail_start)
 
-    def prefetch_ends(self) -> bool:
+    async def prefetch_ends(self) -> bool:
         """Start fetching the object's first block and its tail at once, in parallel.
 
         For formats that keep what every reader needs first at both ends (HDF5: the
@@ -68,7 +68,7 @@ class RangeReader:
         round trips more, and later reads fetch what they need.  Whether the ends were
         fetched as blocks.
         """
-        if not self._whole and self._cache.fragment_soon(self.ref, 0, 1):
+        if not self._whole and await self._cache.fragment_soon(self.ref, 0, 1):
             return False
         for blocks in self.ends():
             self._cache.fetch_soon(self.ref, blocks)
@@ -105,7 +105,7 @@ class RangeReader:
             return await self._cache.read(self.ref, offset, size, along=self._whole)
         along = range(0)
         if (self._tail and self._layout.span(offset, size).stop > self._tail.start
-                and self._cache.cold_window(self.ref) is None):
+                and await self._cache.cold_window(self.ref) is None):
             along, self._tail = self._tail, range(0)
         ahead = self._policy.after_read(offset, size)
         if log.isEnabledFor(logging.DEBUG):
