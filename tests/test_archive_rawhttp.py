@@ -150,8 +150,8 @@ def test_warmed_connections_carry_the_first_gets():
     async def test(nursery):
         server = await RawServer(lambda target, n: (partial_content(0, 99), False)).start(nursery)
         async with objects_client() as archive:
+            assert await archive.objects.warm(server.url, 2) == 2
             objects = archive.objects
-            assert await objects.warm(server.url, 2) == 2
             assert await objects.warm(server.url, 2) == 0  # enough are open
             await trio.sleep(1)  # the server has accepted both
             assert (server.connections, objects.ready_connections(server.url)) == (2, 2)
@@ -167,10 +167,9 @@ def test_a_get_takes_a_connection_still_being_opened_rather_than_its_own():
     async def test(nursery):
         server = await RawServer(lambda target, n: (partial_content(0, 99), False)).start(nursery)
         async with objects_client() as archive:
-            objects = archive.objects
-            nursery.start_soon(objects.warm, server.url, 1)
+            nursery.start_soon(archive.objects.warm, server.url, 1)
             await trio.testing.wait_all_tasks_blocked()  # the warm-up is under way
-            assert await objects.read_range(server.url, 0, 100) == DATA[:100]
+            assert await archive.objects.read_range(server.url, 0, 100) == DATA[:100]
             assert server.connections == 1
 
     run(test)
