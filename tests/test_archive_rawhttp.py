@@ -150,10 +150,13 @@ def test_warmed_connections_carry_the_first_gets():
     async def test(nursery):
         server = await RawServer(lambda target, n: (partial_content(0, 99), False)).start(nursery)
         async with objects_client() as archive:
-            assert await archive.objects.warm(server.url, 2) == 2
             objects = archive.objects
-            assert await objects.warm(server.url, 2) == 0  # enough are open
-            await trio.sleep(1)  # the server has accepted both
+            assert objects.warm(server.url, 2, nursery) == 2
+            assert objects.warm(server.url, 2, nursery) == 0  # enough are being opened
+            for _ in range(10_000):  # until the server has accepted both
+                if server.connections == 2:
+                    break
+                await trio.sleep(0.01)
             assert (server.connections, objects.ready_connections(server.url)) == (2, 2)
             for _ in range(3):
                 assert await objects.read_range(server.url, 0, 100) == DATA[:100]
@@ -167,8 +170,7 @@ def test_a_get_takes_a_connection_still_being_opened_rather_than_its_own():
     async def test(nursery):
         server = await RawServer(lambda target, n: (partial_content(0, 99), False)).start(nursery)
         async with objects_client() as archive:
-            nursery.start_soon(archive.objects.warm, server.url, 1)
-            await trio.testing.wait_all_tasks_blocked()  # the warm-up is under way
+            archive.objects.warm(server.url, 1, nursery)
             assert await archive.objects.read_range(server.url, 0, 100) == DATA[:100]
             assert server.connections == 1
 

@@ -14,6 +14,7 @@ import anyio
 import pytest
 
 from cache_http import ObjectServer, server  # noqa: F401 (a fixture)
+from dandifs.archive.objects import ObjectStore
 from dandifs.archive.rawhttp import INITIAL_WINDOW
 from dandifs.cache import CacheConfig, RangeReader
 from dandifs.core.warmer import ORIGINS_FILE, ConnectionWarmer
@@ -25,12 +26,18 @@ pytestmark = pytest.mark.anyio
 FAR = CacheConfig(cold_round_trip=1e-9)  # every round trip counts as long
 
 
+async def warmed(objects: ObjectStore, url: str) -> None:
+    """One connection to `url`'s origin opened (and its round trip measured)."""
+    async with anyio.create_task_group() as group:
+        objects.warm(url, 1, group)
+
+
 async def test_small_reads_over_a_cold_connection_fetch_one_window_each(server):
     data = random_bytes(8 * MiB, seed=40)
     url = server.put("blob", data, "e1")
     async with cache_over(FAR) as cache:
         objects = cache._fetcher
-        await objects.warm(url, 1)  # the round trip is known once a connection is open
+        await warmed(objects, url)  # the round trip is known once a connection is open
         reader = RangeReader(cache, url, len(data), "e1")
         assert await reader.read(0, 8) == data[:8]
         assert await reader.read(600, 3000) == data[600:3600]  # inside the first fragment
@@ -50,7 +57,7 @@ async def test_an_hdf5_open_over_a_cold_connection_fetches_its_first_window_only
     data = random_bytes(8 * MiB, seed=41)
     url = server.put("blob", data, "e1")
     async with cache_over(FAR) as cache:
-        await cache._fetcher.warm(url, 1)
+        await warmed(cache._fetcher, url)
         reader = RangeReader(cache, url, len(data), "e1")
         assert await reader.prefetch_ends() is False  # not as blocks
         assert await reader.read(0, 100) == data[:100]  # joins that fetch
@@ -64,7 +71,7 @@ async def test_over_short_round_trips_reads_fetch_blocks_as_before(server):
     data = random_bytes(8 * MiB, seed=42)
     url = server.put("blob", data, "e1")
     async with cache_over(CacheConfig(cold_round_trip=3600.0)) as cache:
-        await cache._fetcher.warm(url, 1)
+        await warmed(cache._fetcher, url)
         reader = RangeReader(cache, url, len(data), "e1")
         assert await reader.prefetch_ends() is True
         assert await reader.read(0, 8) == data[:8]

@@ -24,6 +24,7 @@ from urllib.parse import parse_qsl, urljoin, urlsplit
 from urllib.request import getproxies, proxy_bypass
 
 import anyio
+import anyio.abc
 import httpx
 
 from dandifs.archive import rawhttp
@@ -167,13 +168,13 @@ class ObjectStore:
         target = self._lean_target(url)
         return 0 if target is None or self.ranges is None else self.ranges.ready_connections(target)
 
-    async def warm(self, url: str, count: int = 1) -> int:
-        """Open connections to where `url`'s bytes come from ahead of the GETs (see
-        `RangeClient.warm`); how many were opened."""
+    def warm(self, url: str, count: int, tasks: anyio.abc.TaskGroup) -> int:
+        """Open connections to where `url`'s bytes come from ahead of the GETs, in `tasks`
+        (see `RangeClient.warm`); how many it started."""
         target = self._lean_target(url)
         if target is None or self.ranges is None:
             return 0
-        return await self.ranges.warm(target, count)
+        return self.ranges.warm(target, count, tasks)
 
     # -- locating ---------------------------------------------------------------------
 

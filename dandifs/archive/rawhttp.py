@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import anyio
+import anyio.abc
 import httpx
 
 log = logging.getLogger(__name__)
@@ -573,26 +574,26 @@ class RangeClient:
         origin, _ = Origin.of(url)
         return len(self._idle.get(origin, ())) + len(self._warming.get(origin, ()))
 
-    async def warm(self, url: str, count: int = 1) -> int:
-        """Open connections (TCP and TLS) to `url`'s origin until `count` are idle or being
-        opened, so that GETs about to come skip the set-up; how many it opened.  A GET that
-        finds no idle connection takes one still being opened and waits for it, which is
-        never longer than opening its own.  Failures are left for the GETs to meet."""
+    def warm(self, url: str, count: int, tasks: anyio.abc.TaskGroup) -> int:
+        """Open connections (TCP and TLS) to `url`'s origin, in `tasks`, until `count` are
+        idle or being opened, so that GETs about to come skip the set-up; how many it
+        started.  A GET that finds no idle connection takes one still being opened and
+        waits for it, which is never longer than opening its own.  Failures are left for
+        the GETs to meet."""
         origin, _ = Origin.of(url)
         wanted = max(0, count - self.ready_connections(url))
-        if not wanted or self._closed:
+        if self._closed:
             return 0
-        slots = [_Warming() for _ in range(wanted)]
-        self._warming.setdefault(origin, []).extend(slots)
-        async with anyio.create_task_group() as group:
-            for slot in slots:
-                group.start_soon(self._warm_one, origin, slot)
-        return sum(slot.connection is not None for slot in slots)
+        for _ in range(wanted):
+            slot = _Warming()
+            self._warming.setdefault(origin, []).append(slot)
+            tasks.start_soon(self._warm_one, origin, slot)
+        return wanted
 
     async def _warm_one(self, origin: Origin, slot: _Warming) -> None:
         try:
             slot.connection = await anyio.to_thread.run_sync(self._connect, origin)
-        except TransportError as exc:
+        except Exception as exc:  # noqa: BLE001 - the GETs meet the failure themselves
             log.debug("could not open a connection to %s ahead of use: %s", origin.host, exc)
         finally:
             waiting = self._warming.get(origin, [])

@@ -34,7 +34,7 @@ MAX_REMEMBERED = 16  # origins per instance
 class Connections(Protocol):
     def ready_connections(self, url: str) -> int: ...
 
-    async def warm(self, url: str, count: int = 1) -> int: ...
+    def warm(self, url: str, count: int, tasks: anyio.abc.TaskGroup) -> int: ...
 
 
 class ConnectionWarmer:
@@ -85,14 +85,9 @@ class ConnectionWarmer:
         if now - self._warmed.get(origin, -REWARM_SECONDS) < REWARM_SECONDS:
             return
         self._warmed[origin] = now
-        self._background.start_soon(self._open, origin)
-
-    async def _open(self, origin: str) -> None:
-        try:
-            opened = await self._objects.warm(f"{origin}/", CONNECTIONS)
-            log.debug("opened %d connection(s) to %s ahead of reads", opened, origin)
-        except Exception as exc:  # noqa: BLE001 - warming is an optimisation only
-            log.debug("could not open connections to %s ahead of reads: %s", origin, exc)
+        # Registered at once, so that an open right after this lookup finds them coming.
+        started = self._objects.warm(f"{origin}/", CONNECTIONS, self._background)
+        log.debug("opening %d connection(s) to %s ahead of reads", started, origin)
 
     def _load(self) -> list[str]:
         if self._state is None:
