@@ -194,7 +194,10 @@ def main(argv: list[str] | None = None) -> int:
                 set_rtt(archive, rtt)
                 for read in reads:
                     print(f"-- {read.name} @{rtt:g} ms", flush=True)
-                    results += runner.cold(read, rtt, args.repeat)
+                    measured = runner.cold(read, rtt, args.repeat)
+                    print(render(measured, baseline={s.case: "remfile" for s in measured}),
+                          flush=True)
+                    results += measured
             if args.sequential and big:
                 set_rtt(archive, rtts[0])
                 print(f"-- sequential @{rtts[0]:g} ms", flush=True)
