@@ -21,7 +21,7 @@ import trio.testing
 
 from dandifs import errors
 from dandifs.archive.objects import ObjectStore
-from dandifs.archive.rawhttp import TransportError, parse_head
+from dandifs.archive.rawhttp import INITIAL_WINDOW, MIN_RTO, Origin, TransportError, parse_head
 from test_archive_http import (
     Reply,
     listen_on_loopback,
@@ -142,6 +142,55 @@ def test_a_connection_closed_while_idle_is_replaced_without_a_retry():
                 assert await archive.objects.read_range(server.url, 10, 20) == DATA[10:20]
             assert server.connections == 3
             assert archive.stats.failed_attempts == 0
+
+    run(test)
+
+
+def test_warmed_connections_carry_the_first_gets():
+    async def test(nursery):
+        server = await RawServer(lambda target, n: (partial_content(0, 99), False)).start(nursery)
+        async with objects_client() as archive:
+            objects = archive.objects
+            assert objects.warm(server.url, 2, nursery) == 2
+            assert objects.warm(server.url, 2, nursery) == 0  # enough are being opened
+            for _ in range(10_000):  # until the server has accepted both
+                if server.connections == 2:
+                    break
+                await trio.sleep(0.01)
+            assert (server.connections, objects.ready_connections(server.url)) == (2, 2)
+            for _ in range(3):
+                assert await objects.read_range(server.url, 0, 100) == DATA[:100]
+            assert (server.connections, len(server.requests)) == (2, 3)
+            assert objects.ready_connections(server.url) == 2
+
+    run(test)
+
+
+def test_a_get_takes_a_connection_still_being_opened_rather_than_its_own():
+    async def test(nursery):
+        server = await RawServer(lambda target, n: (partial_content(0, 99), False)).start(nursery)
+        async with objects_client() as archive:
+            archive.objects.warm(server.url, 1, nursery)
+            assert await archive.objects.read_range(server.url, 0, 100) == DATA[:100]
+            assert server.connections == 1
+
+    run(test)
+
+
+def test_the_window_estimate_grows_with_the_bytes_moved_and_falls_back_when_idle():
+    async def test(nursery):
+        server = await RawServer(lambda target, n: (partial_content(0, 9999), False)).start(
+            nursery
+        )
+        async with objects_client() as archive:
+            ranges = archive.objects.ranges
+            assert ranges.warm_bytes(server.url) == INITIAL_WINDOW  # a new connection's
+            await archive.objects.read_range(server.url, 0, 10000)
+            await archive.objects.read_range(server.url, 0, 10000)
+            assert ranges.warm_bytes(server.url) == INITIAL_WINDOW + 20000
+            [connection] = ranges._idle[Origin.of(server.url)[0]]
+            later = connection.last_used + MIN_RTO + connection.rtt + 0.01
+            assert connection.window_now(later) == INITIAL_WINDOW
 
     run(test)
 

@@ -128,7 +128,7 @@ async def test_prefetching_both_ends_fetches_each_once_and_the_first_reads_join(
     url = server.put("blob", data, "e1")
     async with cache_over() as cache:
         reader = RangeReader(cache, url, len(data), "e1")
-        reader.prefetch_ends()
+        await reader.prefetch_ends()
         assert await reader.read(len(data) - 5000, 100) == data[-5000:-4900]
         assert await reader.read(40, 100) == data[40:140]
         assert await reader.read(len(data) - 1 * MiB, 100) == data[-1 * MiB : -1 * MiB + 100]

@@ -79,6 +79,15 @@ def known_instances() -> dict[str, Instance]:
     return {name: Instance(name, api, web) for name, (api, web) in table.items()}
 
 
+#: Where known instances serve object bytes from (their public buckets), by instance name.
+OBJECT_ORIGINS = {"dandi": ("https://dandiarchive.s3.amazonaws.com",)}
+
+
+def object_origins(instance: Instance) -> tuple[str, ...]:
+    """The origins `instance` is known to serve bytes from before it says so (may be none)."""
+    return OBJECT_ORIGINS.get(instance.name or "", ())
+
+
 def origin_of(url: str) -> str:
     """`scheme://host[:port]`, lower-cased, default ports dropped: what "same host" means."""
     parts = urlsplit(url)

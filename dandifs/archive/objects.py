@@ -24,6 +24,7 @@ from urllib.parse import parse_qsl, urljoin, urlsplit
 from urllib.request import getproxies, proxy_bypass
 
 import anyio
+import anyio.abc
 import httpx
 
 from dandifs.archive import rawhttp
@@ -136,6 +137,44 @@ class ObjectStore:
         sample = received / seconds
         rate = self._stream_rate
         self._stream_rate = sample if rate is None else rate + RATE_WEIGHT * (sample - rate)
+
+    # -- connections --------------------------------------------------------------------
+
+    def _lean_target(self, url: str) -> str | None:
+        """Where reads of `url` go over the lean client, if they do and it is known."""
+        target = self.targets.get(url) or (None if self._via_api(url) else url)
+        return target if target is not None and self._direct(target) else None
+
+    def warm_bytes(self, url: str) -> int | None:
+        """Bytes the next GET of `url` receives in its first round trip (the best idle
+        connection's congestion window, or a new one's); None if unknown."""
+        target = self._lean_target(url)
+        return None if target is None or self.ranges is None else self.ranges.warm_bytes(target)
+
+    def round_trip(self, url: str) -> float:
+        """Seconds of one round trip to where `url`'s bytes come from (0: not known)."""
+        target = self._lean_target(url)
+        return 0.0 if target is None or self.ranges is None else self.ranges.round_trip(target)
+
+    async def measured_round_trip(self, url: str) -> float:
+        """`round_trip`, once a connection being opened ahead of reads has measured it."""
+        target = self._lean_target(url)
+        if target is None or self.ranges is None:
+            return 0.0
+        return await self.ranges.measured_round_trip(target)
+
+    def ready_connections(self, url: str) -> int:
+        """Connections a GET of `url` could take without setting one up."""
+        target = self._lean_target(url)
+        return 0 if target is None or self.ranges is None else self.ranges.ready_connections(target)
+
+    def warm(self, url: str, count: int, tasks: anyio.abc.TaskGroup) -> int:
+        """Open connections to where `url`'s bytes come from ahead of the GETs, in `tasks`
+        (see `RangeClient.warm`); how many it started."""
+        target = self._lean_target(url)
+        if target is None or self.ranges is None:
+            return 0
+        return self.ranges.warm(target, count, tasks)
 
     # -- locating ---------------------------------------------------------------------
 

@@ -23,12 +23,19 @@ the server meanwhile; if it fails before the first byte of an answer arrives, th
 sent once more on a new connection (what HTTP clients do for idempotent requests).  A body
 not read to its end closes its connection rather than returning it to the pool.
 
+Each connection keeps an estimate of its sender's congestion window (TCP slow start: 10
+segments when new, growing by the bytes each answer moved, back to 10 segments after an idle
+time longer than one retransmission timeout, 200 ms + RTT), so that callers can size a
+request to what one round trip moves (`warm_bytes`); `warm` opens connections (TCP and TLS)
+ahead of the first GET, which then takes one of them instead of paying the set-up itself.
+
 Anything this client does not handle (proxies, the API's token) is left to the general
 `HttpSession`; a redirect is handed back as an answer for `ObjectStore` to follow and cache.
 """
 
 from __future__ import annotations
 
+import logging
 import socket
 import ssl
 import struct
@@ -39,7 +46,10 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import anyio
+import anyio.abc
 import httpx
+
+log = logging.getLogger(__name__)
 
 HEAD_RECEIVE_BYTES = 16 << 10  # small, so that little of the body is copied along with the head
 MAX_HEAD_BYTES = 64 << 10
@@ -47,6 +57,10 @@ MAX_ERROR_BODY = 1 << 20
 MAX_SCATTER = 1024  # buffers per `recvmsg_into` call (the kernel's IOV_MAX)
 MAX_PREPARED = 64 << 20  # longest body whose buffers are allocated before it is asked for
 DEFAULT_PORTS = {"http": 80, "https": 443}
+SEGMENT = 1448  # TCP payload bytes per segment (1500-byte MTU)
+INITIAL_WINDOW = 10 * SEGMENT  # a new sender's congestion window (RFC 6928)
+MAX_WINDOW = 4 << 20  # the most a window estimate grows to
+MIN_RTO = 0.2  # seconds: idle longer than this plus the RTT, a window starts again (RFC 2861)
 # What a receive that outlived SO_RCVTIMEO raises: EAGAIN, or OpenSSL's "want read" for it.
 _TIMED_OUT = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
@@ -159,6 +173,21 @@ class _Connection:
         self.buffer = bytearray()
         self.reused = False
         self.tls = isinstance(sock, ssl.SSLSocket)
+        self.rtt = 0.0  # seconds of one round trip, as the set-up measured it
+        self.window = INITIAL_WINDOW  # estimated bytes the server sends in one round trip
+        self.last_used = time.monotonic()
+
+    def window_now(self, now: float) -> int:
+        """The window estimate at `now`: the initial one again after an idle RTO."""
+        if now - self.last_used > MIN_RTO + self.rtt:
+            return INITIAL_WINDOW
+        return self.window
+
+    def moved(self, count: int) -> None:
+        """`count` bytes of answer arrived: slow start grows the window by what was acked."""
+        now = time.monotonic()
+        self.window = min(MAX_WINDOW, self.window_now(now) + count)
+        self.last_used = now
 
     @staticmethod
     def prepare(sock: socket.socket, timeout: float | None) -> None:
@@ -214,6 +243,7 @@ class _Connection:
             kept = body[offset:]
             answer.pieces = [kept] if piece_size is None else _cut(kept, piece_size)
         keep = complete and "close" not in answer.headers.get("connection", "").lower()
+        self.moved(sum(len(piece) for piece in answer.pieces))
         return answer, keep
 
     def receive_head(self) -> tuple[int, str, httpx.Headers]:
@@ -430,6 +460,15 @@ def parse_head(head: bytes) -> tuple[int, str, httpx.Headers]:
     return int(parts[1]), parts[2] if len(parts) > 2 else "", httpx.Headers(headers)
 
 
+class _Warming:
+    """A connection `RangeClient.warm` is opening; a GET may claim it before it is open."""
+
+    def __init__(self) -> None:
+        self.ready = anyio.Event()
+        self.connection: _Connection | None = None
+        self.claimed = False
+
+
 class RangeClient:
     """Keep-alive connections per origin for GETs of object bytes."""
 
@@ -448,6 +487,8 @@ class RangeClient:
         self.read_timeout = read_timeout
         self.max_idle_per_origin = max_idle_per_origin
         self._idle: dict[Origin, list[_Connection]] = {}
+        self._warming: dict[Origin, list[_Warming]] = {}
+        self._round_trips: dict[Origin, float] = {}
         self._closed = False
 
     async def get(
@@ -475,7 +516,7 @@ class RangeClient:
             prepared = allocate(expected, piece_size or expected)
         request = self._request(origin, target, headers)
         idle = self._idle.get(origin)
-        exchange = _Exchange(idle.pop() if idle else None)
+        exchange = _Exchange(idle.pop() if idle else await self._claim_warming(origin))
         try:
             answer, keep = await anyio.to_thread.run_sync(
                 self._exchange, exchange, origin, request, span, piece_size, prepared,
@@ -486,13 +527,99 @@ class RangeClient:
             raise
         connection = exchange.connection
         assert connection is not None
-        pool = self._idle.setdefault(origin, [])
-        if keep and not self._closed and len(pool) < self.max_idle_per_origin:
-            connection.reused = True
-            pool.append(connection)
+        if keep:
+            self._keep(origin, connection)
         else:
             connection.close()
         return answer
+
+    def _keep(self, origin: Origin, connection: _Connection) -> None:
+        """Put `connection` in the idle pool (the most recent last), or close it."""
+        pool = self._idle.setdefault(origin, [])
+        if not self._closed and len(pool) < self.max_idle_per_origin:
+            connection.reused = True  # if the server closed it meanwhile, send again
+            pool.append(connection)
+        else:
+            connection.close()
+
+    def warm_bytes(self, url: str) -> int:
+        """About how many bytes of an answer the next GET of `url`'s origin receives in its
+        first round trip: the best idle connection's window estimate, or a new one's."""
+        return max(self.idle_windows(url), default=INITIAL_WINDOW)
+
+    def idle_windows(self, url: str) -> list[int]:
+        """The window estimates of the idle connections to `url`'s origin, in the order GETs
+        take them (the most recently used first)."""
+        origin, _ = Origin.of(url)
+        now = time.monotonic()
+        return [connection.window_now(now) for connection in reversed(self._idle.get(origin, []))]
+
+    def round_trip(self, url: str) -> float:
+        """Seconds of one round trip to `url`'s origin, as its latest set-up measured it
+        (0 before any)."""
+        origin, _ = Origin.of(url)
+        return self._round_trips.get(origin, 0.0)
+
+    async def measured_round_trip(self, url: str) -> float:
+        """`round_trip`, once a connection being opened by `warm` has measured it."""
+        origin, _ = Origin.of(url)
+        warming = self._warming.get(origin)
+        if origin not in self._round_trips and warming:
+            await warming[0].ready.wait()
+        return self._round_trips.get(origin, 0.0)
+
+    def ready_connections(self, url: str) -> int:
+        """Connections to `url`'s origin a GET can take without setting one up: the idle ones
+        and those being opened by `warm`."""
+        origin, _ = Origin.of(url)
+        return len(self._idle.get(origin, ())) + len(self._warming.get(origin, ()))
+
+    def warm(self, url: str, count: int, tasks: anyio.abc.TaskGroup) -> int:
+        """Open connections (TCP and TLS) to `url`'s origin, in `tasks`, until `count` are
+        idle or being opened, so that GETs about to come skip the set-up; how many it
+        started.  A GET that finds no idle connection takes one still being opened and
+        waits for it, which is never longer than opening its own.  Failures are left for
+        the GETs to meet."""
+        origin, _ = Origin.of(url)
+        wanted = max(0, count - self.ready_connections(url))
+        if self._closed:
+            return 0
+        for _ in range(wanted):
+            slot = _Warming()
+            self._warming.setdefault(origin, []).append(slot)
+            tasks.start_soon(self._warm_one, origin, slot)
+        return wanted
+
+    async def _warm_one(self, origin: Origin, slot: _Warming) -> None:
+        try:
+            slot.connection = await anyio.to_thread.run_sync(self._connect, origin)
+        except Exception as exc:  # noqa: BLE001 - the GETs meet the failure themselves
+            log.debug("could not open a connection to %s ahead of use: %s", origin.host, exc)
+        finally:
+            waiting = self._warming.get(origin, [])
+            if slot in waiting:
+                waiting.remove(slot)
+            slot.ready.set()
+        if not slot.claimed and slot.connection is not None:
+            self._keep(origin, slot.connection)
+
+    async def _claim_warming(self, origin: Origin) -> _Connection | None:
+        """A connection `warm` is opening, once open (None if none is, or it failed)."""
+        warming = self._warming.get(origin)
+        if not warming:
+            return None
+        slot = warming.pop(0)
+        slot.claimed = True
+        try:
+            await slot.ready.wait()
+        except BaseException:
+            if slot.ready.is_set():
+                if slot.connection is not None:
+                    self._keep(origin, slot.connection)
+            else:
+                slot.claimed = False  # `_warm_one` pools it when it is open
+            raise
+        return slot.connection
 
     def _request(self, origin: Origin, target: str, headers: dict[str, str]) -> bytes:
         lines = [f"GET {target} HTTP/1.1", f"Host: {origin.host_header}",
@@ -534,6 +661,7 @@ class RangeClient:
 
     def _connect(self, origin: Origin) -> _Connection:
         address = f"{origin.host}:{origin.port}"
+        started = time.monotonic()
         try:
             sock = socket.create_connection((origin.host, origin.port), self.connect_timeout)
         except TimeoutError:
@@ -546,7 +674,11 @@ class RangeClient:
         if origin.tls:
             sock = self._handshake(sock, origin)
         _Connection.prepare(sock, self.read_timeout)
-        return _Connection(sock, self.read_timeout)
+        connection = _Connection(sock, self.read_timeout)
+        # TCP's set-up takes a round trip, TLS 1.3's handshake one more
+        connection.rtt = (time.monotonic() - started) / (2 if origin.tls else 1)
+        self._round_trips[origin] = connection.rtt
+        return connection
 
     def _handshake(self, sock: socket.socket, origin: Origin) -> ssl.SSLSocket:
         address = f"{origin.host}:{origin.port}"

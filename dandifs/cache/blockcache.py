@@ -39,6 +39,7 @@ from dandifs.cache.blocks import BlockLayout, runs, split
 from dandifs.cache.config import CacheConfig
 from dandifs.cache.disk import DiskStore
 from dandifs.cache.fetcher import RangeFetcher
+from dandifs.cache.fragments import ALIGN, Fragments
 from dandifs.cache.memory import MemoryStore
 from dandifs.cache.objectref import ObjectRef
 from dandifs.cache.stats import CacheStatistics
@@ -155,6 +156,7 @@ class BlockCache:
         self._read_flights = 0  # flights for reads launched and not yet finished
         # Read-ahead's bytes in flight, in blocks: as many as its requests of the largest size.
         self._readahead_budget = _Budget(config.max_prefetch_requests * config.request_blocks)
+        self._fragments = Fragments(config.fragment_memory_bytes)
         self._flush_lock = anyio.Lock()
         self._queued: dict[BlockKey, DiskObject] = {}  # blocks held for the disk queue
         # Blocks memory has that are to be queued once the backlog has room again.
@@ -204,6 +206,10 @@ class BlockCache:
         own = layout.span(offset, size)
         if not own:
             return b"", Origin.MEMORY
+        if not along:
+            small = await self._small_read(ref, offset, min(offset + size, ref.size), own)
+            if small is not None:
+                return small
         wanted = own
         if along:
             wanted = range(min(own.start, along.start), max(own.stop, along.stop))
@@ -221,6 +227,109 @@ class BlockCache:
         views[0] = views[0][offset - first_start :]
         views[-1] = views[-1][: end - last_start]
         return b"".join(views), origin
+
+    # -- reads over cold connections --------------------------------------------------------
+
+    async def cold_window(self, ref: ObjectRef) -> int | None:
+        """Bytes the next GET of `ref` moves in one round trip, if that is less than a block
+        and round trips are long enough for it to matter (`CacheConfig.cold_round_trip`);
+        else None: whole blocks cost no more than less.  Before any round trip to its origin
+        is measured, waits for a connection being opened ahead of reads to measure one (a
+        GET would wait for that connection anyway)."""
+        config = self.config
+        if config.cold_round_trip <= 0:
+            return None
+        round_trip = self._fetcher.round_trip(ref.url)
+        if round_trip == 0 and self._fetcher.ready_connections(ref.url):
+            round_trip = await self._fetcher.measured_round_trip(ref.url)
+        if round_trip < config.cold_round_trip:
+            return None
+        window = self._fetcher.warm_bytes(ref.url)
+        return window if window is not None and window < config.block_size else None
+
+    async def _small_read(
+        self, ref: ObjectRef, offset: int, end: int, own: range
+    ) -> tuple[bytes, Origin] | None:
+        """A read served by a fragment (held, being fetched, or fetched now because only
+        cold connections could fetch its blocks); None to read blocks instead."""
+        held = self._fragments.find(ref.key, offset, end)
+        if held is not None:
+            return held, Origin.MEMORY
+        flying = await self._fragment_for(ref, offset, end, own)
+        if flying is None:
+            return None
+        start, outcome = flying
+        data = await outcome.wait()
+        return bytes(memoryview(data)[offset - start : end - start]), Origin.NETWORK
+
+    async def fragment_soon(self, ref: ObjectRef, offset: int, size: int) -> bool:
+        """Start fetching the fragment a read of `[offset, offset + size)` would take, if it
+        would take one; whether it does (see `_small_read`)."""
+        end = min(offset + size, ref.size)
+        own = self.layout(ref).span(offset, end - offset)
+        return bool(own) and await self._fragment_for(ref, offset, end, own) is not None
+
+    async def _fragment_for(
+        self, ref: ObjectRef, offset: int, end: int, own: range
+    ) -> tuple[int, Outcome[bytes | bytearray]] | None:
+        """The fragment being fetched that covers `[offset, end)`, started now if only cold
+        connections could fetch the read's blocks, which no one holds or fetches; its start
+        and outcome, or None."""
+        flying = self._fragments.in_flight(ref.key, offset, end)
+        if flying is not None or end - offset > self.config.cold_read_bytes:
+            return flying
+        window = await self.cold_window(ref)
+        flying = self._fragments.in_flight(ref.key, offset, end)  # begun while it waited
+        if flying is not None or window is None:
+            return flying
+        disk = self._disk.object(ref) if self._disk is not None and ref.persistent else None
+        for index in own:
+            key = (ref.key, index)
+            if key in self._memory or key in self._flights:
+                return None
+            if disk is not None and disk.may_have(index):
+                return None
+        start = offset - offset % ALIGN
+        stop = min(ref.size, max(end, start + window))
+        outcome = self._fragments.begin(ref.key, start, stop)
+        self._tasks.start_soon(self._fetch_fragment, ref, start, stop, outcome)
+        return start, outcome
+
+    async def _fetch_fragment(
+        self, ref: ObjectRef, start: int, stop: int, outcome: Outcome[bytes | bytearray]
+    ) -> None:
+        try:
+            async with self._read_slots:
+                [data] = await self._fetcher.read_pieces(
+                    ref.url, start, stop, piece_size=stop - start, etag=ref.etag
+                )
+            self._counters.requests += 1
+            self._counters.fragment_requests += 1
+            self._counters.bytes_fetched += len(data)
+            if len(data) != stop - start:
+                raise Stale(f"{ref.url} gave {len(data)} bytes for bytes {start}-{stop - 1} "
+                            f"of a {ref.size}-byte object: it changed since it was opened")
+            log.debug("fetched %s bytes %d-%d (a fragment)", ref.url, start, stop - 1)
+            self._fragments.put(ref.key, start, data)
+            outcome.succeed(data)
+        except Exception as exc:
+            outcome.fail(exc)
+        except BaseException:
+            outcome.fail(Unavailable(f"reading {ref.url} was cancelled: the cache is closing"))
+            raise
+        finally:
+            self._fragments.end(ref.key, start, stop)
+
+    def settle(self, ref: ObjectRef) -> None:
+        """Fetch, as read-ahead, the blocks under the fragments held of `ref`, so that the
+        disk store has what its reads used (a later mount reads them with no request)."""
+        if self._disk is None or not ref.persistent:
+            return
+        layout = self.layout(ref)
+        wanted = {index for start, stop in self._fragments.spans(ref.key)
+                  for index in layout.span(start, stop - start)}
+        for run in runs(sorted(wanted), self.config.request_blocks):
+            self.prefetch(ref, run)
 
     async def blocks(self, ref: ObjectRef, blocks: range) -> list[bytes]:
         """The given blocks of the object, fetching what neither memory nor disk has."""
@@ -254,7 +363,7 @@ class BlockCache:
                         self._counters.readahead_hits += 1
                     continue
                 missing.append(index)
-            for piece in self._read_pieces(missing):
+            for piece in self._read_pieces(missing, ref.url):
                 flight = self._launch(ref, piece, readahead=False)
                 waiting.update(dict.fromkeys(piece, flight))
             if not waiting:
@@ -270,15 +379,20 @@ class BlockCache:
                     farthest = max(farthest, origin)
         return [found[index] for index in blocks], farthest
 
-    def _read_pieces(self, indices: list[int]) -> Iterator[range]:
+    def _read_pieces(self, indices: list[int], url: str | None = None) -> Iterator[range]:
         """The requests that fetch blocks a read waits for: each contiguous run cut into
         pieces fetched in parallel when one connection moves bytes slowly, since a GET
         costs its round trip plus the time to move its bytes (see `CacheConfig`).  No more
-        pieces than request slots not yet promised to other reads' flights: pieces that
-        queue for a slot only wait longer."""
+        pieces than request slots not yet promised to other reads' flights (pieces that
+        queue for a slot only wait longer), nor, over long round trips, than connections to
+        `url` ready to take them."""
         config = self.config
         rate = self._fetcher.stream_rate
         parallel = max(1, config.max_requests - self._read_flights)
+        if url is not None and 0 < config.cold_round_trip <= self._fetcher.round_trip(url):
+            # A new connection costs its set-up and slow start, several round trips: more
+            # than a ready one takes for a share of the run.
+            parallel = min(parallel, max(1, self._fetcher.ready_connections(url)))
         for run in runs(indices, config.request_blocks):
             moving = len(run) * config.block_size / rate if rate else 0.0
             if moving < config.parallel_read_seconds:
@@ -290,7 +404,7 @@ class BlockCache:
         """Start fetching `blocks` as a read would (in parallel pieces, from the reads'
         request slots), without waiting: for blocks a read is about to ask for, so that it
         finds them in flight.  Blocks already in memory or in flight are left alone."""
-        for piece in self._read_pieces(self._unfetched(ref, blocks)):
+        for piece in self._read_pieces(self._unfetched(ref, blocks), ref.url):
             self._launch(ref, piece, readahead=False, ahead=True)
 
     def _unfetched(self, ref: ObjectRef, blocks: range) -> list[int]:

@@ -35,6 +35,16 @@ A read of at least `large_read_bytes` that does not continue the previous one st
 ahead by its own size: such reads come from the kernel's read-ahead or from a reader taking
 a whole HDF5 chunk, and the next one usually follows.  Zero turns it off.
 
+Over long round trips (at least `cold_round_trip` seconds, as the connection set-up measured
+it), requests are sized to each connection's congestion window (TCP slow start: ~14 KB in
+the first round trip of a new or idle connection, doubling each round): a read of at most
+`cold_read_bytes` whose blocks only a cold connection could fetch takes a fragment of one
+window around itself instead (`fragments.py`; at most `fragment_memory_bytes` held), an
+HDF5 open fetches its first window rather than its first block and tail, and a read's
+blocks are split into parallel GETs only over connections that are ready (a new one pays
+set-up and slow start: more round trips than a warm one takes for its share).  Zero turns
+this off.
+
 `memory_bytes` bounds every block byte the cache keeps alive: blocks in memory, the bytes
 of GETs in flight (reserved for a run of blocks when its fetch starts, released as its
 blocks are stored or when it fails), and blocks waiting to be written to the disk store
@@ -81,6 +91,9 @@ class CacheConfig:
     small_object_bytes: int = 2 * MiB
     tail_bytes: int = 1 * MiB
     large_read_bytes: int = 1 * MiB
+    cold_round_trip: float = 0.005
+    cold_read_bytes: int = 64 * KiB
+    fragment_memory_bytes: int = 8 * MiB
 
     def __post_init__(self) -> None:
         positive = {
@@ -106,6 +119,9 @@ class CacheConfig:
             "small_object_bytes": self.small_object_bytes,
             "tail_bytes": self.tail_bytes,
             "large_read_bytes": self.large_read_bytes,
+            "cold_round_trip": self.cold_round_trip,
+            "cold_read_bytes": self.cold_read_bytes,
+            "fragment_memory_bytes": self.fragment_memory_bytes,
         }
         for name, value in not_negative.items():
             if value < 0:

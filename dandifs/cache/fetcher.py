@@ -16,6 +16,23 @@ class RangeFetcher(Protocol):
         """Bytes per second one connection has been delivering lately; None if unknown."""
         ...
 
+    def warm_bytes(self, url: str) -> int | None:
+        """Bytes the next GET of `url` receives in its first round trip (a connection's
+        congestion window); None if unknown."""
+        ...
+
+    def round_trip(self, url: str) -> float:
+        """Seconds of one round trip to where `url`'s bytes come from; 0 if unknown."""
+        ...
+
+    async def measured_round_trip(self, url: str) -> float:
+        """`round_trip`, once a connection being opened ahead of reads has measured it."""
+        ...
+
+    def ready_connections(self, url: str) -> int:
+        """Connections a GET of `url` could take without setting one up."""
+        ...
+
     async def read_pieces(
         self, url: str, start: int, end: int, *, piece_size: int, etag: str | None = None
     ) -> list[bytes]:

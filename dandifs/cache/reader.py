@@ -17,7 +17,9 @@ class RangeReader:
     Read-ahead runs in the background: a read waits only for its own blocks.  A random
     read (or closing) drops read-ahead that has not started yet.  A small object is fetched
     whole by its first read instead, and the first read reaching into a larger object's tail
-    fetches the whole tail (see `CacheConfig`).
+    fetches the whole tail (see `CacheConfig`), unless connections are cold: small reads then
+    take fragments (`BlockCache.cold_window`), whose blocks are fetched for the disk once the
+    handle closes.
     """
 
     def __init__(
@@ -52,7 +54,7 @@ class RangeReader:
         tail_start = max(0, size - config.tail_bytes)
         self._tail = range(0) if small else self._layout.span(tail_start, size - tail_start)
 
-    def prefetch_ends(self) -> None:
+    async def prefetch_ends(self) -> bool:
         """Start fetching the object's first block and its tail at once, in parallel.
 
         For formats that keep what every reader needs first at both ends (HDF5: the
@@ -61,9 +63,16 @@ class RangeReader:
         is the one the first read reaching it would fetch (`CacheConfig.tail_bytes`), so that
         read joins this fetch instead of asking for the rest of the tail on its own.  Both
         are fetched as reads fetch (in parallel pieces): reads are about to wait for them.
+        Over a cold connection only the first round trip's worth at the start is fetched
+        (see `BlockCache.cold_window`): the rest of a block and the tail would cost several
+        round trips more, and later reads fetch what they need.  Whether the ends were
+        fetched as blocks.
         """
+        if not self._whole and await self._cache.fragment_soon(self.ref, 0, 1):
+            return False
         for blocks in self.ends():
             self._cache.fetch_soon(self.ref, blocks)
+        return True
 
     @property
     def fetched_whole(self) -> bool:
@@ -95,7 +104,8 @@ class RangeReader:
         if self._whole:
             return await self._cache.read(self.ref, offset, size, along=self._whole)
         along = range(0)
-        if self._tail and self._layout.span(offset, size).stop > self._tail.start:
+        if (self._tail and self._layout.span(offset, size).stop > self._tail.start
+                and await self._cache.cold_window(self.ref) is None):
             along, self._tail = self._tail, range(0)
         ahead = self._policy.after_read(offset, size)
         if log.isEnabledFor(logging.DEBUG):
@@ -129,6 +139,7 @@ class RangeReader:
     async def aclose(self) -> None:
         self._cancel_readahead()
         self._closed = True
+        self._cache.settle(self.ref)
 
     async def __aenter__(self) -> RangeReader:
         return self

@@ -14,7 +14,8 @@ class CacheStatistics(Counters):
 
     Hits and misses count blocks asked for by reads (not read-ahead).  A `joined` block was
     already being fetched for someone else, so the read waited on that fetch instead of
-    starting its own.  `readahead_hits` are blocks that read-ahead brought in (or was
+    starting its own.  `fragment_requests` fetched less than a block for a small read over
+a cold connection (`dandifs.cache.fragments`).  `readahead_hits` are blocks that read-ahead brought in (or was
     bringing in) before a read asked for them; fetches started before any read waited
     (`BlockCache.fetch_soon`: an HDF5 file's ends, the rest of a large read) count as
     read-ahead too.  `memory_bytes`, `memory_reserved_bytes`, `memory_held_out_bytes` and
@@ -29,6 +30,7 @@ class CacheStatistics(Counters):
     misses: int = 0
     joined: int = 0
     requests: int = 0
+    fragment_requests: int = 0
     bytes_fetched: int = 0
     readahead_requests: int = 0
     readahead_bytes: int = 0

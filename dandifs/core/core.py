@@ -17,10 +17,11 @@ from typing import Any, Protocol
 import anyio
 
 from dandifs.archive.client import ArchiveClient
-from dandifs.archive.instances import Instance
+from dandifs.archive.instances import Instance, object_origins
 from dandifs.cache import BlockCache, open_block_cache
 from dandifs.core.config import CoreConfig
 from dandifs.core.opener import ContentOpener
+from dandifs.core.warmer import ConnectionWarmer
 from dandifs.resolve import Entry, EntryKind, Resolver
 
 log = logging.getLogger(__name__)
@@ -38,12 +39,18 @@ class Core:
     """The archive as a filesystem, for one caller (one token, or anonymous)."""
 
     def __init__(
-        self, archive: ArchiveClient, resolver: Resolver, cache: BlockCache, opener: ContentOpener
+        self,
+        archive: ArchiveClient,
+        resolver: Resolver,
+        cache: BlockCache,
+        opener: ContentOpener,
+        warmer: ConnectionWarmer | None = None,
     ) -> None:
         self._archive = archive
         self._resolver = resolver
         self._cache = cache
         self._open = opener
+        self._warmer = warmer
 
     # -- what the caller is -------------------------------------------------------------
 
@@ -73,12 +80,17 @@ class Core:
 
     async def stat(self, path: str, *, follow: bool = False) -> Entry:
         """The entry at `path`; `latest` is a symlink unless `follow` is set."""
-        return await self._resolver.stat(path, follow=follow)
+        entry = await self._resolver.stat(path, follow=follow)
+        if self._warmer is not None:
+            self._warmer.saw((entry,))
+        return entry
 
     async def listdir(self, path: str, *, follow: bool = False) -> list[Entry]:
         """The children of the folder at `path`, sorted by name; with `follow`, a symlink
         child (`latest`) is given as the folder it points to, for front ends without links."""
         children = await self._resolver.listdir(path)
+        if self._warmer is not None:
+            self._warmer.saw(children)
         if not follow:
             return children
         return [
@@ -156,8 +168,16 @@ async def open_core(
                     index_prefetch_blocks=config.index_prefetch,
                     zarr_readahead_files=config.zarr_readahead,
                 )
+                warmer = ConnectionWarmer(
+                    archive.objects,
+                    background,
+                    instance_url=archive.instance.api_url,
+                    known=object_origins(archive.instance),
+                    state_dir=config.metadata_dir,
+                )
+                warmer.start()
                 try:
-                    yield Core(archive, resolver, cache, opener)
+                    yield Core(archive, resolver, cache, opener, warmer)
                 finally:
                     background.cancel_scope.cancel()  # prefetches end with the core
         finally:

@@ -86,9 +86,9 @@ class ContentOpener:
             # Opening HDF5 is a chain of dependent small reads, from the superblock at the
             # start to objects h5py and pynwb mostly leave at the end: fetching both ends at
             # once saves a round trip or two of it (blocks already cached cost nothing).
-            reader.prefetch_ends()
+            as_blocks = await reader.prefetch_ends()
             background = self.background if self.index_prefetch_blocks > 0 else None
-            if background is not None and not reader.fetched_whole:
+            if background is not None and as_blocks and not reader.fetched_whole:
                 background.start_soon(self._prefetch_chunk_indexes, reader.ref, reader.ends())
         return reader
 
