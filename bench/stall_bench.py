@@ -100,6 +100,46 @@ def mount_counts(mount: Mount) -> tuple[int, int]:
     return archive["stalled_requests"], archive["hedged_requests"]
 
 
+@dataclass
+class Run:
+    """One contender's mount and what one scenario's run measures on it."""
+
+    archive: Archive
+    build: Contenders
+    published: str  # the version of 000001 whose NWB file the random readers read
+    reads: int
+
+    def files(self, name: str, mount: Mount) -> Files:
+        root = mount.mountpoint
+        if name == "dandifs":
+            return Files(root / "dandisets" / "000001" / self.published / LARGE_NWB_PATH,
+                         root / "dandisets" / "000004" / "draft" / LARGE_BIN_PATH)
+        urls = (self.archive.s3_url_of("000001", self.published, LARGE_NWB_PATH),
+                self.archive.s3_url_of("000004", "draft", LARGE_BIN_PATH))
+        return Files(*(root / object_key(url, self.archive.bucket) for url in urls))
+
+    def measure(self, name: str, faults: dict[str, float], seed: int) -> tuple[float, float, str]:
+        """(slowest read, sequential seconds, a note of the counts) on a fresh mount."""
+        mount = self.build.dandifs() if name == "dandifs" else self.build.s3fs()
+        dandifs = name == "dandifs"
+        with mounted(mount):
+            files = self.files(name, mount)
+            files.random.stat(), files.sequential.stat()  # metadata first: only S3 is faulted
+            self.archive.control("PUT", "faults", {**faults, "seed": seed})
+            try:
+                requests0, stalls0 = proxy_counts(self.archive)
+                given0, hedged0 = mount_counts(mount) if dandifs else (0, 0)
+                slowest, seconds = run_readers(files, self.reads, seed)
+                requests1, stalls1 = proxy_counts(self.archive)
+                given1, hedged1 = mount_counts(mount) if dandifs else (0, 0)
+            finally:
+                self.archive.control("PUT", "faults", {})
+        note = f"S3 requests {requests1 - requests0}, stalls {stalls1 - stalls0}"
+        if dandifs:
+            note += f", given up {given1 - given0}, hedged {hedged1 - hedged0}"
+        return slowest, seconds, note
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench stall_bench")
     parser.add_argument("--repeat", type=int, default=1)
@@ -111,62 +151,37 @@ def main(argv: list[str] | None = None) -> int:
         print("!!! FUSE is not available on this machine: stall_bench cannot run !!!")
         return 1
     contenders = ["dandifs"] + (["s3fs"] if shutil.which("s3fs") else [])
+    scenarios = {
+        "no stalls": {},
+        f"{args.stall_rate:.1%} of GETs stall {args.stall_seconds:g} s": {
+            "stall_rate": args.stall_rate, "stall_seconds": args.stall_seconds},
+    }
     started = time.monotonic()
     slowest: list[Series] = []
     sequential: list[Series] = []
     with tempfile.TemporaryDirectory(prefix="dandifs-stall-bench-") as scratch, \
             running_archive("big") as archive:
         published = archive.api("dandisets/000001/")["most_recent_published_version"]["version"]
-        nwb_url = archive.s3_url_of("000001", published, LARGE_NWB_PATH)
-        bin_url = archive.s3_url_of("000004", "draft", LARGE_BIN_PATH)
-        build = Contenders(archive, Path(scratch))
-        scenarios = [("no stalls", 0.0),
-                     (f"{args.stall_rate:.1%} of GETs stall {args.stall_seconds:g} s",
-                      args.stall_rate)]
-        try:
-            for label, rate in scenarios:
-                for name in contenders:
-                    slow = Series(label, name)
-                    whole = Series(label, name)
-                    notes: list[str] = []
-                    for run in range(args.repeat):
-                        mount = build.dandifs() if name == "dandifs" else build.s3fs()
-                        with mounted(mount):
-                            root = mount.mountpoint
-                            if name == "dandifs":
-                                files = Files(
-                                    root / "dandisets" / "000001" / published / LARGE_NWB_PATH,
-                                    root / "dandisets" / "000004" / "draft" / LARGE_BIN_PATH)
-                            else:
-                                files = Files(root / object_key(nwb_url, archive.bucket),
-                                              root / object_key(bin_url, archive.bucket))
-                            files.random.stat(), files.sequential.stat()  # metadata first
-                            archive.control("PUT", "faults", {
-                                "stall_rate": rate, "stall_seconds": args.stall_seconds,
-                                "seed": 1000 + run})
-                            requests0, stalls0 = proxy_counts(archive)
-                            given0, hedged0 = mount_counts(mount) if name == "dandifs" else (0, 0)
-                            worst, seconds = run_readers(files, args.reads, seed=10 * run)
-                            requests1, stalls1 = proxy_counts(archive)
-                            archive.control("PUT", "faults", {})
-                            note = f"S3 requests {requests1 - requests0}, stalls {stalls1 - stalls0}"
-                            if name == "dandifs":
-                                given1, hedged1 = mount_counts(mount)
-                                note += f", given up {given1 - given0}, hedged {hedged1 - hedged0}"
-                            notes.append(note)
-                            slow.values.append(worst)
-                            whole.values.append(seconds)
-                    slow.note = whole.note = "; ".join(notes)
-                    slowest.append(slow)
-                    sequential.append(whole)
-        finally:
-            archive.control("PUT", "faults", {})
+        run = Run(archive, Contenders(archive, Path(scratch)), published, args.reads)
+        for label, faults in scenarios.items():
+            for name in contenders:
+                slow, whole = Series(label, name), Series(label, name)
+                notes = []
+                for repeat in range(args.repeat):
+                    worst, seconds, note = run.measure(name, faults, seed=1000 + repeat)
+                    slow.values.append(worst)
+                    whole.values.append(seconds)
+                    notes.append(note)
+                slow.note = whole.note = "; ".join(notes)
+                slowest.append(slow)
+                sequential.append(whole)
     print(f"\nslowest single read (8 random readers + 1 sequential, all at once)\n"
           f"{render(slowest, unit='s')}")
     print(f"\nsequential 1 GiB (beside the random readers)\n{render(sequential, unit='s')}")
     print(f"\nstall_bench took {time.monotonic() - started:.0f} s (repeat {args.repeat}, "
           f"{args.reads} reads per random reader)")
     return 0
+
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

@@ -402,7 +402,7 @@ def test_a_stalled_get_is_given_up_and_only_its_missing_bytes_asked_again(
             assert server.connections == 2
             assert server.closed_stalled == [1]  # the stalled connection was closed, not reused
             stats = archive.stats
-            assert (stats.stalled_requests, stats.hedged_requests, stats.failed_attempts) == (1, 1, 1)
+            assert stats.stalled_requests == stats.hedged_requests == stats.failed_attempts == 1
             assert stats.bytes_received == end - first  # no byte came twice
             # The second connection went back to the pool and serves the next read.
             assert await archive.objects.read_range(server.url, 0, 10, etag="e1") == LARGE[:10]

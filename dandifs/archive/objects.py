@@ -5,9 +5,10 @@ Every read is pinned to an ETag: an answer carrying a different ETag raises `err
 rather than returning bytes of another object version.  A short body is retried like any
 other transient failure, and so is a GET that receives nothing for a while (a stall, see
 `ObjectStore.stall_timeout`); over the lean client the bytes such a GET did receive are
-kept and the retry asks only for the rest, on another connection.  A redirect met by a read (the archive's download URL, under
-whatever name the archive calls itself) is followed and its target cached like a located
-one, so later reads of that URL go straight to S3.  Bytes are taken raw (no content
+kept and the retry asks only for the rest, on another connection.  A redirect met by a
+read (the archive's download URL, under whatever name the archive calls itself) is
+followed and its target cached like a located one, so later reads of that URL go straight
+to S3.  Bytes are taken raw (no content
 decoding), because ranges count stored bytes.
 """
 
