@@ -18,8 +18,8 @@ received a record per call (`SSLSocket.recv_into`, decrypting without the GIL) r
 in one; the figures that chose this client over httpx for TLS are in docs/fuse.md ("HTTPS
 read client").  A certificate that does not verify is `CertificateRefused`, not retried.
 
-A GET that moves nothing for the time its caller allows (`timeout`: the receive timeout of
-that one request, enforced by the kernel) fails with `Stalled`, its connection closed.  The
+A GET that receives nothing for the time its caller allows (`timeout`: each receive's
+timeout for that one request, head included) fails with `Stalled`, its connection closed.  The
 body goes into a `Filling`, which keeps what arrived: the caller asks again for the rest
 only, on another connection.
 
