@@ -107,6 +107,8 @@ class LocalArchive:
         error_rate: float = 0,
         reset_rate: float = 0,
         truncate_rate: float = 0,
+        stall_rate: float = 0,
+        stall_seconds: float = 5,
         seed: int | None = None,
     ) -> dict[str, Any]:
         """Replace the S3 proxy's fault settings (unnamed ones go back to zero)."""
@@ -118,6 +120,8 @@ class LocalArchive:
                 "error_rate": error_rate,
                 "reset_rate": reset_rate,
                 "truncate_rate": truncate_rate,
+                "stall_rate": stall_rate,
+                "stall_seconds": stall_seconds,
                 "seed": seed,
             },
         )

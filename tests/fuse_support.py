@@ -6,6 +6,7 @@ can measure its memory, and can stop it with a signal.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -85,6 +86,10 @@ class MountProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path else ""
+
+    def stats(self) -> dict:
+        """The daemon's counters (`archive`, `metadata`, `blocks`): its statistics attribute."""
+        return json.loads(os.getxattr(self.mountpoint, "user.dandifs.stats"))
 
     def rss_bytes(self) -> int:
         return _status_kib(self.pid, "VmRSS") * 1024

@@ -20,7 +20,13 @@ import trio
 import trio.testing
 
 from dandifs import errors
-from dandifs.archive.objects import ObjectStore
+from dandifs.archive.objects import (
+    STALL_FLOOR,
+    STALL_QUANTUM,
+    STALL_RATE_FACTOR,
+    STALL_ROUND_TRIPS,
+    ObjectStore,
+)
 from dandifs.archive.rawhttp import INITIAL_WINDOW, MIN_RTO, Origin, TransportError, parse_head
 from test_archive_http import (
     Reply,
@@ -37,12 +43,15 @@ DATA = bytes(range(256)) * 64  # 16 KiB
 
 # -- a server that writes raw answers and counts connections -------------------------------
 
-RawReply = tuple[bytes, bool]  # bytes to send, then whether to close the connection
+RawReply = tuple[bytes, bool | str]
+"""Bytes to send, then whether to close the connection, or `STALL`: send nothing more."""
+STALL = "stall"
 
 
 class RawServer:
     """Answers each request head with `handler(target, connection_number)`; over TLS with
-    the server context `tls`."""
+    the server context `tls`.  Records each request's target and Range header, and which
+    stalled connections (`STALL`) the client closed."""
 
     def __init__(
         self, handler: Callable[[str, int], RawReply], tls: ssl.SSLContext | None = None
@@ -51,6 +60,8 @@ class RawServer:
         self.tls = tls
         self.connections = 0
         self.requests: list[str] = []
+        self.ranges: list[str | None] = []
+        self.closed_stalled: list[int] = []  # the stalled connections the client closed
         self.port = 0
 
     @property
@@ -78,14 +89,41 @@ class RawServer:
                 head, buffer = buffer.split(b"\r\n\r\n", 1)
                 target = head.split(b" ")[1].decode()
                 self.requests.append(target)
+                self.ranges.append(_header(head, b"range"))
                 answer, close = self.handler(target, number)
                 await stream.send_all(answer)
+                if close == STALL:
+                    await self._until_closed(stream, number)
                 if close:
                     return
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             return
         finally:
             await stream.aclose()
+
+    async def _until_closed(self, stream: trio.abc.Stream, number: int) -> None:
+        """Send nothing more; note when the client closes the connection (over TLS
+        without a goodbye: a broken stream)."""
+        try:
+            while await stream.receive_some(65536):
+                pass
+        except trio.BrokenResourceError:
+            pass
+        self.closed_stalled.append(number)
+
+
+def _header(head: bytes, name: bytes) -> str | None:
+    for line in head.split(b"\r\n")[1:]:
+        field, _, value = line.partition(b":")
+        if field.strip().lower() == name:
+            return value.strip().decode()
+    return None
+
+
+def asked_range(server: RawServer) -> tuple[int, int]:
+    """The first and last byte the request being answered asked for."""
+    first, last = server.ranges[-1].removeprefix("bytes=").split("-")
+    return int(first), int(last)
 
 
 def partial_content(first: int, last: int, **extra: str) -> bytes:
@@ -339,18 +377,21 @@ def test_a_body_is_received_in_pieces_of_the_size_asked_for(piece_size):
     run(test)
 
 
-def test_pieces_of_a_body_that_ends_early_are_retried_and_a_zero_size_is_refused():
+def test_pieces_of_a_body_that_ends_early_keep_its_bytes_and_a_zero_size_is_refused():
     cut = partial_content(0, 8999)[:-5000]  # promises 9000 bytes, sends 4000
 
     async def test(nursery):
         server = await RawServer(
-            lambda target, n: (cut, True) if n == 1 else (partial_content(0, 8999), False)
+            lambda target, n: (cut, True) if n == 1 else (partial_content(*asked_range(server)),
+                                                          False)
         ).start(nursery)
         async with objects_client() as archive:
             pieces = await archive.objects.read_pieces(server.url, 0, 9000, piece_size=4096)
             assert [len(piece) for piece in pieces] == [4096, 4096, 808]
             assert b"".join(pieces) == DATA[:9000]
             assert archive.stats.failed_attempts == 1
+            assert server.ranges == ["bytes=0-8999", "bytes=4000-8999"]  # only the rest again
+            assert archive.stats.bytes_received == 9000
             with pytest.raises(ValueError, match="piece size"):
                 await archive.objects.read_pieces(server.url, 0, 10, piece_size=0)
 
@@ -371,6 +412,64 @@ def test_pieces_through_the_general_client_are_cut_alike():
             assert len(s3.requests) == 1
 
     run(test)
+
+
+# -- stalls -------------------------------------------------------------------------------
+
+
+def large_range(server: RawServer) -> bytes:
+    return large_partial_content(*asked_range(server))
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+@pytest.mark.parametrize("sent", [0, 300_001], ids=["no-head", "half-body"])
+def test_a_stalled_get_is_given_up_and_only_its_missing_bytes_asked_again(
+    tls, sent, tls_server_context, trusted
+):
+    """The first GET sends its head and `sent` bytes of its body (or, for 0, not even its
+    head), then nothing: the read gives it up after a bounded silence rather than waiting
+    for it, closes that connection and asks another for exactly the bytes still missing."""
+    first, end, piece_size = 7, len(LARGE) - 3, 64 * 1024
+
+    def handler(target: str, n: int) -> RawReply:
+        if n == 1:
+            answer = large_range(server)
+            head = answer.index(b"\r\n\r\n") + 4
+            return answer[: head + sent] if sent else b"", STALL
+        return large_range(server), False
+
+    async def test(nursery):
+        nonlocal server
+        server = await RawServer(handler, tls_server_context if tls else None).start(nursery)
+        async with objects_client() as archive:
+            pieces = await archive.objects.read_pieces(
+                server.url, first, end, piece_size=piece_size, etag="e1"
+            )
+            assert b"".join(pieces) == LARGE[first:end]
+            assert [len(piece) for piece in pieces[:-1]] == [piece_size] * (len(pieces) - 1)
+            assert server.ranges == [f"bytes={first}-{end - 1}", f"bytes={first + sent}-{end - 1}"]
+            assert server.connections == 2
+            assert server.closed_stalled == [1]  # the stalled connection was closed, not reused
+            stats = archive.stats
+            assert stats.stalled_requests == stats.hedged_requests == stats.failed_attempts == 1
+            assert stats.bytes_received == end - first  # no byte came twice
+            # The second connection went back to the pool and serves the next read.
+            assert await archive.objects.read_range(server.url, 0, 10, etag="e1") == LARGE[:10]
+            assert server.connections == 2
+
+    server: RawServer
+    run(test)
+
+
+def test_a_stall_bound_follows_the_measured_round_trip_and_rate():
+    store = ObjectStore(objects_client().objects.session)
+    assert store.stall_timeout == STALL_FLOOR  # nothing measured yet
+    store._head_seconds, store._stream_rate = 0.5, None  # a distant server
+    assert store.stall_timeout == pytest.approx(STALL_ROUND_TRIPS * 0.5)
+    store._head_seconds, store._stream_rate = 0.001, 1e5  # a slow link: 100 kB/s
+    assert store.stall_timeout == pytest.approx(
+        STALL_ROUND_TRIPS * 0.001 + STALL_RATE_FACTOR * STALL_QUANTUM / 1e5
+    )
 
 
 # -- TLS ----------------------------------------------------------------------------------

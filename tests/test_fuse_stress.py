@@ -9,10 +9,13 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import random
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -182,3 +185,70 @@ def test_memory_stays_bounded_while_streaming_a_file_larger_than_the_cache(
           f"growth {growth / MiB:.0f} MiB while streaming {size / MiB:.0f} MiB")
     assert growth < bound, f"RSS grew {growth / MiB:.0f} MiB (bound {bound / MiB:.0f} MiB)"
     assert growth < size / 2
+
+
+def test_stalled_s3_gets_cost_a_read_a_hedge_not_the_stall(
+    fresh_mount, local_archive, published, source_digests
+) -> None:
+    """With S3 GETs that stop half-way for far longer than the test may take, eight readers
+    of random ranges and one sequential reader of the large file all get the right bytes:
+    each stalled GET was given up (counted at the mount) and its missing bytes asked for
+    again once, so no read waited for a stall."""
+    stall_seconds = 120
+    mount = fresh_mount()
+    path = version_path(mount.mountpoint, "000001", published) / LARGE_NWB
+    size = path.stat().st_size  # metadata first: only S3 is faulted
+    whole = bytearray(size)
+    seen: list[tuple[int, bytes]] = []
+    failures: list[BaseException] = []
+
+    def sequential() -> None:
+        with open(path, "rb", buffering=0) as handle:
+            view, position = memoryview(whole), 0
+            while read := handle.readinto(view[position : position + MiB]):
+                position += read
+
+    def random_reader(seed: int) -> None:
+        chooser = random.Random(seed)
+        with open(path, "rb", buffering=0) as handle:
+            for _ in range(24):
+                length = chooser.randrange(4096, MiB)
+                offset = chooser.randrange(0, size - length)
+                seen.append((offset, os.pread(handle.fileno(), length, offset)))
+
+    def guarded(work: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                work()
+            except BaseException as exc:  # noqa: BLE001 (reported by the test thread)
+                failures.append(exc)
+        return run
+
+    archive_before = mount.stats()["archive"]
+    before = local_archive.s3_stats()["faults"].get("stall", 0)
+    with local_archive.s3_faults(stall_rate=0.04, stall_seconds=stall_seconds, seed=5):
+        threads = [threading.Thread(target=guarded(sequential))]
+        threads += [threading.Thread(target=guarded(partial(random_reader, k))) for k in range(8)]
+        started = time.monotonic()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            # Generous, but shorter than one stall: a read that waited for one fails here.
+            thread.join(max(0.0, started + stall_seconds * 0.75 - time.monotonic()))
+        hung = sum(thread.is_alive() for thread in threads)
+        elapsed = time.monotonic() - started
+        stalls = local_archive.s3_stats()["faults"].get("stall", 0) - before
+    assert not hung, f"{hung} readers still waiting after {stall_seconds * 0.75:.0f} s"
+    assert not failures, failures
+    assert hashlib.sha256(whole).hexdigest() == source_digests[LARGE_NWB]
+    assert len(seen) == 8 * 24
+    assert all(data == whole[offset : offset + len(data)] for offset, data in seen)
+    archive = mount.stats()["archive"]
+    given_up = archive["stalled_requests"] - archive_before["stalled_requests"]
+    hedged = archive["hedged_requests"] - archive_before["hedged_requests"]
+    print(f"{elapsed:.1f} s; S3 stalls {stalls}; GETs given up {given_up}, hedged {hedged}; "
+          f"object requests {archive['object_requests'] - archive_before['object_requests']}")
+    assert stalls > 0
+    assert given_up >= stalls  # every stalled GET was given up, none waited for
+    assert hedged == given_up  # and each was asked again for its missing bytes, once
+

@@ -3,9 +3,12 @@ thin S3 side of uploads.
 
 Every read is pinned to an ETag: an answer carrying a different ETag raises `errors.Stale`
 rather than returning bytes of another object version.  A short body is retried like any
-other transient failure.  A redirect met by a read (the archive's download URL, under
-whatever name the archive calls itself) is followed and its target cached like a located
-one, so later reads of that URL go straight to S3.  Bytes are taken raw (no content
+other transient failure, and so is a GET that receives nothing for a while (a stall, see
+`ObjectStore.stall_timeout`); over the lean client the bytes such a GET did receive are
+kept and the retry asks only for the rest, on another connection.  A redirect met by a
+read (the archive's download URL, under whatever name the archive calls itself) is
+followed and its target cached like a located one, so later reads of that URL go straight
+to S3.  Bytes are taken raw (no content
 decoding), because ranges count stored bytes.
 """
 
@@ -51,7 +54,13 @@ Answer = httpx.Response | rawhttp.Answer
 
 UPLOAD_CHUNK = 1 << 20
 RATE_SAMPLE_BYTES = 128 << 10  # shorter bodies arrive too fast to time
-RATE_WEIGHT = 0.3  # of the newest sample in the running per-connection rate
+RATE_WEIGHT = 0.3  # of the newest sample in the running per-connection rate and head wait
+# How long a ranged GET may receive nothing before it is given up as stalled (see
+# `ObjectStore.stall_timeout`).
+STALL_FLOOR = 1.0  # seconds: the least, so a busy machine's pauses are not taken for stalls
+STALL_ROUND_TRIPS = 4  # head waits measured lately (a round trip plus the server's time)
+STALL_RATE_FACTOR = 4  # times the time the next few segments take at the measured rate
+STALL_QUANTUM = 64 << 10  # bytes: what one receive waits for at least (a few TCP segments)
 
 _CONTENT_RANGE = re.compile(r"bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)")
 
@@ -123,6 +132,7 @@ class ObjectStore:
         self._direct_origins: dict[str, bool] = {}
         self._locating: SingleFlight[str, str] = SingleFlight()
         self._stream_rate: float | None = None
+        self._head_seconds: float | None = None
 
     @property
     def stream_rate(self) -> float | None:
@@ -134,9 +144,25 @@ class ObjectStore:
     def _observe(self, received: int, seconds: float) -> None:
         if received < RATE_SAMPLE_BYTES or seconds <= 0:
             return
-        sample = received / seconds
-        rate = self._stream_rate
-        self._stream_rate = sample if rate is None else rate + RATE_WEIGHT * (sample - rate)
+        self._stream_rate = _running(self._stream_rate, received / seconds)
+
+    @property
+    def stall_timeout(self) -> float:
+        """How long a ranged GET over the lean client may receive nothing, head or body,
+        before it is given up as stalled and its missing bytes asked for on another
+        connection.
+
+        A healthy answer's head comes within a round trip plus the server's time to first
+        byte (the head wait measured lately), and then its body never pauses for much longer
+        than a round trip or the time a few segments take at the rate measured lately: a few
+        of each, but never less than `STALL_FLOOR`.  The bound is on silence, not on the
+        whole body: the kernel reports each receive's progress, so a large body at a healthy
+        rate never meets it, and a stall in it costs no more than one in a small one.
+        """
+        wait = STALL_ROUND_TRIPS * (self._head_seconds or 0.0)
+        if self._stream_rate:
+            wait += STALL_RATE_FACTOR * STALL_QUANTUM / self._stream_rate
+        return max(STALL_FLOOR, wait)
 
     # -- connections --------------------------------------------------------------------
 
@@ -301,9 +327,11 @@ class ObjectStore:
         if end == start:
             return []
 
+        progress = _RangeProgress(rawhttp.Filling(piece_size, end - start), etag)
+
         async def attempt(target: str) -> list[bytes]:
             if self._direct(target):
-                return await self._read_range_direct(target, start, end, etag, piece_size)
+                return await self._read_range_direct(target, start, end, progress)
             data = await self._read_range_via_session(target, start, end, etag)
             if piece_size is None:
                 return [data] if data else []
@@ -331,39 +359,55 @@ class ObjectStore:
         return direct
 
     async def _read_range_direct(
-        self, target: str, start: int, end: int, etag: str | None, piece_size: int | None
+        self, target: str, start: int, end: int, progress: _RangeProgress
     ) -> list[bytes]:
-        """One attempt over the lean client, the body in pieces of `piece_size` (one piece
-        if None)."""
+        """One attempt over the lean client: a GET of what `progress` still lacks of bytes
+        `[start, end)`, received after the bytes it holds."""
         assert self.ranges is not None
+        filling, stats = progress.filling, self.session.stats
+        before = filling.filled
+        at = start + before
 
         def span(answer: rawhttp.Answer) -> tuple[int, int]:
-            check_etag(answer, etag, target)
-            return body_window(answer, start, end, target)
+            progress.etag = check_etag(answer, progress.etag, target) or progress.etag
+            return body_window(answer, at, end, target)
 
-        self.session.stats.object_requests += 1
+        stats.object_requests += 1
+        if progress.stalled:
+            stats.hedged_requests += 1
+            progress.stalled = False
         try:
             answer = await self.ranges.get(
-                target, range_header(start, end), span, piece_size=piece_size,
-                expected=end - start,
+                target, range_header(at, end), span, filling, timeout=self.stall_timeout
             )
         except rawhttp.CertificateRefused as exc:
             raise Unavailable(f"GET {redact(target)}: {exc}") from exc
         except rawhttp.TransportError as exc:
+            stats.bytes_received += filling.filled - before
+            if isinstance(exc, rawhttp.Stalled):
+                stats.stalled_requests += 1
+                progress.stalled = True
+                log.warning(
+                    "GET %s bytes %d-%d: %s; gave up that connection, asking another for "
+                    "the %d bytes still missing", redact(target), at, end - 1, exc,
+                    end - start - filling.filled,
+                )
             raise TransientFailure(str(exc)) from exc
         if not answer.is_success:
             if answer.is_redirect:
                 raise _Redirected(answer.headers["location"])
             self._refuse(answer.as_httpx(target), target)
-            return []  # 416: the range starts at or after the object's end
-        received = sum(len(piece) for piece in answer.pieces)
-        self.session.stats.bytes_received += received
+            # 416: the range starts at or after the object's end.
+            return filling.kept()  # type: ignore[return-value]
+        received = filling.filled - before
+        stats.bytes_received += received
         self._observe(received, answer.body_seconds)
-        offset, stop = body_window(answer, start, end, target)
+        self._head_seconds = _running(self._head_seconds, answer.head_seconds)
+        offset, stop = body_window(answer, at, end, target)
         if received != stop - offset:
             raise TransientFailure(f"short body: {received} of {stop - offset} bytes")
         # `bytearray`s, received in place: copying them to `bytes` would cost a pass.
-        return answer.pieces  # type: ignore[return-value]
+        return filling.kept()  # type: ignore[return-value]
 
     def _refuse(self, response: httpx.Response, target: str) -> None:
         """Raise what a non-2xx answer to a ranged GET means (nothing for 416)."""
@@ -487,6 +531,22 @@ class ObjectStore:
         )
         self.session.raise_for_status(response, what=f"POST {redact(url)}")
         return normalize_etag(_xml_text(response.content, "ETag"))
+
+
+@dataclass
+class _RangeProgress:
+    """What the GETs of one range have brought so far: the bytes (kept when a GET fails
+    part-way, so the next asks only for the rest), the ETag they carry (the next must carry
+    the same), and whether the last GET was given up as stalled."""
+
+    filling: rawhttp.Filling
+    etag: str | None
+    stalled: bool = False
+
+
+def _running(average: float | None, sample: float) -> float:
+    """A running average, `RATE_WEIGHT` of it the newest sample."""
+    return sample if average is None else average + RATE_WEIGHT * (sample - average)
 
 
 class _Redirected(Exception):

@@ -18,6 +18,11 @@ received a record per call (`SSLSocket.recv_into`, decrypting without the GIL) r
 in one; the figures that chose this client over httpx for TLS are in docs/fuse.md ("HTTPS
 read client").  A certificate that does not verify is `CertificateRefused`, not retried.
 
+A GET that receives nothing for the time its caller allows (`timeout`: each receive's
+timeout for that one request, head included) fails with `Stalled`, its connection closed.  The
+body goes into a `Filling`, which keeps what arrived: the caller asks again for the rest
+only, on another connection.
+
 Connections are kept alive per origin.  One taken from the idle pool may have been closed by
 the server meanwhile; if it fails before the first byte of an answer arrives, the request is
 sent once more on a new connection (what HTTP clients do for idempotent requests).  A body
@@ -61,8 +66,9 @@ SEGMENT = 1448  # TCP payload bytes per segment (1500-byte MTU)
 INITIAL_WINDOW = 10 * SEGMENT  # a new sender's congestion window (RFC 6928)
 MAX_WINDOW = 4 << 20  # the most a window estimate grows to
 MIN_RTO = 0.2  # seconds: idle longer than this plus the RTT, a window starts again (RFC 2861)
-# What a receive that outlived SO_RCVTIMEO raises: EAGAIN, or OpenSSL's "want read" for it.
-_TIMED_OUT = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+# What a receive that outlived its timeout raises: EAGAIN (SO_RCVTIMEO), or over TLS
+# Python's own timeout.
+_TIMED_OUT = (BlockingIOError, TimeoutError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 Span = Callable[["Answer"], tuple[int, int]]
 """Given a successful answer's head, which bytes `[offset, stop)` of its body to keep."""
@@ -74,6 +80,10 @@ class TransportError(Exception):
 
 class CertificateRefused(TransportError):
     """The server's TLS certificate did not verify: asking again will not help."""
+
+
+class Stalled(TransportError):
+    """Nothing arrived for the request's timeout: the connection was given up (and closed)."""
 
 
 class _StaleConnection(TransportError):
@@ -110,14 +120,15 @@ class Origin:
 class Answer:
     """A response: `status_code`, `reason_phrase`, case-insensitive `headers` (as on an
     `httpx.Response`, so the same checks apply to answers of either client) and `pieces`:
-    the kept span of a successful answer, in consecutive pieces of the size asked for (one
-    piece if none was), or the first `MAX_ERROR_BODY` bytes of any other answer."""
+    the first `MAX_ERROR_BODY` bytes of an answer other than 200 or 206 (whose kept span
+    goes into the request's `Filling`)."""
 
     def __init__(self, status: int, reason: str, headers: httpx.Headers) -> None:
         self.status_code = status
         self.reason_phrase = reason
         self.headers = headers
         self.pieces: list[bytes | bytearray] = []
+        self.head_seconds = 0.0  # from sending the request to the end of the answer's head
         self.body_seconds = 0.0  # how long the kept body took to arrive after the head
 
     @property
@@ -143,6 +154,77 @@ class Answer:
             content=bytes(self.body),
             request=httpx.Request("GET", url),
         )
+
+
+class Filling:
+    """The buffers one range's body is received into, and how much of them is filled.
+
+    It outlives a failed GET: the bytes that GET received stay, and the next GET of the
+    range asks only for the rest, received after them.  The body is kept in consecutive
+    pieces of `piece_size` bytes (the last may be shorter; one piece if None): a cache
+    keeping blocks separately keeps them without a copy.
+
+    With the kept length `expected`, `prepare` allocates the buffers on the calling thread
+    rather than on the worker thread: glibc gives each thread its own memory arena, and the
+    freed blocks that arenas of worker threads keep raised a streaming daemon's peak RSS by a
+    quarter.  (Not beyond `MAX_PREPARED`: a range may reach far past the end of its object.)
+    """
+
+    def __init__(self, piece_size: int | None = None, expected: int | None = None) -> None:
+        if piece_size is not None and piece_size <= 0:
+            raise ValueError(f"piece size must be positive, not {piece_size}")
+        self.piece_size = piece_size
+        self.expected = expected
+        self.pieces: list[bytearray] = []
+        self.filled = 0
+
+    def prepare(self) -> None:
+        if not self.pieces and self.expected and self.expected <= MAX_PREPARED:
+            self.pieces = allocate(self.expected, self.piece_size or self.expected)
+
+    def kept(self) -> list[bytearray]:
+        """The bytes filled so far, in pieces."""
+        self._reserve(self.filled)
+        return self.pieces
+
+    def views(self, count: int) -> list[memoryview]:
+        """Views of the `count` bytes after those filled (the buffers made to end there)."""
+        self._reserve(self.filled + count)
+        views, skip = [], self.filled
+        for piece in self.pieces:
+            if skip < len(piece):
+                views.append(memoryview(piece)[skip:])
+            skip = max(0, skip - len(piece))
+        return views
+
+    def store(self, data: bytes) -> None:
+        """Keep `data` after the bytes filled (a body received whole, not in place)."""
+        start = 0
+        for view in self.views(len(data)):
+            view[:] = data[start : start + len(view)]
+            start += len(view)
+            view.release()
+        self.filled += len(data)
+
+    def _reserve(self, total: int) -> None:
+        """Cut or grow the buffers to hold exactly `total` bytes."""
+        size = self.piece_size or max(total, 1)
+        pieces: list[bytearray] = []
+        held = 0
+        for piece in self.pieces:
+            if held >= total:
+                break
+            pieces.append(piece)
+            held += len(piece)
+        if held > total:
+            del pieces[-1][len(pieces[-1]) - (held - total) :]
+        elif held < total:
+            if pieces and len(pieces[-1]) < size:
+                grown = min(size - len(pieces[-1]), total - held)
+                pieces[-1].extend(bytes(grown))
+                held += grown
+            pieces += allocate(total - held, size)
+        self.pieces = pieces
 
 
 def _framing(status: int, headers: httpx.Headers) -> int | str | None:
@@ -188,38 +270,52 @@ class _Connection:
         now = time.monotonic()
         self.window = min(MAX_WINDOW, self.window_now(now) + count)
         self.last_used = now
+        self.filled = 0  # bytes the last `fill` placed, also when it failed part-way
 
     @staticmethod
     def prepare(sock: socket.socket, timeout: float | None) -> None:
-        """Blocking mode, so that MSG_WAITALL works; the kernel enforces the timeout."""
+        """Blocking mode, so that MSG_WAITALL works; the kernel enforces the timeout.
+
+        Over TLS, Python's own timeout instead: OpenSSL takes a receive the kernel timed out
+        for "try again", and Python's blocking read then waits on forever.
+        """
+        if isinstance(sock, ssl.SSLSocket):
+            sock.settimeout(timeout)
+            return
         sock.settimeout(None)
         if timeout:
-            seconds = int(timeout)
-            interval = struct.pack("ll", seconds, int((timeout - seconds) * 1e6))
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, interval)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, interval)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(timeout))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(timeout))
+
+    def limit_receives(self, timeout: float | None) -> None:
+        """How long one receive may wait for anything to arrive (from now on)."""
+        if not timeout or timeout == self.timeout:
+            return
+        if self.tls:
+            self.sock.settimeout(timeout)
+        else:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(timeout))
+        self.timeout = timeout
+
+    def _stalled(self) -> Stalled:
+        return Stalled(f"nothing received for {self.timeout:g} s")
 
     def _receive(self) -> bytes:
         """The next piece from the network; b"" at the end of the stream."""
         try:
             return self.sock.recv(HEAD_RECEIVE_BYTES)
         except _TIMED_OUT:
-            raise TransportError(f"no data for {self.timeout:g} s") from None
+            raise self._stalled() from None
         except OSError as exc:
             raise TransportError(f"connection lost: {exc or type(exc).__name__}") from exc
 
-    def exchange(
-        self,
-        request: bytes,
-        span: Span,
-        piece_size: int | None = None,
-        prepared: list[bytearray] | None = None,
-    ) -> tuple[Answer, bool]:
+    def exchange(self, request: bytes, span: Span, filling: Filling) -> tuple[Answer, bool]:
         """Send `request`, receive the answer; also whether the connection may be reused.
 
-        A successful body is kept in pieces of `piece_size` bytes (the last may be shorter),
-        received into the `prepared` buffers if they are pieces of that size large enough.
+        A successful answer's kept span goes into `filling`, after the bytes it holds: what
+        arrived stays there even if the body then fails.
         """
+        started = time.monotonic()
         try:
             self.sock.sendall(request)
         except OSError as exc:
@@ -227,21 +323,27 @@ class _Connection:
                 raise _StaleConnection("kept-alive connection was closed") from exc
             raise TransportError(f"connection lost: {exc or type(exc).__name__}") from exc
         answer = Answer(*self.receive_head())
+        body_started = time.monotonic()
+        answer.head_seconds = body_started - started
         framing = _framing(answer.status_code, answer.headers)
         if answer.is_success and isinstance(framing, int):
             offset, stop = span(answer)
             stop = min(stop, framing)
             self.skip(min(offset, framing))
-            count = max(0, stop - offset)
-            started = time.monotonic()
-            answer.pieces = self.receive_pieces(count, piece_size or max(count, 1), prepared)
-            answer.body_seconds = time.monotonic() - started
+            self.filled = 0
+            try:
+                self.fill(filling.views(max(0, stop - offset)))
+            finally:
+                filling.filled += self.filled
+            answer.body_seconds = time.monotonic() - body_started
             complete = stop >= framing
-        else:
-            offset, limit = span(answer) if answer.is_success else (0, MAX_ERROR_BODY)
+        elif answer.is_success:
+            offset, limit = span(answer)
             body, complete = self.receive_whole(framing, limit)
-            kept = body[offset:]
-            answer.pieces = [kept] if piece_size is None else _cut(kept, piece_size)
+            filling.store(body[offset:])
+        else:
+            body, complete = self.receive_whole(framing, MAX_ERROR_BODY)
+            answer.pieces = [body]
         keep = complete and "close" not in answer.headers.get("connection", "").lower()
         self.moved(sum(len(piece) for piece in answer.pieces))
         return answer, keep
@@ -252,6 +354,8 @@ class _Connection:
                 raise TransportError("answer head too long")
             try:
                 piece = self._receive()
+            except Stalled:
+                raise Stalled(f"no answer within {self.timeout:g} s") from None
             except TransportError as exc:
                 if self.reused and not self.buffer:
                     raise _StaleConnection(str(exc)) from exc
@@ -271,20 +375,9 @@ class _Connection:
         self.fill([memoryview(body)])
         return body
 
-    def receive_pieces(
-        self, count: int, piece_size: int, prepared: list[bytearray] | None = None
-    ) -> list[bytearray]:
-        """`count` bytes of body in consecutive buffers of `piece_size` bytes, received in
-        place (the kernel scatters them); `TransportError` if the stream ends."""
-        pieces = _fit(prepared, count) if prepared else None
-        if pieces is None:
-            pieces = allocate(count, piece_size)
-        self.fill([memoryview(piece) for piece in pieces])
-        return pieces
-
     def fill(self, views: list[memoryview]) -> None:
         """Fill `views` in order: first from what was received beyond the head, then from
-        the socket, all of the rest at once."""
+        the socket, all of the rest at once.  `filled` counts the bytes placed."""
         count = sum(len(view) for view in views)
         position = min(count, len(self.buffer))
         if position:
@@ -296,6 +389,7 @@ class _Connection:
                 start += taken
             data.release()
             del self.buffer[:position]
+        self.filled = position
         pending = _advance([view for view in views if len(view)], position)
         try:
             while pending:
@@ -304,19 +398,26 @@ class _Connection:
                 else:
                     # One call for the whole rest (MSG_WAITALL): each return to Python must
                     # win the GIL back from the busy event loop, which can take milliseconds.
+                    # It returns early, with what came, when a receive timeout expires.
                     received = self.sock.recvmsg_into(
                         pending[:MAX_SCATTER], 0, socket.MSG_WAITALL
                     )[0]
                 if not received:
                     raise TransportError(f"body ended after {position} of {count} bytes")
                 position += received
+                self.filled = position
                 pending = _advance(pending, received)
-        except _TIMED_OUT:  # SO_RCVTIMEO expired with nothing received
-            raise TransportError(f"no data for {self.timeout:g} s") from None
+        except _TIMED_OUT:  # the receive timeout expired with nothing received
+            raise Stalled(
+                f"the body stopped after {position} of {count} bytes: nothing for "
+                f"{self.timeout:g} s"
+            ) from None
         except OSError as exc:
             raise TransportError(f"connection lost: {exc or type(exc).__name__}") from exc
         finally:
-            for view in views:
+            # Also the views of what was still pending: a traceback keeping this frame
+            # must not keep the buffers exported (a later GET may need to cut them).
+            for view in (*views, *pending):
                 view.release()
 
     def skip(self, count: int) -> None:
@@ -411,6 +512,11 @@ class _Exchange:
             self.connection.close()
 
 
+def _timeval(seconds: float) -> bytes:
+    whole = int(seconds)
+    return struct.pack("ll", whole, int((seconds - whole) * 1e6))
+
+
 def _advance(views: list[memoryview], count: int) -> list[memoryview]:
     """What is left of `views` once their first `count` bytes are filled."""
     for index, view in enumerate(views):
@@ -425,23 +531,6 @@ def allocate(count: int, piece_size: int) -> list[bytearray]:
     if piece_size <= 0:
         raise ValueError(f"piece size must be positive, not {piece_size}")
     return [bytearray(min(piece_size, count - start)) for start in range(0, count, piece_size)]
-
-
-def _fit(buffers: list[bytearray], count: int) -> list[bytearray] | None:
-    """The first of `buffers` cut to hold exactly `count` bytes; None if they hold fewer."""
-    fitted = []
-    for buffer in buffers:
-        if count <= 0:
-            break
-        if len(buffer) > count:
-            del buffer[count:]
-        fitted.append(buffer)
-        count -= len(buffer)
-    return fitted if count <= 0 else None
-
-
-def _cut(data: bytes, piece_size: int) -> list[bytes]:
-    return [data[start : start + piece_size] for start in range(0, len(data), piece_size)]
 
 
 def parse_head(head: bytes) -> tuple[int, str, httpx.Headers]:
@@ -496,30 +585,27 @@ class RangeClient:
         url: str,
         headers: dict[str, str],
         span: Span,
+        filling: Filling,
         *,
-        piece_size: int | None = None,
-        expected: int | None = None,
+        timeout: float | None = None,
     ) -> Answer:
         """A GET of `url`.  For a 200 or 206, `span(answer)` says which bytes of the body to
-        keep (it may raise to refuse the answer), kept in pieces of `piece_size` bytes (one
-        piece if None); other answers keep a short body.
+        keep (it may raise to refuse the answer), received into `filling` after the bytes it
+        holds; other answers keep a short body.
 
-        With the kept length `expected`, its buffers are allocated here, on the calling
-        thread, rather than on the worker thread: glibc gives each thread its own memory
-        arena, and the freed blocks that arenas of worker threads keep raised a streaming
-        daemon's peak RSS by a quarter.  (Not beyond `MAX_PREPARED`: a range may reach far
-        past the end of its object.)
+        `timeout` bounds each wait for bytes of this answer, its head included (never beyond
+        `read_timeout`); when it passes with nothing received, `Stalled`.
         """
         origin, target = Origin.of(url)
-        prepared = None
-        if expected and expected <= MAX_PREPARED:
-            prepared = allocate(expected, piece_size or expected)
+        filling.prepare()
         request = self._request(origin, target, headers)
+        if timeout is None or (self.read_timeout and self.read_timeout < timeout):
+            timeout = self.read_timeout
         idle = self._idle.get(origin)
         exchange = _Exchange(idle.pop() if idle else await self._claim_warming(origin))
         try:
             answer, keep = await anyio.to_thread.run_sync(
-                self._exchange, exchange, origin, request, span, piece_size, prepared,
+                self._exchange, exchange, origin, request, span, filling, timeout,
                 abandon_on_cancel=True,
             )
         except BaseException:
@@ -633,16 +719,17 @@ class RangeClient:
         origin: Origin,
         request: bytes,
         span: Span,
-        piece_size: int | None,
-        prepared: list[bytearray] | None,
+        filling: Filling,
+        timeout: float | None,
     ) -> tuple[Answer, bool]:
         """On the worker thread: send on the idle connection given, or on a new one."""
         try:
             while True:
                 if exchange.connection is None:
                     exchange.connection = self._connect(origin)
+                exchange.connection.limit_receives(timeout)
                 try:
-                    return exchange.connection.exchange(request, span, piece_size, prepared)
+                    return exchange.connection.exchange(request, span, filling)
                 except _StaleConnection:
                     exchange.connection.close()
                     exchange.connection = None  # and send it again on a new connection

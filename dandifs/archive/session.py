@@ -56,6 +56,8 @@ class RequestStats(Counters):
     object_requests: int = 0
     failed_attempts: int = 0
     bytes_received: int = 0
+    stalled_requests: int = 0  # ranged GETs given up because nothing came for a while
+    hedged_requests: int = 0  # GETs, each after a stalled one, for the bytes it still owed
 
     @property
     def requests(self) -> int:
