@@ -337,15 +337,18 @@ class _Connection:
                 filling.filled += self.filled
             answer.body_seconds = time.monotonic() - body_started
             complete = stop >= framing
+            received = self.filled
         elif answer.is_success:
             offset, limit = span(answer)
             body, complete = self.receive_whole(framing, limit)
             filling.store(body[offset:])
+            received = len(body)
         else:
             body, complete = self.receive_whole(framing, MAX_ERROR_BODY)
             answer.pieces = [body]
+            received = len(body)
         keep = complete and "close" not in answer.headers.get("connection", "").lower()
-        self.moved(sum(len(piece) for piece in answer.pieces))
+        self.moved(received)
         return answer, keep
 
     def receive_head(self) -> tuple[int, str, httpx.Headers]:
