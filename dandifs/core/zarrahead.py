@@ -5,9 +5,10 @@ them one by one (a few at a time), so through a filesystem every chunk costs a r
 of its own.  Readers walk chunks in key order (C order of the chunk grid: `0/0/0`, `0/0/1`,
 ... with numbers compared as numbers), so when a file of a Zarr is opened right after the
 one before it in that order, the next files are fetched whole in the background, a window
-that doubles while the walk goes on (up to `max_files`) and falls back to `initial_files`
-when the reader jumps.  A region or a plane read is a walk too, in runs; a lone random
-chunk costs only the small initial window.
+that starts at one file and doubles while the walk goes on (up to `max_files`).  A jump
+stops it until the next open confirms a new walk, so a lone random chunk costs nothing
+extra, and a region or a plane (runs of neighbouring chunks) at most a file past the end
+of each run.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from cachetools import LRUCache
 
 from dandifs.resolve.entry import Entry
 
-INITIAL_FILES = 4
+OUT_OF_ORDER_FILES = 4  # how far behind the front an open may be and still go on a walk
 MAX_FILES = 64
 WALKS_KEPT = 64  # Zarrs whose walk state is remembered at once
 
@@ -38,8 +39,7 @@ class _Walk:
 class ZarrReadAhead:
     """Which files of a Zarr to fetch ahead when one of them is opened."""
 
-    def __init__(self, *, initial_files: int = INITIAL_FILES, max_files: int = MAX_FILES) -> None:
-        self.initial_files = initial_files
+    def __init__(self, *, max_files: int = MAX_FILES) -> None:
         self.max_files = max_files
         self._walks: LRUCache[str, _Walk] = LRUCache(maxsize=WALKS_KEPT)
 
@@ -52,6 +52,9 @@ class ZarrReadAhead:
         """The files of Zarr `zarr_id` in key order (a new order replaces the last)."""
         # Found by URL: the order's entries are as cached, the opened one as presented
         # (their paths may differ: `latest/` and a version id name the same file).
+        known = self._walks.get(zarr_id)
+        if known is not None and known.order is order:
+            return  # several opens learnt it at once: keep the walk going
         positions = {file.content_url or "": index for index, file in enumerate(order)}
         self._walks[zarr_id] = _Walk(order, positions)
 
@@ -64,12 +67,12 @@ class ZarrReadAhead:
             return ()
         # A walk goes on within what was fetched ahead (or just past it); a few readers at
         # once open files slightly out of order, so a file a little behind the front counts.
-        lowest = walk.front - max(walk.window, self.initial_files)
+        lowest = walk.front - max(walk.window, OUT_OF_ORDER_FILES)
         if walk.front >= 0 and lowest <= index <= max(walk.ahead_until, walk.front + 1):
-            walk.window = min(max(walk.window * 2, self.initial_files), self.max_files)
+            walk.window = min(max(walk.window * 2, 1), self.max_files)
             walk.front = max(walk.front, index)
-        else:
-            walk.window = self.initial_files
+        else:  # a jump: nothing ahead until the next open shows a walk
+            walk.window = 0
             walk.front = index
             walk.ahead_until = index + 1
         start = max(walk.ahead_until, walk.front + 1)
