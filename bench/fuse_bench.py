@@ -647,6 +647,21 @@ class LoadWatch:
                 f"{len(self.samples)} samples, {os.cpu_count()} CPUs)")
 
 
+SECTIONS = {"cold": ("s", False), "warm": ("s", False), "sequential": ("MB/s", True),
+            "memory": ("MiB", False), "listing": ("s", False)}
+
+
+def report(bench: Bench, printed: dict[str, int]) -> None:
+    """Print the rows not printed yet (`printed`: rows per table so far), so that a run cut
+    short still leaves its figures."""
+    for name, (unit, higher) in SECTIONS.items():
+        table = bench.results.get(name, [])[printed.get(name, 0):]
+        if table:
+            print(f"\n{name}\n{render(table, unit=unit, baseline=best_peers(table, higher))}",
+                  flush=True)
+            printed[name] = printed.get(name, 0) + len(table)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench fuse_bench")
     parser.add_argument("--repeat", type=int, default=5)
@@ -656,9 +671,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="also run the flat per-request S3 latency model at these ms")
     parser.add_argument("--sequential-rtts", type=milliseconds, default=[30, 0],
                         help="RTTs of the sequential case (default 30,0)")
-    parser.add_argument("--stream-mbps", type=non_negative, default=100.0, metavar="RATE",
-                        help="S3 bandwidth per connection (MB/s) of the scenario run at "
-                        f"RTT {CAPPED_RTT_MS} ms; 0 skips it (default: %(default)g)")
+    parser.add_argument("--stream-mbps", type=non_negative, default=0.0, metavar="RATE",
+                        help="also run the sparse and sequential cases at RTT "
+                        f"{CAPPED_RTT_MS} ms with this S3 bandwidth per connection (MB/s), "
+                        "e.g. 100 (default: 0, not run)")
     parser.add_argument("--cases", default="sparse,warm,nwb,sequential",
                         help="any of sparse, warm, nwb, sequential, listing "
                         "(default: %(default)s)")
@@ -676,6 +692,7 @@ def main(argv: list[str] | None = None) -> int:
     scenarios = list(dict.fromkeys([*read_scenarios, *sequential_scenarios,
                                     *([capped] if capped else [])]))
     load = LoadWatch()
+    printed: dict[str, int] = {}
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="dandifs-fuse-bench-") as scratch, \
             running_archive("big", None, "--tls") as archive:
@@ -698,12 +715,13 @@ def main(argv: list[str] | None = None) -> int:
                     if "nwb" in cases:
                         for read in SESSION_READS:
                             bench.cold(scenario, read, "cold")
-                    if "warm" in cases:
+                    if "warm" in cases and scenario == read_scenarios[0]:
                         for read in (SPARSE, *SESSION_READS) if "nwb" in cases else (SPARSE,):
                             bench.warm(scenario, read, "warm")
                 if "sequential" in cases and (scenario in sequential_scenarios
                                               or scenario == capped):
                     bench.sequential(scenario)
+                report(bench, printed)
             if "listing" in cases:
                 scenario = Scenario(args.rtts[0] if args.rtts else 0)
                 scenario.apply(archive)
@@ -712,12 +730,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             load.sample()
             archive.set_model(0)
-    sections = {"cold": ("s", False), "warm": ("s", False), "sequential": ("MB/s", True),
-                "memory": ("MiB", False), "listing": ("s", False)}
-    for name, (unit, higher) in sections.items():
-        if name in bench.results:
-            table = bench.results[name]
-            print(f"\n{name}\n{render(table, unit=unit, baseline=best_peers(table, higher))}")
+    print("\n== all results")
+    report(bench, {})
     print(f"\nfuse_bench took {time.monotonic() - started:.0f} s: HTTPS (TLS 1.3), repeat "
           f"{args.repeat}, scenarios {', '.join(s.label for s in scenarios)}; {load.summary()}")
     return 0
