@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -31,13 +32,44 @@ class Archive:
     token: str
     bucket: str = "dandi-dandisets"
     ready: dict[str, Any] = field(default_factory=dict)
+    client: httpx.Client | None = None  # kept alive: a control request then costs no handshake
 
-    def control(self, method: str, name: str, body: dict[str, Any] | None = None) -> Any:
-        response = httpx.request(
-            method, f"{self.s3_proxy_url}/__dandifs__/{name}", json=body, timeout=10
-        )
+    @property
+    def ca_file(self) -> str | None:
+        """The CA to trust when the archive runs with `--tls`, else None."""
+        return self.ready.get("ca_file")
+
+    @property
+    def api_front_url(self) -> str:
+        return self.ready.get("api_front_url") or self.api_url.removesuffix("/api")
+
+    def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        if self.client is not None:
+            response = self.client.request(method, url, **kwargs)
+        else:
+            response = httpx.request(method, url, verify=trust(self.ca_file), **kwargs)
         response.raise_for_status()
-        return response.json()
+        return response
+
+    def control(self, method: str, name: str, body: dict[str, Any] | None = None, *,
+                front: str | None = None) -> Any:
+        """A control request to the S3 proxy, or to the front at `front` (an origin)."""
+        origin = front or self.s3_proxy_url
+        return self._request(method, f"{origin}/__dandifs__/{name}", json=body,
+                             timeout=10).json()
+
+    def set_model(self, rtt_ms: float, latency_ms: float = 0, stream_mbps: float = 0) -> None:
+        """The network model at `rtt_ms` (0: off) on both fronts; on S3 also a flat latency
+        per request and a bandwidth cap per connection (0: unlimited); no faults."""
+        self.control("PUT", "faults", {"rtt_ms": rtt_ms, "latency_ms": latency_ms,
+                                       "stream_mbps": stream_mbps, "error_rate": 0,
+                                       "reset_rate": 0, "truncate_rate": 0})
+        self.control("PUT", "faults", {"rtt_ms": rtt_ms}, front=self.api_front_url)
+
+    def front_stats(self) -> dict[str, dict[str, Any]]:
+        """The counters of both fronts: {"S3": ..., "API": ...}."""
+        return {"S3": self.control("GET", "stats"),
+                "API": self.control("GET", "stats", front=self.api_front_url)}
 
     def set_network(self, latency_ms: float, stream_mbps: float = 0,
                     extra: dict[str, Any] | None = None) -> None:
@@ -51,9 +83,8 @@ class Archive:
         return int(self.control("GET", "stats")["total_requests"])
 
     def api(self, endpoint: str, **params: Any) -> Any:
-        response = httpx.get(f"{self.api_url}/{endpoint.lstrip('/')}", params=params, timeout=60)
-        response.raise_for_status()
-        return response.json()
+        return self._request("GET", f"{self.api_url}/{endpoint.lstrip('/')}", params=params,
+                             timeout=60).json()
 
     def asset(self, dandiset: str, version: str, path: str) -> dict[str, Any]:
         page = self.api(f"dandisets/{dandiset}/versions/{version}/assets/", path=path,
@@ -88,10 +119,16 @@ def running_archive(seed: str = "big", data_dir: Path | None = None,
                     raise RuntimeError(f"local archive exited:\n{log_path.read_text()[-3000:]}")
                 time.sleep(0.2)
             ready = json.loads(ready_file.read_text())
-            yield Archive(ready["api_url"], ready["s3_url"], ready["s3_proxy_url"], ready["token"],
-                          ready=ready)
+            with httpx.Client(verify=trust(ready.get("ca_file"))) as client:
+                yield Archive(ready["api_url"], ready["s3_url"], ready["s3_proxy_url"],
+                              ready["token"], ready=ready, client=client)
         finally:
             stop_process(process)
+
+
+def trust(ca_file: str | None) -> ssl.SSLContext | bool:
+    """What httpx verifies with: the archive's CA under `--tls`, else the default."""
+    return ssl.create_default_context(cafile=ca_file) if ca_file else True
 
 
 def stop_process(process: subprocess.Popen, grace: float = 30.0) -> None:
