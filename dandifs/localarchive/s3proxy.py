@@ -152,7 +152,7 @@ class ProxyStats:
     statuses: Counter[int]
     faults: Counter[str]  # error, reset, truncate, stall
     denied: int = 0
-    bytes_sent: int = 0  # response body bytes written to clients
+    bytes_sent: int = 0  # response body bytes written to clients (added after each await)
     bytes_received: int = 0  # request body bytes read from clients
     connections: int = 0  # client connections that carried a request
     handshakes: int = 0  # TLS handshakes of those
@@ -532,7 +532,8 @@ class HttpRelay:
         try:
             server.write(raw)
             flow = self._flow(link.up) if has_body else None
-            self.stats.bytes_received += await _relay_body(client, server, request, flow)
+            moved = await _relay_body(client, server, request, flow)
+            self.stats.bytes_received += moved
             self._count_rounds(flow, sent=False)
             await server.drain()
             response = await _read_head(server)
@@ -563,19 +564,24 @@ class HttpRelay:
         try:
             if fault in {"truncate", "stall"} and length and length > 1:
                 self.stats.faults[fault] += 1
-                self.stats.bytes_sent += await server.forward(client, length // 2, flow)
+                moved = await server.forward(client, length // 2, flow)
+                self.stats.bytes_sent += moved
                 if fault == "truncate":
                     upstream.close()
                     return False  # the caller closes the connection: a clean FIN, half a body short
                 await asyncio.sleep(self._faults.stall_seconds)
-                self.stats.bytes_sent += await server.forward(client, length - length // 2, flow)
+                moved = await server.forward(client, length - length // 2, flow)
+                self.stats.bytes_sent += moved
             elif response.get("transfer-encoding"):
-                self.stats.bytes_sent += await _copy_chunked(server, client, flow)
+                moved = await _copy_chunked(server, client, flow)
+                self.stats.bytes_sent += moved
             elif length is not None:
-                self.stats.bytes_sent += await server.forward(client, length, flow)
+                moved = await server.forward(client, length, flow)
+                self.stats.bytes_sent += moved
             else:
                 # Delimited by close: relay to the end, then close the client side too.
-                self.stats.bytes_sent += await server.forward_to_eof(client, flow)
+                moved = await server.forward_to_eof(client, flow)
+                self.stats.bytes_sent += moved
                 upstream.close()
                 return False
         finally:
@@ -613,7 +619,8 @@ class HttpRelay:
         # A client waiting for "100 Continue" will not send its body now: close after answering.
         keep = _keep_alive(request, version) and not request.has_token("expect", "100-continue")
         if keep:
-            self.stats.bytes_received += await _discard_body(client, request)
+            moved = await _discard_body(client, request)
+            self.stats.bytes_received += moved
         client.write(self._error_response(status, code, message, resource,
                                           head_only=method == "HEAD", close=not keep))
         await client.drain()
