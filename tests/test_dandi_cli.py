@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from conftest import LocalArchive, dandi_archive_env
+from conftest import LocalArchive, dandi_cli_env
 
 from dandifs.localarchive.demodata import build_demo_data
 from dandifs.localarchive.spec import DemoDandiset
@@ -103,7 +103,7 @@ def published_version(api: httpx.Client, identifier: str) -> str:
 
 def test_ls_recursive_lists_every_asset(either_archive, demo) -> None:
     url = f"{either_archive.api_url}/dandisets/000001/versions/draft/"
-    out = dandi(["ls", "-r", "-f", "yaml", url], dandi_archive_env(either_archive))
+    out = dandi(["ls", "-r", "-f", "yaml", url], dandi_cli_env(either_archive))
     listed = yaml.safe_load(out)
     paths = sorted(item["path"] for item in listed if "asset_id" in item)
     assert paths == sorted(asset.path for asset in demo["000001"].draft)
@@ -116,7 +116,7 @@ def test_download_published_version_is_byte_identical(either_archive, demo,
         with archive_requests(either_archive) as requested:
             dandi(["download", "-o", str(tmp_path),
                    f"{either_archive.api_url}/dandisets/000001/versions/{version}/"],
-                  dandi_archive_env(either_archive))
+                  dandi_cli_env(either_archive))
         # dandi-cli asks the local archive what it asked the real one (access logs compared).
         assert requested == recorded_kinds("dandi_cli_download_published_request_sequence")
         root = tmp_path / "000001"
