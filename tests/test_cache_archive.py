@@ -126,8 +126,9 @@ async def test_sequential_read_over_s3_with_30_ms_latency(local_archive):
 
     Read-ahead GETs carry what one connection moves in `readahead_request_seconds` at the
     rate measured (1 to 8 MiB); over HTTPS on loopback the proxy encrypts in user space and
-    one connection moves under 100 MB/s (as on S3), so by default they would be 1-3 MiB. Pinned to
-    `max_request_bytes` here, they are the 8 MiB GETs the count and the comparison are of."""
+    one connection moves under 100 MB/s (as on S3), so by default they would be 1-3 MiB.
+    Pinned to `max_request_bytes` here, they are the 8 MiB GETs the count and the
+    comparison are of."""
     config = CacheConfig(readahead_request_seconds=3600)
     async with archive_cache(local_archive, config) as (archive, cache):
         asset = await largest_nwb(archive)
