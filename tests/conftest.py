@@ -3,8 +3,8 @@
 `local_archive` starts one archive process seeded with the demo dandisets and yields a
 `LocalArchive` handle; `archive_env` is the environment dandi-cli needs to talk to it. It runs
 over HTTPS (`--tls`), as real DANDI does, and every client the tests run trusts its CA the
-ordinary way: `trusted_cas` points SSL_CERT_FILE, REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE, for the
-whole session, at a bundle of certifi's roots plus each archive's CA (its `path` for the
+ordinary way: `trusted_cas` points SSL_CERT_FILE, REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE and
+AWS_CA_BUNDLE (boto3), for the whole session, at a bundle of certifi's roots plus each archive's CA (its `path` for the
 clients told by option: wget, rclone). The `--seed big` archive is over HTTPS too. `plain_archive` is a second demo archive over plain
 HTTP, for the few tests that keep that path working. The demo files are generated once into
 `$DANDIFS_TEST_DATA` (default `~/.cache/dandifs-test`) and reused by later sessions; each
@@ -38,7 +38,7 @@ import pytest
 START_TIMEOUT_SECONDS = float(os.environ.get("DANDIFS_TEST_START_TIMEOUT", "900"))
 STOP_TIMEOUT_SECONDS = 20
 _PR_SET_PDEATHSIG = 1
-TRUST_VARIABLES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+TRUST_VARIABLES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "AWS_CA_BUNDLE")
 
 
 @pytest.fixture
@@ -67,6 +67,22 @@ class LocalArchive:
     log_path: Path
     api_front_url: str  # the API's origin: its /__dandifs__/ controls the API's network model
     ca_file: str | None = None  # with --tls: the CA that clients must trust
+
+    @classmethod
+    def from_ready(cls, ready: dict[str, Any], log_path: Path) -> LocalArchive:
+        """The archive whose ready file says `ready`, its output in `log_path`."""
+        return cls(
+            api_url=ready["api_url"],
+            s3_url=ready["s3_url"],
+            s3_proxy_url=ready["s3_proxy_url"],
+            s3_direct_url=ready["s3_direct_url"],
+            token=ready["token"],
+            data_dir=Path(ready["data_dir"]),
+            pid=ready["pid"],
+            log_path=log_path,
+            api_front_url=ready["api_front_url"],
+            ca_file=ready["ca_file"],
+        )
 
     @property
     def verify(self) -> ssl.SSLContext | bool:
@@ -241,18 +257,7 @@ def _session_archive(
         test_data_dir(), run_dir / "ready.json", log_path, "--seed", "demo", *args
     )
     trust.add(ready["ca_file"])
-    archive = LocalArchive(
-        api_url=ready["api_url"],
-        s3_url=ready["s3_url"],
-        s3_proxy_url=ready["s3_proxy_url"],
-        s3_direct_url=ready["s3_direct_url"],
-        token=ready["token"],
-        data_dir=Path(ready["data_dir"]),
-        pid=ready["pid"],
-        log_path=log_path,
-        api_front_url=ready["api_front_url"],
-        ca_file=ready["ca_file"],
-    )
+    archive = LocalArchive.from_ready(ready, log_path)
     try:
         yield archive
     finally:
