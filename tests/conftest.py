@@ -4,9 +4,10 @@
 `LocalArchive` handle; `archive_env` is the environment dandi-cli needs to talk to it. It runs
 over HTTPS (`--tls`), as real DANDI does, and every client the tests run trusts its CA the
 ordinary way: `trusted_cas` points SSL_CERT_FILE, REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE and
-AWS_CA_BUNDLE (boto3), for the whole session, at a bundle of certifi's roots plus each archive's CA (its `path` for the
-clients told by option: wget, rclone). The `--seed big` archive is over HTTPS too. `plain_archive` is a second demo archive over plain
-HTTP, for the few tests that keep that path working. The demo files are generated once into
+AWS_CA_BUNDLE (boto3), for the whole session, at a bundle of certifi's roots plus each
+archive's CA (its `path` for the clients told by option: wget, rclone). The `--seed big`
+archive is over HTTPS too. `plain_archive` is a second demo archive over plain HTTP, for the
+few tests that keep that path working. The demo files are generated once into
 `$DANDIFS_TEST_DATA` (default `~/.cache/dandifs-test`) and reused by later sessions; each
 session gets its own archive state.
 
@@ -70,7 +71,7 @@ class LocalArchive:
 
     @classmethod
     def from_ready(cls, ready: dict[str, Any], log_path: Path) -> LocalArchive:
-        """The archive whose ready file says `ready`, its output in `log_path`."""
+        """The archive a ready file describes."""
         return cls(
             api_url=ready["api_url"],
             s3_url=ready["s3_url"],

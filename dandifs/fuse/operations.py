@@ -64,6 +64,7 @@ class DandiOperations(pyfuse3.Operations):
         self.ttl_negative = core.ttl_negative
         self.inodes = InodeTable()
         self._dirs: dict[int, _DirSnapshot] = {}
+        self._told: dict[int, tuple[Entry, float]] = {}  # inode -> entry, true until
         self._files: dict[int, FileHandle] = {}
         self._handles = itertools.count(1)
         self._reads = 0
@@ -81,7 +82,9 @@ class DandiOperations(pyfuse3.Operations):
                 entry = await self.core.stat(path)
             except errors.NotFound:
                 return self._negative_entry()
-            return self.policy.attributes(entry, self.inodes.acquire(path))
+            inode = self.inodes.acquire(path)
+            self._remember(inode, entry)
+            return self.policy.attributes(entry, inode)
 
     def _negative_entry(self) -> pyfuse3.EntryAttributes:
         """An inode-0 reply: the kernel caches "no such name" for `ttl_negative` seconds."""
@@ -106,15 +109,32 @@ class DandiOperations(pyfuse3.Operations):
                 entry = self._open_entry(path)
                 if entry is None:
                     raise
+            self._remember(inode, entry)
             return self.policy.attributes(entry, inode)
 
     def _open_entry(self, path: str) -> Entry | None:
         """The entry a handle open on `path` was opened with, if any."""
         return next((handle.entry for handle in self._files.values() if handle.path == path), None)
 
+    def _remember(self, inode: int, entry: Entry) -> None:
+        """What the kernel was just told about `inode`, true for as long as it may keep it."""
+        self._told[inode] = (entry, time.monotonic() + self.policy.ttl(entry))
+
+    async def _entry(self, inode: int, path: str) -> Entry:
+        """The entry of `inode`: as the kernel was last told, while that is still true for
+        the kernel (an `open` right after the lookup costs no second one), else asked anew."""
+        told = self._told.get(inode)
+        if told is not None and time.monotonic() < told[1]:
+            return told[0]
+        entry = await self.core.stat(path)
+        self._remember(inode, entry)
+        return entry
+
     async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
         for inode, count in inode_list:
             self.inodes.forget(inode, count)
+            if not self.inodes.lookups(inode):
+                self._told.pop(inode, None)
 
     async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
         with fuse_errors("readlink", inode):
@@ -146,6 +166,7 @@ class DandiOperations(pyfuse3.Operations):
                 if not pyfuse3.readdir_reply(token, os.fsencode(entry.name), attrs, index + 1):
                     self.inodes.forget(inode, 1)  # not sent: the kernel never counted it
                     break
+                self._remember(inode, entry)
 
     async def releasedir(self, fh: int) -> None:
         self._dirs.pop(fh, None)
@@ -157,7 +178,7 @@ class DandiOperations(pyfuse3.Operations):
             path = self.inodes.path(inode)
             if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND):
                 raise _read_only("open for writing", path)
-            entry = await self.core.stat(path)
+            entry = await self._entry(inode, path)
             if entry.kind is EntryKind.FOLDER:
                 raise errors.IsADirectory(f"{path} is a folder")
             reader = await self.core.open(entry)
