@@ -1,10 +1,15 @@
 """Shared fixtures: a real local archive (`dandifs local-archive`) for the whole test session.
 
 `local_archive` starts one archive process seeded with the demo dandisets and yields a
-`LocalArchive` handle; `archive_env` is the environment dandi-cli needs to talk to it.
-`tls_archive` is a second one over HTTPS (`--tls`), whose CA file is `tls_archive.ca_file`. The
-demo files are generated once into `$DANDIFS_TEST_DATA` (default `~/.cache/dandifs-test`) and
-reused by later sessions; each session gets its own archive state.
+`LocalArchive` handle; `archive_env` is the environment dandi-cli needs to talk to it. It runs
+over HTTPS (`--tls`), as real DANDI does, and every client the tests run trusts its CA the
+ordinary way: `trusted_cas` points SSL_CERT_FILE, REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE and
+AWS_CA_BUNDLE (boto3), for the whole session, at a bundle of certifi's roots plus each
+archive's CA (its `path` for the clients told by option: wget, rclone). The `--seed big`
+archive is over HTTPS too. `plain_archive` is a second demo archive over plain HTTP, for the
+few tests that keep that path working. The demo files are generated once into
+`$DANDIFS_TEST_DATA` (default `~/.cache/dandifs-test`) and reused by later sessions; each
+session gets its own archive state.
 
 Tests that switch S3 faults on should use `with local_archive.s3_faults(...)`, which switches
 them off again, since the archive is shared by the whole session.
@@ -25,14 +30,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import certifi
 import httpx
 import pytest
 
 START_TIMEOUT_SECONDS = float(os.environ.get("DANDIFS_TEST_START_TIMEOUT", "900"))
 STOP_TIMEOUT_SECONDS = 20
 _PR_SET_PDEATHSIG = 1
-
+TRUST_VARIABLES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "AWS_CA_BUNDLE")
 
 
 @pytest.fixture
@@ -214,14 +221,47 @@ def stop_local_archive(process: subprocess.Popen[bytes], signum: int = signal.SI
     return process.returncode
 
 
+class TrustBundle:
+    """A CA bundle file: certifi's roots (so real hosts still verify) and the CAs added."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.write_bytes(Path(certifi.where()).read_bytes())
+
+    def add(self, ca_file: str | None) -> None:
+        """Trust `ca_file` too; clients read the bundle when they make a TLS context."""
+        if ca_file:
+            with open(self.path, "ab") as bundle:
+                bundle.write(b"\n" + Path(ca_file).read_bytes())
+
+
+@pytest.fixture(scope="session", autouse=True)
+def trusted_cas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrustBundle]:
+    """Every client of the session, subprocesses too, trusts the bundle through its
+    environment variable (clients told by option, as wget and rclone, use its `path`); the
+    variables are restored at the end."""
+    trust = TrustBundle(tmp_path_factory.mktemp("trust") / "ca-bundle.pem")
+    saved = {name: os.environ.get(name) for name in TRUST_VARIABLES}
+    os.environ.update({name: str(trust.path) for name in TRUST_VARIABLES})
+    try:
+        yield trust
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def _session_archive(
-    tmp_path_factory: pytest.TempPathFactory, name: str, *args: str
+    tmp_path_factory: pytest.TempPathFactory, trust: TrustBundle, name: str, *args: str
 ) -> Iterator[LocalArchive]:
     run_dir = tmp_path_factory.mktemp(name)
     log_path = run_dir / f"{name}.log"
     process, ready = start_local_archive(
         test_data_dir(), run_dir / "ready.json", log_path, "--seed", "demo", *args
     )
+    trust.add(ready["ca_file"])
     archive = LocalArchive.from_ready(ready, log_path)
     try:
         yield archive
@@ -242,13 +282,16 @@ def published(local_archive: LocalArchive) -> str:
 
 
 @pytest.fixture(scope="session")
-def big_archive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """The `--seed big` archive (its ready file's endpoints), started once for the slow tests
-    that need its large dandisets."""
+def big_archive(
+    tmp_path_factory: pytest.TempPathFactory, trusted_cas: TrustBundle
+) -> Iterator[dict[str, Any]]:
+    """The `--seed big` archive over HTTPS (its ready file's endpoints), started once for the
+    slow tests that need its large dandisets."""
     run_dir = tmp_path_factory.mktemp("big-archive")
     process, ready = start_local_archive(
-        test_data_dir(), run_dir / "ready.json", run_dir / "archive.log", "--seed", "big"
+        test_data_dir(), run_dir / "ready.json", run_dir / "archive.log", "--seed", "big", "--tls"
     )
+    trusted_cas.add(ready["ca_file"])
     try:
         yield ready
     finally:
@@ -267,22 +310,36 @@ def big_mount(big_archive: dict[str, Any], tmp_path_factory: pytest.TempPathFact
 
 
 @pytest.fixture(scope="session")
-def local_archive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalArchive]:
-    """The demo archive, shared by the session (its demo files cached across sessions)."""
-    yield from _session_archive(tmp_path_factory, "local-archive")
+def local_archive(
+    tmp_path_factory: pytest.TempPathFactory, trusted_cas: TrustBundle
+) -> Iterator[LocalArchive]:
+    """The demo archive over HTTPS, shared by the session (its demo files cached across
+    sessions); its CA (`ca_file`) is in the session's trust bundle."""
+    yield from _session_archive(tmp_path_factory, trusted_cas, "local-archive", "--tls")
 
 
 @pytest.fixture(scope="session")
-def tls_archive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalArchive]:
-    """A second demo archive, over HTTPS with a CA made at its start (`ca_file`)."""
-    yield from _session_archive(tmp_path_factory, "tls-archive", "--tls")
+def plain_archive(
+    tmp_path_factory: pytest.TempPathFactory, trusted_cas: TrustBundle
+) -> Iterator[LocalArchive]:
+    """A second demo archive over plain HTTP, for the tests of the plain-HTTP paths
+    (zero-copy bodies, http:// URLs)."""
+    yield from _session_archive(tmp_path_factory, trusted_cas, "plain-archive")
+
+
+def dandi_cli_env(archive: LocalArchive) -> dict[str, str]:
+    """Environment for running `dandi` against `archive` as the demo user: dandi-cli names an
+    instance given by URL `host:port` and reads `<NAME>_API_KEY` (or `DANDI_API_KEY`)."""
+    host_port = urlsplit(archive.api_url).netloc
+    return {
+        **os.environ,
+        "DANDI_NO_ET": "1",
+        "DANDI_API_KEY": archive.token,
+        f"{host_port.upper()}_API_KEY": archive.token,
+    }
 
 
 @pytest.fixture(scope="session")
 def archive_env(local_archive: LocalArchive) -> dict[str, str]:
     """Environment for running `dandi` against the local archive as the demo user."""
-    return {
-        **os.environ,
-        "DANDI_NO_ET": "1",
-        "DANDI_API_KEY": local_archive.token,
-    }
+    return dandi_cli_env(local_archive)

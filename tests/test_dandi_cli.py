@@ -18,11 +18,11 @@ import uuid
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
 import yaml
+from conftest import LocalArchive, dandi_cli_env
 
 from dandifs.localarchive.demodata import build_demo_data
 from dandifs.localarchive.spec import DemoDandiset
@@ -42,18 +42,21 @@ def dandi(args: list[str], env: dict[str, str], cwd: Path | None = None) -> str:
     return result.stdout
 
 
-@pytest.fixture(scope="module")
-def cli_env(archive_env: dict[str, str], local_archive) -> dict[str, str]:
-    """dandi-cli names an instance given by URL `host:port` and reads `<NAME>_API_KEY`."""
-    host_port = urlsplit(local_archive.api_url).netloc
-    return {**archive_env, f"{host_port.upper()}_API_KEY": local_archive.token}
+def api_client(archive: LocalArchive) -> httpx.Client:
+    headers = {"Authorization": f"token {archive.token}"}
+    return httpx.Client(base_url=archive.api_url, headers=headers, timeout=30)
 
 
 @pytest.fixture(scope="module")
-def api(local_archive) -> Iterator[httpx.Client]:
-    headers = {"Authorization": f"token {local_archive.token}"}
-    with httpx.Client(base_url=local_archive.api_url, headers=headers, timeout=30) as client:
+def api(local_archive: LocalArchive) -> Iterator[httpx.Client]:
+    with api_client(local_archive) as client:
         yield client
+
+
+@pytest.fixture(params=["local_archive", "plain_archive"])
+def either_archive(request: pytest.FixtureRequest) -> LocalArchive:
+    """The HTTPS archive and the plain-HTTP one: dandi-cli's reads must work over both."""
+    return request.getfixturevalue(request.param)
 
 
 @pytest.fixture(scope="module")
@@ -98,31 +101,33 @@ def published_version(api: httpx.Client, identifier: str) -> str:
     return dandiset["most_recent_published_version"]["version"]
 
 
-def test_ls_recursive_lists_every_asset(local_archive, cli_env, demo) -> None:
-    url = f"{local_archive.api_url}/dandisets/000001/versions/draft/"
-    out = dandi(["ls", "-r", "-f", "yaml", url], cli_env)
+def test_ls_recursive_lists_every_asset(either_archive, demo) -> None:
+    url = f"{either_archive.api_url}/dandisets/000001/versions/draft/"
+    out = dandi(["ls", "-r", "-f", "yaml", url], dandi_cli_env(either_archive))
     listed = yaml.safe_load(out)
     paths = sorted(item["path"] for item in listed if "asset_id" in item)
     assert paths == sorted(asset.path for asset in demo["000001"].draft)
 
 
-def test_download_published_version_is_byte_identical(local_archive, cli_env, api, demo,
+def test_download_published_version_is_byte_identical(either_archive, demo,
                                                       tmp_path: Path) -> None:
-    version = published_version(api, "000001")
-    with archive_requests(local_archive) as requested:
-        dandi(["download", "-o", str(tmp_path),
-               f"{local_archive.api_url}/dandisets/000001/versions/{version}/"], cli_env)
-    # dandi-cli asks the local archive what it asked the real one (access logs compared).
-    assert requested == recorded_kinds("dandi_cli_download_published_request_sequence")
-    root = tmp_path / "000001"
-    for asset in demo["000001"].published:
-        assert (root / asset.path).read_bytes() == asset.source.read_bytes(), asset.path
-    downloaded = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
-    assert downloaded == {a.path for a in demo["000001"].published} | {"dandiset.yaml"}
-    on_disk = yaml.safe_load((root / "dandiset.yaml").read_text())
-    assert on_disk == api.get(f"/dandisets/000001/versions/{version}/").json()
-    assert on_disk["version"] == version
-    assert on_disk["identifier"].endswith(":000001")
+    with api_client(either_archive) as api:
+        version = published_version(api, "000001")
+        with archive_requests(either_archive) as requested:
+            dandi(["download", "-o", str(tmp_path),
+                   f"{either_archive.api_url}/dandisets/000001/versions/{version}/"],
+                  dandi_cli_env(either_archive))
+        # dandi-cli asks the local archive what it asked the real one (access logs compared).
+        assert requested == recorded_kinds("dandi_cli_download_published_request_sequence")
+        root = tmp_path / "000001"
+        for asset in demo["000001"].published:
+            assert (root / asset.path).read_bytes() == asset.source.read_bytes(), asset.path
+        downloaded = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+        assert downloaded == {a.path for a in demo["000001"].published} | {"dandiset.yaml"}
+        on_disk = yaml.safe_load((root / "dandiset.yaml").read_text())
+        assert on_disk == api.get(f"/dandisets/000001/versions/{version}/").json()
+        assert on_disk["version"] == version
+        assert on_disk["identifier"].endswith(":000001")
 
 
 def write_nwb(path: Path) -> None:
@@ -153,7 +158,7 @@ def scratch_dandiset(api: httpx.Client) -> Iterator[str]:
         api.delete(f"/dandisets/{identifier}/")
 
 
-def test_upload_then_list_and_download(local_archive, cli_env, api, scratch_dandiset,
+def test_upload_then_list_and_download(local_archive, archive_env, api, scratch_dandiset,
                                        tmp_path: Path) -> None:
     root = tmp_path / scratch_dandiset
     root.mkdir()
@@ -161,7 +166,7 @@ def test_upload_then_list_and_download(local_archive, cli_env, api, scratch_dand
     path = "sub-upload01/sub-upload01_ses-upload1.nwb"
     write_nwb(root / path)
     with archive_requests(local_archive) as requested:
-        dandi(["upload", "-i", local_archive.api_url, path], cli_env, cwd=root)
+        dandi(["upload", "-i", local_archive.api_url, path], archive_env, cwd=root)
     assert requested == recorded_kinds("dandi_cli_upload_second_file_request_sequence")
 
     listing = api.get(f"/dandisets/{scratch_dandiset}/versions/draft/assets/",
@@ -199,13 +204,13 @@ def test_dandi_api_client_iterates_dandisets_versions_assets(local_archive, demo
         assert draft_zarrs and draft_zarrs[0].zarr
 
 
-def test_download_zarr_asset_is_identical_to_its_source(local_archive, cli_env, demo,
+def test_download_zarr_asset_is_identical_to_its_source(local_archive, archive_env, demo,
                                                         tmp_path: Path) -> None:
     """dandi-cli lists the zarr's files and fetches each through the download redirect."""
     zarr = next(a for a in demo["000002"].draft if a.source.is_dir())
     url = f"{local_archive.api_url}/dandisets/000002/versions/draft/assets/?path={zarr.path}"
     with archive_requests(local_archive) as requested:
-        dandi(["download", "-o", str(tmp_path), url], cli_env)
+        dandi(["download", "-o", str(tmp_path), url], archive_env)
     assert requested == recorded_kinds("dandi_cli_download_zarr_request_sequence")
     target = tmp_path / Path(zarr.path).name
     source_files = {p.relative_to(zarr.source).as_posix(): p
@@ -215,7 +220,7 @@ def test_download_zarr_asset_is_identical_to_its_source(local_archive, cli_env, 
     assert all(got[k].read_bytes() == source_files[k].read_bytes() for k in got)
 
 
-def test_upload_zarr_directory(local_archive, cli_env, api, scratch_dandiset,
+def test_upload_zarr_directory(local_archive, archive_env, api, scratch_dandiset,
                                tmp_path: Path) -> None:
     """dandi-cli creates the zarr, uploads its files, finalizes and checks our checksum."""
     import numpy as np
@@ -230,7 +235,7 @@ def test_upload_zarr_directory(local_archive, cli_env, api, scratch_dandiset,
     array = zarr.open_array(str(root / path), mode="w", shape=(40, 40), chunks=(10, 10),
                             dtype="uint16", zarr_format=2)
     array[:] = np.arange(1600, dtype="uint16").reshape(40, 40)
-    dandi(["upload", "-i", local_archive.api_url, path], cli_env, cwd=root)
+    dandi(["upload", "-i", local_archive.api_url, path], archive_env, cwd=root)
 
     listing = api.get(f"/dandisets/{scratch_dandiset}/versions/draft/assets/",
                       params={"path": path}).json()

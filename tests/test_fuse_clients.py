@@ -18,6 +18,7 @@ import h5py
 import httpx
 import numpy as np
 import pytest
+from conftest import published_version
 
 from fuse_support import (
     MountProcess,
@@ -156,6 +157,22 @@ def test_h5py_reads_the_canonical_slice_of_the_large_file(mount, published, down
             window = (rows, slice(None))
             np.testing.assert_array_equal(
                 mounted[ONE_SLICE_DATASET][window], local[ONE_SLICE_DATASET][window]
+            )
+
+
+def test_h5py_reads_through_a_mount_of_a_plain_http_archive(
+    plain_archive, downloaded_000001, tmp_path
+) -> None:
+    """The mount over an archive without TLS, whose S3 URLs say http: the canonical slice."""
+    require_fuse()
+    version = published_version(plain_archive.api_url, "000001")
+    with MountProcess(tmp_path / "mnt", plain_archive.api_url, tmp_path / "cache") as plain:
+        path = version_path(plain.mountpoint, "000001", version) / LARGE_NWB
+        assert os.getxattr(path, "user.dandi.s3_url").decode().startswith(
+            f"{plain_archive.s3_url}/")
+        with h5py.File(path, "r") as mounted, h5py.File(downloaded_000001 / LARGE_NWB) as local:
+            np.testing.assert_array_equal(
+                mounted[ONE_SLICE_DATASET][ONE_SLICE], local[ONE_SLICE_DATASET][ONE_SLICE]
             )
 
 

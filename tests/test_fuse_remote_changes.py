@@ -16,7 +16,7 @@ import httpx
 import pytest
 import yaml
 
-from conftest import LocalArchive, start_local_archive, stop_local_archive
+from conftest import LocalArchive, TrustBundle, start_local_archive, stop_local_archive
 from fuse_support import MountProcess, dandi_download, require_fuse, version_path
 from localarchive_app import (
     OWNER,
@@ -33,12 +33,15 @@ MiB = 1 << 20
 
 
 @pytest.fixture(scope="module")
-def archive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalArchive]:
+def archive(
+    tmp_path_factory: pytest.TempPathFactory, trusted_cas: TrustBundle
+) -> Iterator[LocalArchive]:
     run_dir = tmp_path_factory.mktemp("changing-archive")
     process, ready = start_local_archive(
         run_dir / "data", run_dir / "ready.json", run_dir / "archive.log",
-        "--seed", "none", "--token", OWNER_TOKEN,
+        "--seed", "none", "--token", OWNER_TOKEN, "--tls",
     )
+    trusted_cas.add(ready["ca_file"])
     try:
         yield LocalArchive.from_ready(ready, run_dir / "archive.log")
     finally:

@@ -26,6 +26,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+from conftest import published_version
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"
@@ -142,9 +143,10 @@ def hrefs(response: httpx.Response) -> list[str]:
 # -- wget ------------------------------------------------------------------------------------
 
 
-def test_wget_mirror_equals_dandi_download(server, published, reference, tmp_path):
+def test_wget_mirror_equals_dandi_download(server, published, reference, trusted_cas, tmp_path):
     subprocess.run(
         ["wget", "-q", "-r", "-np", "-nH", "--cut-dirs=3", "-R", "index.html*",
+         f"--ca-certificate={trusted_cas.path}",  # GnuTLS: no SSL_CERT_FILE; S3 is HTTPS
          "-P", str(tmp_path), version_url(server, published)],
         check=True, timeout=600,
     )
@@ -231,18 +233,21 @@ def test_davfs2_reads_embargoed_data_with_a_token(server, local_archive, davfs_m
 # -- rclone ----------------------------------------------------------------------------------
 
 
-def rclone(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+def rclone(*args: str, cwd: Path, ca_file: Path) -> subprocess.CompletedProcess:
+    """rclone trusts `ca_file` (for the S3 it is redirected to) instead of the system roots."""
     return subprocess.run(
-        ["rclone", "--config", str(cwd / "rclone.conf"), *args],
+        ["rclone", "--config", str(cwd / "rclone.conf"), "--ca-cert", str(ca_file), *args],
         check=True, capture_output=True, text=True, timeout=600,
     )
 
 
-def test_rclone_lists_and_copies(server, published, reference, tmp_path):
+def test_rclone_lists_and_copies(server, published, reference, trusted_cas, tmp_path):
     remote = ["--webdav-url", version_url(server, published), "--webdav-vendor", "other"]
-    listing = rclone("lsf", "-R", "--files-only", *remote, ":webdav:", cwd=tmp_path).stdout.split()
+    listing = rclone("lsf", "-R", "--files-only", *remote, ":webdav:", cwd=tmp_path,
+                     ca_file=trusted_cas.path).stdout.split()
     assert sorted(listing) == sorted(tree(reference))
-    rclone("copy", *remote, ":webdav:", str(tmp_path / "copy"), cwd=tmp_path)
+    rclone("copy", *remote, ":webdav:", str(tmp_path / "copy"), cwd=tmp_path,
+           ca_file=trusted_cas.path)
     assert tree(tmp_path / "copy") == tree(reference)
 
 
@@ -290,7 +295,9 @@ def test_litmus_basic_and_props_on_a_read_only_server(server, published, tmp_pat
 # -- Chromium --------------------------------------------------------------------------------
 
 
-def test_chromium_renders_a_listing(server, published, tmp_path):
+def test_chromium_renders_a_listing(server, local_archive, published, tmp_path):
+    """A listing page loads nothing from S3, so Chromium needs no trust in the archive's CA."""
+    s3_before = local_archive.s3_stats()["total_requests"]
     ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / "webdav-listing.png"
     shot.unlink(missing_ok=True)
@@ -303,6 +310,7 @@ def test_chromium_renders_a_listing(server, published, tmp_path):
     )
     data = shot.read_bytes()
     assert data.startswith(b"\x89PNG") and len(data) > 10_000
+    assert local_archive.s3_stats()["total_requests"] == s3_before
 
 
 # -- protocol details, with plain HTTP ---------------------------------------------------------
@@ -425,6 +433,23 @@ def test_redirect_modes(local_archive, published, reference, tmp_path, mode):
         else:
             assert response.status_code == 200
             assert response.content == (reference / FILE).read_bytes()
+    finally:
+        stop_server(other)
+
+
+def test_reads_over_a_plain_http_archive(plain_archive, reference, tmp_path):
+    """Over an archive without TLS the redirects say http, and streamed bytes are the same."""
+    assert plain_archive.s3_url.startswith("http://")
+    other = start_server(tmp_path, plain_archive.api_url)
+    try:
+        url = version_url(other, published_version(plain_archive.api_url, "000001")) + FILE
+        expected = (reference / FILE).read_bytes()
+        redirect = httpx.get(url)
+        assert redirect.status_code == 307
+        assert redirect.headers["Location"].startswith(f"{plain_archive.s3_url}/")
+        assert httpx.get(redirect.headers["Location"]).content == expected
+        streamed = httpx.get(url, headers={"User-Agent": NEON_AGENT})
+        assert streamed.status_code == 200 and streamed.content == expected
     finally:
         stop_server(other)
 
