@@ -27,6 +27,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 from conftest import published_version
+from fuse_support import dandi_download
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"
@@ -109,13 +110,8 @@ def published(local_archive) -> str:
 @pytest.fixture(scope="module")
 def reference(local_archive, published, tmp_path_factory) -> Path:
     """`dandi download` of the published version of 000001: what every client must reproduce."""
-    target = tmp_path_factory.mktemp("dandi-download")
-    subprocess.run(
-        [str(REPO / ".venv/bin/dandi"), "download", "-o", str(target),
-         f"{local_archive.api_url}/dandisets/000001/versions/{published}/"],
-        check=True, capture_output=True, env={**os.environ, "DANDI_NO_ET": "1"}, timeout=600,
-    )
-    return target / "000001"
+    return dandi_download(local_archive.api_url, "000001", published,
+                          tmp_path_factory.mktemp("dandi-download"), {})
 
 
 def tree(root: Path) -> dict[str, str]:
