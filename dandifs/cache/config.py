@@ -91,7 +91,7 @@ class CacheConfig:
     small_object_bytes: int = 2 * MiB
     tail_bytes: int = 1 * MiB
     large_read_bytes: int = 1 * MiB
-    cold_round_trip: float = 0.005
+    cold_round_trip: float = 0.02
     cold_read_bytes: int = 64 * KiB
     fragment_memory_bytes: int = 8 * MiB
 
