@@ -32,6 +32,19 @@ class AlreadyExists(DandiFSError):
     """Something is already at that path or has that identity (EEXIST / 409)."""
 
 
+class NotEmpty(DandiFSError):
+    """A folder that still holds something was to be removed or replaced (ENOTEMPTY / 409)."""
+
+
+class NameRefused(DandiFSError):
+    """A name the archive's path rules refuse, for a new asset or folder (EINVAL / 400)."""
+
+
+class NoSpace(DandiFSError):
+    """No room to keep written bytes until the archive has them: a full spool disk, or
+    the archive's quota (ENOSPC / 507)."""
+
+
 class ReadOnly(DandiFSError):
     """A write outside a draft, or to a published version (EROFS / 403)."""
 

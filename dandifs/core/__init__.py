@@ -9,7 +9,9 @@ from dandifs.core.config import CoreConfig
 from dandifs.core.core import Core, FileReader, open_core
 from dandifs.core.pool import CorePool
 from dandifs.resolve.entry import Entry, EntryKind
+from dandifs.upload.state import Phase, UploadState
 
 __all__ = [
     "CacheConfig",
-    "Core", "CoreConfig", "CorePool", "Entry", "EntryKind", "FileReader", "open_core"]
+    "Core", "CoreConfig", "CorePool", "Entry", "EntryKind", "FileReader", "Phase", "UploadState",
+    "open_core"]

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 
+from dandifs.upload.state import UploadState
+
 
 class EntryKind(str, Enum):
     FOLDER = "folder"
@@ -21,6 +23,8 @@ class Entry:
     their bytes for as long as they like.  `content_url` is where the bytes live (S3, or the
     archive's download URL for embargoed data, which needs the token); `etag` is the
     strongest identity known (dandi-etag, zarr checksum, or the S3 ETag of a Zarr object).
+    `upload` is set on a file written in a draft that the archive does not have yet (its
+    size is the bytes written so far) and on a folder made there that holds no asset yet.
     """
 
     path: str
@@ -39,6 +43,7 @@ class Entry:
     symlink_target: str | None = None
     content_type: str | None = None
     file_count: int | None = None
+    upload: UploadState | None = None
 
     @property
     def name(self) -> str:

@@ -1,1 +1,1 @@
-"""upload layer."""
+"""upload: written bytes on their way to becoming draft assets (spool, journal, pipeline)."""
