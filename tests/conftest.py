@@ -329,14 +329,11 @@ def plain_archive(
 
 def dandi_cli_env(archive: LocalArchive) -> dict[str, str]:
     """Environment for running `dandi` against `archive` as the demo user: dandi-cli names an
-    instance given by URL `host:port` and reads `<NAME>_API_KEY` (or `DANDI_API_KEY`)."""
+    instance given by URL `host:port` and reads `<HOST:PORT>_API_KEY` only (the variable the
+    local archive's start-up lines print), so `DANDI_API_KEY` is left out on purpose."""
     host_port = urlsplit(archive.api_url).netloc
-    return {
-        **os.environ,
-        "DANDI_NO_ET": "1",
-        "DANDI_API_KEY": archive.token,
-        f"{host_port.upper()}_API_KEY": archive.token,
-    }
+    environ = {key: value for key, value in os.environ.items() if key != "DANDI_API_KEY"}
+    return {**environ, "DANDI_NO_ET": "1", f"{host_port.upper()}_API_KEY": archive.token}
 
 
 @pytest.fixture(scope="session")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from urllib.parse import urlsplit
 
 import keyring
+
 import pytest
 from keyring.backend import KeyringBackend
 
@@ -68,8 +70,10 @@ def test_api_urls_are_normalized_to_end_in_api(given, expected):
     instance = resolve_instance(given)
     assert instance.api_url == expected
     assert instance.name is None
-    assert instance.token_env_var == "DANDI_API_KEY"
-    assert instance.keyring_service is None
+    host_port = urlsplit(expected).netloc
+    assert instance.cli_name == host_port
+    assert instance.token_env_vars == (f"{host_port.upper()}_API_KEY", "DANDI_API_KEY")
+    assert instance.keyring_service == f"dandi-api-{host_port}"
 
 
 def test_a_known_url_takes_the_instance_name():
@@ -151,11 +155,17 @@ def test_token_lookup_order(keyring_entries):
     assert find_token(sandbox, environ={}) is None
 
 
-def test_a_bare_url_falls_back_to_dandi_api_key(keyring_entries):
+def test_a_bare_url_is_named_as_dandi_cli_names_it(keyring_entries):
+    """dandi-cli calls an archive it knows only by URL `host:port`: the same variable and
+    keyring entry give dandifs the token, and `DANDI_API_KEY` still does."""
     local = resolve_instance("http://127.0.0.1:5000/api")
     keyring_entries[("dandi-api-dandi", "key")] = "not-for-this-instance"
+    both = {"127.0.0.1:5000_API_KEY": "cli", "DANDI_API_KEY": "k"}
+    assert find_token(local, environ=both) == "cli"
     assert find_token(local, environ={"DANDI_API_KEY": "k"}) == "k"
     assert find_token(local, environ={}) is None
+    keyring_entries[("dandi-api-127.0.0.1:5000", "key")] = "from-keyring"
+    assert find_token(local, environ={}) == "from-keyring"
 
 
 def test_keyring_backend_failure_is_not_fatal():

@@ -2,7 +2,8 @@
 
 The lookup order is dandi-cli's, so a user who has run `dandi upload` once needs no extra
 set-up: an explicit token, then `<INSTANCE>_API_KEY`, then the keyring entry
-`dandi-api-<instance>` / `key` (for an instance given as a bare URL: `DANDI_API_KEY`).
+`dandi-api-<instance>` / `key`.  An instance given as a bare URL is named as dandi-cli names
+it, `host:port` (its variable `<HOST:PORT>_API_KEY`, then `DANDI_API_KEY`).
 The token is a credential for the API host only; `TokenPolicy` decides per request URL,
 so neither S3 nor the target of a cross-host redirect ever sees it.
 """
@@ -56,10 +57,11 @@ def locate_token(
     if explicit and explicit.strip():
         return FoundToken(explicit.strip(), explicit_source)
     env = os.environ if environ is None else environ
-    from_env = env.get(instance.token_env_var, "").strip()
-    if from_env:
-        return FoundToken(from_env, f"the environment variable {instance.token_env_var}")
-    if use_keyring and instance.keyring_service is not None:
+    for variable in instance.token_env_vars:
+        from_env = env.get(variable, "").strip()
+        if from_env:
+            return FoundToken(from_env, f"the environment variable {variable}")
+    if use_keyring:
         from_keyring = token_from_keyring(instance.keyring_service)
         if from_keyring:
             return FoundToken(

@@ -2,8 +2,9 @@
 
 An instance is named the way dandi-cli names it (`dandi`, `dandi-sandbox`, ...) so that the
 same token environment variables and keyring entries work for both tools.  A URL that is not
-one of the known API URLs becomes an unnamed instance whose token falls back to
-`DANDI_API_KEY`.
+one of the known API URLs becomes an unnamed instance, which dandi-cli calls by its API
+URL's `host[:port]`: its token is `<HOST:PORT>_API_KEY` (then `DANDI_API_KEY`) or the
+keyring entry `dandi-api-<host:port>`.
 """
 
 from __future__ import annotations
@@ -40,15 +41,34 @@ class Instance:
         return origin_of(self.api_url)
 
     @property
-    def token_env_var(self) -> str:
-        """The environment variable dandi-cli reads this instance's token from."""
-        if self.name is None:
-            return "DANDI_API_KEY"
-        return self.name.upper().replace("-", "_") + "_API_KEY"
+    def cli_name(self) -> str:
+        """What dandi-cli calls this instance: its name, or for a bare URL the API URL's
+        host with its port when one is written (`127.0.0.1:8443`, `[::1]:8443`)."""
+        if self.name is not None:
+            return self.name
+        parts = urlsplit(self.api_url)
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        return host if parts.port is None else f"{host}:{parts.port}"
 
     @property
-    def keyring_service(self) -> str | None:
-        return None if self.name is None else f"dandi-api-{self.name}"
+    def token_env_var(self) -> str:
+        """The environment variable dandi-cli reads this instance's token from."""
+        return self.cli_name.upper().replace("-", "_") + "_API_KEY"
+
+    @property
+    def token_env_vars(self) -> tuple[str, ...]:
+        """Where dandifs looks for the token, in order: dandi-cli's variable, and for a
+        bare URL also `DANDI_API_KEY`, which earlier dandifs releases read."""
+        if self.name is None:
+            return (self.token_env_var, "DANDI_API_KEY")
+        return (self.token_env_var,)
+
+    @property
+    def keyring_service(self) -> str:
+        """dandi-cli's keyring service for this instance (user `key`)."""
+        return f"dandi-api-{self.cli_name}"
 
 
 def _docker_host() -> str:

@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
 
 import uvicorn
 
@@ -461,6 +462,17 @@ def _phases_text(phases: dict[str, float]) -> str:
     return ", ".join(f"{name} at {seconds:.1f} s" for name, seconds in phases.items())
 
 
+def _cli_name(api_url: str) -> str:
+    """dandi-cli's name for an archive it knows only by URL: the API URL's `host:port`."""
+    return urlsplit(api_url).netloc
+
+
+def _token_variable(api_url: str) -> str:
+    """The environment variable dandi-cli (and dandifs) read this archive's token from; its
+    name holds a `:`, so it is set with `env`, not a shell assignment."""
+    return _cli_name(api_url).upper().replace("-", "_") + "_API_KEY"
+
+
 def print_endpoints(endpoints: ArchiveEndpoints) -> None:
     print(
         f"dandifs local archive ready in {endpoints.startup_seconds:.1f} s "
@@ -472,8 +484,10 @@ def print_endpoints(endpoints: ArchiveEndpoints) -> None:
         + (f"  CA:    {endpoints.ca_file}\nTrust it (HTTPS with a CA made for this run):\n"
            + "".join(f"  {line}\n" for line in trust_lines(Path(endpoints.ca_file)))
            if endpoints.ca_file else "")
-        + f"Use it with dandi-cli:  DANDI_API_KEY={endpoints.token} "
-        f"dandi ls -r {endpoints.api_url}/dandisets/000001/\n"
+        + "Use it with dandi-cli and dandifs (dandi-cli names this archive "
+        f"{_cli_name(endpoints.api_url)}):\n"
+        f"  env '{_token_variable(endpoints.api_url)}={endpoints.token}' "
+        f"dandi upload -i {endpoints.api_url} ...\n"
         "Stop with Ctrl-C.",
         flush=True,
     )
