@@ -15,6 +15,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("dandifs.cli.serve", "serve the archive over WebDAV"),
     "local-archive": ("dandifs.cli.local_archive", "run a local DANDI-compatible archive"),
     "demo": ("dandifs.cli.demo", "local archive + WebDAV server (+ FUSE mount)"),
+    "get": ("dandifs.cli.get", "download a file or folder through the cache"),
 }
 
 

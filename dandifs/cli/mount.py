@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import AsyncIterator, Callable
 
 from dandifs.concurrency import unwrapped
-from dandifs.core import CacheConfig, CoreConfig, open_core
+from dandifs.core import CoreConfig, open_core
 from dandifs.errors import DandiFSError
 from dandifs.fuse.attrs import AttrPolicy
 from dandifs.fuse.operations import DandiOperations
@@ -164,13 +164,10 @@ async def open_filesystem(options: MountOptions) -> AsyncIterator[DandiOperation
     """The core under the mount, opened inside the trio run and closed after the unmount.
     What never changes (published versions' blocks and metadata) is kept in the cache dir,
     for the next mount."""
-    config = CoreConfig(
-        cache=CacheConfig(
-            memory_bytes=options.memory_size,
-            disk_dir=options.cache_dir / "blocks",
-            disk_bytes=options.cache_size,
-        ),
-        metadata_dir=options.cache_dir / "metadata",
+    config = CoreConfig.in_directory(
+        options.cache_dir,
+        disk_bytes=options.cache_size,
+        memory_bytes=options.memory_size,
         index_prefetch=options.index_prefetch,
         zarr_readahead=options.zarr_readahead,
     )

@@ -5,7 +5,7 @@ of the core's layers.
 """
 
 from dandifs.cache import CacheConfig
-from dandifs.core.config import CoreConfig
+from dandifs.core.config import CoreConfig, default_cache_dir
 from dandifs.core.core import Core, FileReader, open_core
 from dandifs.core.pool import CorePool
 from dandifs.resolve.entry import Entry, EntryKind
@@ -14,4 +14,4 @@ from dandifs.upload.state import Phase, UploadState
 __all__ = [
     "CacheConfig",
     "Core", "CoreConfig", "CorePool", "Entry", "EntryKind", "FileReader", "Phase", "UploadState",
-    "open_core"]
+    "default_cache_dir", "open_core"]

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from platformdirs import user_cache_dir
 
 from dandifs.cache import CacheConfig
 from dandifs.core.opener import INDEX_PREFETCH_BLOCKS, ZARR_READAHEAD_FILES
@@ -20,3 +23,25 @@ class CoreConfig:
     metadata_dir: Path | None = None
     index_prefetch: int = INDEX_PREFETCH_BLOCKS
     zarr_readahead: int = ZARR_READAHEAD_FILES
+
+    @classmethod
+    def in_directory(
+        cls, base: Path, *, disk_bytes: int, memory_bytes: int, **rest: int
+    ) -> CoreConfig:
+        """The layout every front end keeps in a cache directory: `blocks/` (published
+        bytes, up to `disk_bytes`) and `metadata/` (published answers), so that a mount, an
+        fsspec reader and `dandifs get` on one directory share what any of them fetched."""
+        return cls(
+            cache=CacheConfig(
+                memory_bytes=memory_bytes, disk_dir=base / "blocks", disk_bytes=disk_bytes
+            ),
+            metadata_dir=base / "metadata",
+            **rest,
+        )
+
+
+def default_cache_dir() -> Path:
+    """The machine's cache for root (`/var/cache/dandifs`), else the user's."""
+    if os.geteuid() == 0:
+        return Path("/var/cache/dandifs")
+    return Path(user_cache_dir("dandifs"))

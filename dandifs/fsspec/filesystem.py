@@ -321,12 +321,8 @@ async def statistics(core: Core) -> dict[str, dict[str, int]]:
 def core_config(cache_dir: str | os.PathLike[str] | None, cache_size: int, memory_size: int) -> CoreConfig:
     if cache_dir is None:
         return CoreConfig(cache=CacheConfig(memory_bytes=memory_size))
-    base = Path(cache_dir).expanduser()
-    return CoreConfig(
-        cache=CacheConfig(
-            memory_bytes=memory_size, disk_dir=base / "blocks", disk_bytes=cache_size
-        ),
-        metadata_dir=base / "metadata",
+    return CoreConfig.in_directory(
+        Path(cache_dir).expanduser(), disk_bytes=cache_size, memory_bytes=memory_size
     )
 
 

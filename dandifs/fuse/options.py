@@ -15,9 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping
 
-from platformdirs import user_cache_dir
-
-from dandifs.core import CoreConfig
+from dandifs.core import CoreConfig, default_cache_dir
 
 INDEX_PREFETCH_BLOCKS = CoreConfig().index_prefetch
 ZARR_READAHEAD_FILES = CoreConfig().zarr_readahead
@@ -75,11 +73,6 @@ class MountOptions:
             raise OptionError(f"token_file {self.token_file} is empty")
         return text
 
-
-def default_cache_dir() -> Path:
-    if os.geteuid() == 0:
-        return Path("/var/cache/dandifs")
-    return Path(user_cache_dir("dandifs"))
 
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b?)\s*$", re.IGNORECASE)
