@@ -98,3 +98,28 @@ def test_a_part_file_with_wrong_bytes_fails_the_digest_and_is_dropped(
     )
     assert result.returncode == 1 and "digest" in result.stderr
     assert not dest.exists() and not part.exists()
+
+
+def dandifs_cache(action: str, cache: Path) -> dict:
+    result = subprocess.run(
+        [sys.executable, "-m", "dandifs", "cache", action, "--cache-dir", str(cache), "--json"],
+        capture_output=True, text=True, timeout=120, check=True,
+    )
+    return json.loads(result.stdout)
+
+
+def test_cache_stats_counts_what_get_left_and_clear_empties_it(
+    local_archive, published, tmp_path
+) -> None:
+    cache = tmp_path / "cache"
+    got = dandifs_get(local_archive, f"/dandisets/000001/{published}", tmp_path / "one", cache)
+    blobs = got["files"] - 1  # dandiset.yaml is rendered, not fetched
+    stats = dandifs_cache("stats", cache)
+    assert stats["objects"] == blobs and stats["block_bytes"] >= got["bytes"] // 2
+    cleared = dandifs_cache("clear", cache)
+    assert cleared["objects"] == blobs
+    assert dandifs_cache("stats", cache) | {"cache_dir": None} == {
+        "cache_dir": None, "objects": 0, "block_bytes": 0, "metadata_bytes": 0}
+    local_archive.reset_s3_stats()
+    dandifs_get(local_archive, f"/dandisets/000001/{published}", tmp_path / "two", cache)
+    assert local_archive.s3_stats()["bytes_sent"] >= got["bytes"] // 2  # fetched anew

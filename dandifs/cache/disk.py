@@ -420,6 +420,24 @@ class DiskStore:
                 obj.close()
         return removed
 
+    def clear(self) -> tuple[int, int]:
+        """Remove every object no process is writing at this moment; returns (objects,
+        bytes) removed.  Safe beside running mounts: it takes the eviction lock, and an
+        object being written is skipped as eviction skips it."""
+        objects = freed = 0
+        lock_fd = os.open(self.root / "evict.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX)
+            for entry in list(self.scan()):
+                if self._remove(entry.data_path):
+                    objects += 1
+                    freed += entry.allocated
+            with self._lock:
+                self._usage = max(0, self._usage - freed)
+        finally:
+            os.close(lock_fd)
+        return objects, freed
+
     @staticmethod
     def _remove(data_path: Path) -> bool:
         record_path = data_path.with_suffix(".blocks")
@@ -461,3 +479,13 @@ def _entries(path: Path) -> list[os.DirEntry[str]]:
         return list(os.scandir(path))
     except FileNotFoundError:
         return []
+
+
+def stores_in(directory: Path, *, capacity: int) -> list[DiskStore]:
+    """Every block store under a cache's `blocks/` folder, one per block size used."""
+    found = []
+    for layout in sorted(Path(directory).glob(f"{LAYOUT}-*")):
+        size = layout.name.removeprefix(f"{LAYOUT}-")
+        if size.isdigit():
+            found.append(DiskStore(directory, block_size=int(size), capacity=capacity))
+    return found

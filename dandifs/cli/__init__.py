@@ -16,6 +16,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "local-archive": ("dandifs.cli.local_archive", "run a local DANDI-compatible archive"),
     "demo": ("dandifs.cli.demo", "local archive + WebDAV server (+ FUSE mount)"),
     "get": ("dandifs.cli.get", "download a file or folder through the cache"),
+    "cache": ("dandifs.cli.cache", "cache stats|clear: the machine's block cache"),
 }
 
 

@@ -1,0 +1,45 @@
+"""What a cache directory holds, and emptying it: for `dandifs cache`, beside running mounts."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from dandifs.cache.disk import stores_in
+
+_NO_BOUND = 1 << 62  # a store opened only to be read or cleared never evicts
+
+
+def cache_usage(base: Path) -> dict[str, int]:
+    """Objects and bytes of published blocks on disk, and bytes of kept metadata."""
+    objects = blocks = 0
+    for store in stores_in(base / "blocks", capacity=_NO_BOUND):
+        for stored in store.scan():
+            objects += 1
+            blocks += stored.allocated
+    return {"objects": objects, "block_bytes": blocks, "metadata_bytes": _bytes_under(base / "metadata")}
+
+
+def clear_cache(base: Path) -> dict[str, int]:
+    """Remove every cached block and kept metadata answer; what is being written at this
+    moment by a running mount stays (it is in use), everything else goes."""
+    objects = freed = 0
+    for store in stores_in(base / "blocks", capacity=_NO_BOUND):
+        removed, size = store.clear()
+        objects += removed
+        freed += size
+    metadata = _bytes_under(base / "metadata")
+    shutil.rmtree(base / "metadata", ignore_errors=True)
+    return {"objects": objects, "block_bytes": freed, "metadata_bytes": metadata}
+
+
+def _bytes_under(folder: Path) -> int:
+    total = 0
+    for root, _, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_blocks * 512
+            except FileNotFoundError:
+                continue
+    return total
