@@ -145,7 +145,12 @@ def upload_zarr(client: TestClient, dandiset: str, name: str, files: dict[str, b
     return zarr_id
 
 
-def wait_for(condition, timeout: float = 30.0) -> None:
+def wait_for(condition, timeout: float = 300.0) -> None:
+    """Wait for the archive's background jobs (validation, SHA-256, Zarr ingestion).
+
+    The bound is for liveness only, never a speed claim: beside a CPU hog (`stress-ng
+    --cpu 2`) a draft's validation took more than 30 s, and a wait that short failed
+    every test of a module at setup."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
