@@ -167,7 +167,9 @@ async def _fetch(
     """Write the entry's bytes to `target` by way of its part file; returns bytes fetched."""
     target.parent.mkdir(parents=True, exist_ok=True)
     part = _part(target)
-    offset = _part_size(target) if _part_size(target) <= entry.size else 0
+    offset = _part_size(target)
+    if offset > entry.size:  # not a prefix of this file: start again
+        offset = 0
     reader = await core.open(entry)
     try:
         with open(part, "r+b" if offset else "wb") as out:
