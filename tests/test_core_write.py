@@ -217,3 +217,117 @@ def test_empty_and_hidden_files_stay_here_until_renamed(local_archive, dandiset,
         assert found["final.txt"].size == len(b"rsync writes here first")
 
     run(main)
+
+
+def test_uploads_complete_right_under_s3_faults(local_archive, dandiset, tmp_path):
+    small = random.Random(4).randbytes(3_000_000)
+    large = random.Random(5).randbytes(70 * 1024 * 1024)  # two parts
+    draft = f"/dandisets/{dandiset}/draft"
+
+    async def main() -> None:
+        async with opened(local_archive, tmp_path) as core:
+            with local_archive.s3_faults(error_rate=0.3, reset_rate=0.2, seed=3):
+                await write_file(core, f"{draft}/faulty-small.bin", small)
+                await write_file(core, f"{draft}/faulty-large.bin", large, chunk=8 << 20)
+                assert await core.drain_uploads(300)
+                faults = local_archive.s3_stats()["faults"]
+            assert core.uploads() == []
+        assert sum(faults.values()) > 0, "no fault was injected: the test proves nothing"
+        found = await assets(local_archive, dandiset)
+        assert found["faulty-small.bin"].digest == etag_of(small, tmp_path)
+        assert found["faulty-large.bin"].digest == etag_of(large, tmp_path)
+
+    run(main)
+
+
+def test_a_refused_upload_is_reported_and_its_bytes_stay(local_archive, tmp_path):
+    async def main() -> None:
+        async with ArchiveClient(local_archive.api_url, token=local_archive.token) as archive:
+            doomed = (await archive.create_dandiset("deleted under a writer", {"description": "x"})).identifier
+        async with opened(local_archive, tmp_path) as core:
+            path = f"/dandisets/{doomed}/draft/lost.txt"
+            writer = await core.create(path)
+            await writer.write(0, b"these bytes must survive")
+            async with ArchiveClient(local_archive.api_url, token=local_archive.token) as archive:
+                await archive.delete_dandiset(doomed)
+            with pytest.raises(errors.UploadFailed, match="kept"):
+                await writer.sync()
+            await writer.close()
+            [record] = core.uploads()
+            assert record.phase is Phase.FAILED and record.reason
+            assert Path(record.spool).read_bytes() == b"these bytes must survive"
+            entry = await core.stat(path)
+            assert entry.upload is not None and entry.upload.phase is Phase.FAILED
+            core.discard_upload(record.id)
+            assert core.uploads() == [] and not Path(record.spool).exists()
+
+    run(main)
+
+
+KILLED_WRITER = """
+import os, random, sys, trio
+from pathlib import Path
+from dandifs.core import CacheConfig, CoreConfig, open_core
+from dandifs.upload.journal import Journal
+
+api, token, spool_dir, path, size = sys.argv[1:6]
+spool_dir = Path(spool_dir)
+
+async def main():
+    config = CoreConfig(cache=CacheConfig(memory_bytes=16 << 20), spool_dir=spool_dir)
+    async with open_core(api, token=token, config=config) as core:
+        data = random.Random(9).randbytes(int(size))
+        writer = await core.create(path)
+        for offset in range(0, len(data), 8 << 20):
+            await writer.write(offset, data[offset : offset + (8 << 20)])
+        await writer.close()
+        journal = Journal(spool_dir / "journal.sqlite")
+        while True:
+            records = journal.all()
+            if records and records[0].parts:
+                os._exit(9)  # as kill -9: nothing is closed or flushed
+            await trio.sleep(0.005)
+
+trio.run(main)
+"""
+
+
+def test_an_upload_killed_half_way_is_finished_by_the_next_core_without_resending_parts(
+    local_archive, dandiset, tmp_path
+):
+    import subprocess
+    import sys
+
+    from dandifs.upload.journal import Journal
+
+    size = 3 * 64 * 1024 * 1024 - 12345  # three parts of dandischema's 64 MiB
+    data = random.Random(9).randbytes(size)
+    path = f"/dandisets/{dandiset}/draft/killed.bin"
+    spool_dir = tmp_path / "uploads"
+    with local_archive.s3_faults(latency_ms=300):
+        done = subprocess.run(
+            [sys.executable, "-c", KILLED_WRITER, local_archive.api_url, local_archive.token,
+             str(spool_dir), path, str(size)],
+            timeout=600,
+        )
+    assert done.returncode == 9
+    journal = Journal(spool_dir / "journal.sqlite")
+    [left] = journal.all()
+    journal.close()
+    assert left.parts_total == 3 and 1 <= len(left.parts) <= 3
+    assert "killed.bin" not in run(lambda: assets(local_archive, dandiset))
+    puts_before = local_archive.s3_stats()["requests"].get("PUT", 0)
+
+    async def main() -> None:
+        async with opened(local_archive, tmp_path) as core:  # the same spool_dir
+            entry = await core.stat(path)
+            assert entry.upload is not None and entry.size == size
+            assert await core.drain_uploads(300)
+            assert core.uploads() == []
+
+    run(main)
+    puts = local_archive.s3_stats()["requests"].get("PUT", 0) - puts_before
+    assert puts == 3 - len(left.parts)
+    asset = run(lambda: assets(local_archive, dandiset))["killed.bin"]
+    assert asset.digest == etag_of(data, tmp_path) and asset.size == size
+    assert not Path(left.spool).exists()
