@@ -15,7 +15,7 @@ from dandischema.digests.dandietag import DandiETag
 
 from dandifs import errors
 from dandifs.archive import ArchiveClient
-from dandifs.core import CacheConfig, Core, CoreConfig, Phase, open_core
+from dandifs.core import Core, CoreConfig, Phase, open_core
 
 T = TypeVar("T")
 
@@ -43,7 +43,8 @@ def dandiset(local_archive: Any) -> str:
 
 
 def config(tmp_path: Path) -> CoreConfig:
-    return CoreConfig(cache=CacheConfig(memory_bytes=64 << 20), spool_dir=tmp_path / "uploads")
+    """The cache directory's layout under `tmp_path` (uploads in `uploads/`)."""
+    return CoreConfig.in_directory(tmp_path, disk_bytes=256 << 20, memory_bytes=64 << 20)
 
 
 def opened(local_archive: Any, tmp_path: Path, **kwargs: Any):
@@ -241,7 +242,19 @@ def test_uploads_complete_right_under_s3_faults(local_archive, dandiset, tmp_pat
 
 
 def test_a_refused_upload_is_reported_and_its_bytes_stay(local_archive, tmp_path):
-    async def main() -> None:
+    import json
+    import subprocess
+    import sys
+
+    from conftest import dandi_cli_env
+
+    def uploads(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "dandifs", "uploads", *args, "--cache-dir", str(tmp_path)],
+            capture_output=True, text=True, timeout=300, env=dandi_cli_env(local_archive),
+        )
+
+    async def main() -> str:
         async with ArchiveClient(local_archive.api_url, token=local_archive.token) as archive:
             doomed = (await archive.create_dandiset("deleted under a writer", {"description": "x"})).identifier
         async with opened(local_archive, tmp_path) as core:
@@ -258,10 +271,17 @@ def test_a_refused_upload_is_reported_and_its_bytes_stay(local_archive, tmp_path
             assert Path(record.spool).read_bytes() == b"these bytes must survive"
             entry = await core.stat(path)
             assert entry.upload is not None and entry.upload.phase is Phase.FAILED
-            core.discard_upload(record.id)
-            assert core.uploads() == [] and not Path(record.spool).exists()
+            return record.id
 
-    run(main)
+    record_id = run(main)
+    [listed] = json.loads(uploads("--json").stdout)
+    assert listed["id"] == record_id and listed["phase"] == "failed" and listed["reason"]
+    again = uploads("retry", record_id, "-i", local_archive.api_url)
+    assert again.returncode == 1 and "failed" in again.stderr
+    spool = Path(json.loads(uploads("--json").stdout)[0]["spool"])
+    assert spool.read_bytes() == b"these bytes must survive"
+    assert uploads("discard", record_id).returncode == 0
+    assert json.loads(uploads("--json").stdout) == [] and not spool.exists()
 
 
 KILLED_WRITER = """

@@ -142,6 +142,7 @@ class Drafts:
         self._folders: set[str] = set()
         self._subscribers: list[Callable[[str], None]] = []
         self._running: set[str] = set()
+        self._runs_uploads = True
         self._idle = anyio.Event()
         self._idle.set()
 
@@ -176,6 +177,9 @@ class Drafts:
         if not self._pending and not self._folders:
             return None
         pending = self._pending.get(path)
+        if pending is not None and self._finished_elsewhere(pending):
+            self._forget(pending)
+            pending = None
         if pending is not None and not pending.untouched:
             return self._file_entry(pending)
         prefix = path.rstrip("/") + "/"
@@ -184,6 +188,17 @@ class Drafts:
             if isinstance(route, InVersion):  # a version's root is the archive's to show
                 return self._folder_entry(route)
         return None
+
+    def _finished_elsewhere(self, pending: Pending) -> bool:
+        """An upload another process ran and finished: its row is gone, the archive has it."""
+        upload = pending.upload
+        if upload is None or upload.record_id in self._running or upload.finished.is_set():
+            return False
+        try:
+            self._journal.get(upload.record_id)
+        except KeyError:
+            return pending.spool is None and pending.writers == 0
+        return False
 
     def children(self, folder: str) -> list[Entry]:
         """The pending files and local folders directly inside `folder`."""
@@ -432,7 +447,13 @@ class Drafts:
     # -- resuming what an earlier process left --------------------------------------------
 
     def resume(self) -> None:
-        """Show and continue this caller's journalled uploads (failed ones are shown)."""
+        """Show and continue this caller's journalled uploads (failed ones are shown).
+
+        Only one process runs a caller's uploads: a second one (a mount beside a server
+        on the same cache directory) shows them, as the journal says they are going."""
+        self._runs_uploads = self._journal.claim(self._owner)
+        if not self._runs_uploads:
+            log.info("another process runs the journalled uploads of this token; showing them")
         for record in self._journal.owned_by(self._owner):
             if record.phase is Phase.DONE:
                 self._journal.remove(record.id)
@@ -447,7 +468,7 @@ class Drafts:
                 pending.upload.finished.set()
                 pending.upload.final = record
                 log.warning("upload of %s failed earlier: %s", path, record.reason)
-            else:
+            elif self._runs_uploads:
                 log.info("resuming the upload of %s (%s)", path, record.state.describe())
                 self._start(pending, pending.upload)
 
@@ -458,6 +479,11 @@ class Drafts:
         record = self._own(record_id)
         if record.id in self._running:
             return
+        if not self._runs_uploads:
+            raise errors.UploadFailed(
+                f"upload {record_id}: another process (a mount or server on this cache "
+                "directory) runs this token's uploads; retry there or stop it first"
+            )
         resume_at = (
             Phase.REGISTERING if record.blob_id else Phase.UPLOADING if record.upload_id else Phase.SPOOLED
         )
