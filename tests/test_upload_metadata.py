@@ -210,3 +210,25 @@ def test_encoding_format_is_dandi_clis_guess() -> None:
                  "a.tar.gz", "a.gz", "a.bz2", "a.xz", "a.h5", "a.yaml", "a", "a.zzunknown"):
         assert encoding_format(name) == get_mime_type(name), name
     assert encoding_format("x.nwb") == "application/x-nwb"
+
+
+@pytest.mark.anyio
+async def test_extraction_runs_in_worker_threads(demo_nwb: Path, tmp_path: Path) -> None:
+    """The pipeline extracts in worker threads, several files at once: each gets the
+    metadata it gets alone."""
+    import anyio
+
+    spool = Spool(tmp_path / "spool")
+    files = [spooled_copy(spool, demo_nwb) for _ in range(3)]
+    alone = comparable(asset_metadata(files[0][0], "a.nwb", size=demo_nwb.stat().st_size,
+                                      digest=files[0][1]))
+    results: list[dict[str, Any]] = []
+
+    async def extract(spooled: Path, digest: str) -> None:
+        results.append(await anyio.to_thread.run_sync(
+            lambda: asset_metadata(spooled, "a.nwb", size=spooled.stat().st_size, digest=digest)))
+
+    async with anyio.create_task_group() as tasks:
+        for spooled, digest in files:
+            tasks.start_soon(extract, spooled, digest)
+    assert [comparable(result) for result in results] == [alone] * len(files)
