@@ -32,7 +32,7 @@ from dandifs.namespace import names
 from dandifs.namespace.routes import DandisetYaml, InVersion, parse_path
 from dandifs.resolve import Entry, EntryKind, Resolver
 from dandifs.upload.journal import Journal, UploadRecord, owner_of
-from dandifs.upload.metadata import check_asset_path
+from dandifs.namespace.assetpaths import check_asset_path
 from dandifs.upload.pipeline import Uploader
 from dandifs.upload.spool import Spool, SpoolFile
 from dandifs.upload.state import Phase, UploadState
