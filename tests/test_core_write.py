@@ -351,3 +351,64 @@ def test_an_upload_killed_half_way_is_finished_by_the_next_core_without_resendin
     asset = run(lambda: assets(local_archive, dandiset))["killed.bin"]
     assert asset.digest == etag_of(data, tmp_path) and asset.size == size
     assert not Path(left.spool).exists()
+
+
+def test_a_zarr_written_into_a_draft_becomes_one_zarr_asset_and_one_chunk_changes_alone(
+    local_archive, dandiset, tmp_path
+):
+    import json
+
+    from zarr_checksum import compute_zarr_checksum
+    from zarr_checksum.generators import yield_files_local
+
+    draft = f"/dandisets/{dandiset}/draft"
+    store = {
+        ".zgroup": json.dumps({"zarr_format": 2}).encode(),
+        "data/.zarray": json.dumps({"zarr_format": 2, "shape": [4], "chunks": [2], "dtype": "<i4",
+                                    "compressor": None, "fill_value": 0, "order": "C",
+                                    "filters": None}).encode(),
+        "data/0": bytes(range(8)),
+        "data/1": bytes(range(8, 16)),
+    }
+    local = tmp_path / "local.zarr"
+
+    def write_local() -> None:
+        for key, data in store.items():
+            (local / key).parent.mkdir(parents=True, exist_ok=True)
+            (local / key).write_bytes(data)
+
+    async def main() -> None:
+        async with opened(local_archive, tmp_path) as core:
+            await core.mkdir(f"{draft}/written.zarr")
+            await core.mkdir(f"{draft}/written.zarr/data")
+            for key, data in store.items():
+                await write_file(core, f"{draft}/written.zarr/{key}", data)
+            assert {e.name for e in await core.listdir(f"{draft}/written.zarr")} == {".zgroup", "data"}
+            assert await core.drain_uploads(120)
+            assert core.uploads() == []
+            found = await assets(local_archive, dandiset)
+            assert "written.zarr" in found and found["written.zarr"].zarr is not None
+            assert not [p for p in found if p.startswith("written.zarr/")]
+            write_local()
+            expected = str(compute_zarr_checksum(yield_files_local(str(local))))
+            assert found["written.zarr"].digest == expected
+            for key, data in store.items():
+                assert await read_all(core, f"{draft}/written.zarr/{key}") == data
+
+            puts = local_archive.s3_stats()["requests"].get("PUT", 0)
+            store["data/1"] = bytes(range(100, 108))
+            await write_file(core, f"{draft}/written.zarr/data/1", store["data/1"])
+            assert await core.drain_uploads(120)
+            assert local_archive.s3_stats()["requests"].get("PUT", 0) - puts == 1
+            assert await read_all(core, f"{draft}/written.zarr/data/1") == store["data/1"]
+
+            await core.unlink(f"{draft}/written.zarr/data/0")
+            assert await core.drain_uploads(120)
+            with pytest.raises(errors.NotFound):
+                await core.stat(f"{draft}/written.zarr/data/0")
+        write_local()
+        (local / "data" / "0").unlink()
+        asset = (await assets(local_archive, dandiset))["written.zarr"]
+        assert asset.digest == str(compute_zarr_checksum(yield_files_local(str(local))))
+
+    run(main)

@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 
 NWB_FORMAT = "application/x-nwb"
 DANDI_ETAG = "dandi:dandi-etag"
+ZARR_CHECKSUM = "dandi:dandi-zarr-checksum"
+ZARR_FORMAT = "application/x-zarr"
 
 
 def asset_metadata(
@@ -102,6 +104,22 @@ def minimal_asset_metadata(
         "encodingFormat": encoding_format(PurePosixPath(asset_path).name),
         "blobDateModified": _iso(datetime.fromtimestamp(local_file.stat().st_mtime).astimezone()),
     }
+    return _with_schema_version(metadata)
+
+
+def zarr_asset_metadata(asset_path: str, *, size: int, checksum: str) -> dict[str, Any]:
+    """The metadata of a Zarr asset made from files written into a draft: what dandi-cli
+    sends for a Zarr it uploads, less what it reads from a local folder's times."""
+    return _with_schema_version({
+        "schemaKey": "Asset",
+        "path": asset_path,
+        "contentSize": size,
+        "encodingFormat": ZARR_FORMAT,
+        "digest": {ZARR_CHECKSUM: checksum},
+    })
+
+
+def _with_schema_version(metadata: dict[str, Any]) -> dict[str, Any]:
     try:
         from dandischema.consts import DANDI_SCHEMA_VERSION
     except ImportError:
