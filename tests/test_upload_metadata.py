@@ -167,6 +167,21 @@ def test_asset_path_overrides_the_local_name(tmp_path: Path) -> None:
     assert ours["digest"] == {"dandi:dandi-etag": digest}
 
 
+def test_a_file_renamed_after_spooling_is_read_under_the_asset_name(demo_nwb: Path,
+                                                                  tmp_path: Path) -> None:
+    """The kind of file and its format go by the asset's name, the mtime by the file's;
+    the link made for that is gone afterwards."""
+    spooled, digest = spooled_copy(Spool(tmp_path / "spool"), demo_nwb)
+    renamed = spooled.rename(spooled.with_name("written.part"))
+    ours = asset_metadata(renamed, "sub-1/sub-1_ses-1_ecephys.nwb",
+                          size=renamed.stat().st_size, digest=digest)
+    assert ours["encodingFormat"] == "application/x-nwb"
+    assert ours["wasAttributedTo"][0]["schemaKey"] == "Participant"
+    same = minimal_asset_metadata(renamed, "x.nwb", size=1, digest=digest)
+    assert ours["blobDateModified"] == same["blobDateModified"]
+    assert list(renamed.parent.iterdir()) == [renamed]
+
+
 def _text(folder: Path, name: str) -> Path:
     path = folder / name
     path.write_text("x:\n")

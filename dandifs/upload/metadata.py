@@ -13,6 +13,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import mimetypes
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -35,9 +38,10 @@ def asset_metadata(
 ) -> dict[str, Any]:
     """The metadata `dandi upload` sends for `local_file` uploaded as `asset_path`.
 
-    `size` and `digest` are those of the uploaded blob.  `local_file` must be named as the
-    asset (the spool keeps it so): dandi-cli picks the file's kind and `encodingFormat` by
-    its name, and takes `blobDateModified` from its mtime.
+    `size` and `digest` are those of the uploaded blob.  dandi-cli picks the file's kind and
+    `encodingFormat` by its name, so a `local_file` named otherwise than the asset (a file
+    renamed after it was spooled) is read through a link with the asset's name; and it takes
+    `blobDateModified` from the file's mtime.
 
     Blocking: NWB extraction opens the file with h5py and pynwb (seconds on a large file),
     so an async caller runs this in a worker thread (`anyio.to_thread.run_sync`).
@@ -49,14 +53,23 @@ def asset_metadata(
     the asset.
     """
     try:
-        from dandi.dandiapi import set_asset_schema_key
-        from dandi.files import GenericAsset, LocalFileAsset, NWBAsset, dandi_file
-        from dandi.misctypes import Digest
-        from dandischema.models import DigestType
+        import dandi.files  # noqa: F401 (only: is dandi-cli there?)
     except ImportError:
         return minimal_asset_metadata(
             local_file, asset_path, size=size, digest=digest, digest_algorithm=digest_algorithm
         )
+    with _named_as(local_file, PurePosixPath(asset_path).name) as named:
+        return _dandi_cli_metadata(named, asset_path, size, digest, digest_algorithm)
+
+
+def _dandi_cli_metadata(
+    local_file: Path, asset_path: str, size: int, digest: str, digest_algorithm: str
+) -> dict[str, Any]:
+    from dandi.dandiapi import set_asset_schema_key
+    from dandi.files import GenericAsset, LocalFileAsset, NWBAsset, dandi_file
+    from dandi.misctypes import Digest
+    from dandischema.models import DigestType
+
     generic = GenericAsset(filepath=local_file, path=asset_path, dandiset_path=None)
     dfile = dandi_file(local_file, dandiset_path=local_file.parent)
     if isinstance(dfile, LocalFileAsset):
@@ -83,6 +96,18 @@ def asset_metadata(
     # The metadata describes the blob that was uploaded, whatever the file holds now.
     metadata["contentSize"] = size
     return metadata
+
+
+@contextmanager
+def _named_as(local_file: Path, name: str) -> Iterator[Path]:
+    """`local_file` under `name`: itself, or a symlink beside it (same mtime and bytes)."""
+    if local_file.name == name:
+        yield local_file
+        return
+    with tempfile.TemporaryDirectory(dir=local_file.parent, prefix=".named-") as folder:
+        link = Path(folder) / name
+        link.symlink_to(local_file.resolve())
+        yield link
 
 
 def minimal_asset_metadata(
