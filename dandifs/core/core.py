@@ -244,11 +244,12 @@ class Core:
 
     async def set_mtime(self, path: str, mtime: datetime) -> None:
         """Accepted for every draft file; kept for files written here (the archive sets
-        its own times)."""
+        its own times), and given to the spooled file, whose time the asset's
+        `blobDateModified` is (as `dandi upload` takes it from the local file)."""
         drafts = self._writes()
         pending = drafts.pending(drafts.target(path).path)
         if pending is not None:
-            pending.mtime = mtime
+            drafts.set_mtime(pending, mtime)
 
     async def unlink(self, path: str) -> None:
         await self._draft_edits().unlink(path)

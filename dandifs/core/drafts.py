@@ -499,6 +499,21 @@ class Drafts:
         if self._pending.get(pending.target.path) is pending:
             del self._pending[pending.target.path]
 
+    def set_mtime(self, pending: Pending, mtime: datetime) -> None:
+        pending.mtime = mtime
+        spooled = pending.spool.path if pending.spool is not None else None
+        if spooled is None and pending.upload is not None:
+            try:
+                spooled = Path(self._journal.get(pending.upload.record_id).spool)
+            except KeyError:
+                spooled = None
+        if spooled is not None:
+            stamp = mtime.timestamp()
+            try:
+                os.utime(spooled, (stamp, stamp))
+            except FileNotFoundError:
+                pass  # uploaded meanwhile
+
     async def wait_for_upload(self, pending: Pending) -> None:
         upload = pending.upload
         if upload is None:
@@ -692,7 +707,7 @@ class FileWriter:
         self._pending.mtime = datetime.now(timezone.utc)
 
     def set_mtime(self, mtime: datetime) -> None:
-        self._pending.mtime = mtime
+        self._drafts.set_mtime(self._pending, mtime)
 
     async def sync(self) -> None:
         """Make what was written an asset now, and wait for it: UploadFailed with the reason."""
