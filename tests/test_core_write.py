@@ -414,3 +414,28 @@ def test_a_zarr_written_into_a_draft_becomes_one_zarr_asset_and_one_chunk_change
         assert asset.digest == str(compute_zarr_checksum(yield_files_local(str(local))))
 
     run(main)
+
+
+def test_an_aborted_writer_leaves_nothing_and_the_archive_file_as_it_was(
+    local_archive, dandiset, tmp_path
+):
+    draft = f"/dandisets/{dandiset}/draft"
+
+    async def main() -> None:
+        async with opened(local_archive, tmp_path) as core:
+            await write_file(core, f"{draft}/kept.txt", b"the archive's bytes")
+            assert await core.drain_uploads(60)
+            writer = await core.open_write(f"{draft}/kept.txt", truncate=True)
+            await writer.write(0, b"half a PUT")
+            writer.abort()
+            fresh = await core.create(f"{draft}/never.txt")
+            await fresh.write(0, b"half")
+            fresh.abort()
+            assert core.uploads() == []
+            with pytest.raises(errors.NotFound):
+                await core.stat(f"{draft}/never.txt")
+            assert await read_all(core, f"{draft}/kept.txt") == b"the archive's bytes"
+        found = await assets(local_archive, dandiset)
+        assert "never.txt" not in found and found["kept.txt"].size == len(b"the archive's bytes")
+
+    run(main)
