@@ -439,3 +439,31 @@ def test_an_aborted_writer_leaves_nothing_and_the_archive_file_as_it_was(
         assert "never.txt" not in found and found["kept.txt"].size == len(b"the archive's bytes")
 
     run(main)
+
+
+def test_a_full_spool_disk_is_no_space_and_what_fit_stays_readable(local_archive, dandiset, tmp_path):
+    import subprocess
+
+    cache = tmp_path / "small-disk"
+    cache.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(cache)])
+    if mounted.returncode != 0:
+        pytest.skip("SKIPPED LOUDLY: cannot mount a tmpfs here (not root?): the full-disk case is untested")
+    draft = f"/dandisets/{dandiset}/draft"
+
+    async def main() -> None:
+        async with opened(local_archive, cache) as core:
+            writer = await core.create(f"{draft}/too-big.bin")
+            await writer.write(0, b"x" * 1_000_000)
+            with pytest.raises(errors.NoSpace, match="no room in the spool"):
+                for offset in range(1_000_000, 4_000_000, 500_000):
+                    await writer.write(offset, b"y" * 500_000)
+            assert await writer.read(0, 10) == b"x" * 10
+            writer.abort()
+            with pytest.raises(errors.NameRefused):
+                await core.create(f"{draft}/bad\x01name.txt")
+
+    try:
+        run(main)
+    finally:
+        subprocess.run(["umount", "-l", str(cache)])
