@@ -23,6 +23,8 @@ ZARR_READAHEAD_FILES = CoreConfig().zarr_readahead
 DEFAULT_INSTANCE = "dandi"
 DEFAULT_CACHE_SIZE = 10 * 1024**3
 DEFAULT_MEMORY_SIZE = 256 * 1024**2
+#: How long an unmount waits for running uploads before it leaves them to the next start.
+DEFAULT_UPLOAD_WAIT = 60.0
 
 #: Options that mean something to mount(8), fstab, systemd or the kernel's generic mount
 #: code, not to dandifs.  `ro` is here too: the mount is read-only whatever is asked.
@@ -60,6 +62,7 @@ class MountOptions:
     log_file: Path | None = None
     debug: bool = False
     fsname: str | None = None
+    upload_wait: float = DEFAULT_UPLOAD_WAIT
 
     def token(self, environ: Mapping[str, str] = os.environ) -> str | None:
         """The API token: from `token_file` when given, else left to the archive client's lookup."""
@@ -98,6 +101,16 @@ def _parse_count(text: str, what: str) -> int:
     if not text.isdigit():
         raise OptionError(f"{what}={text!r}: expected a whole number (0 or more)")
     return int(text)
+
+
+def _parse_seconds(text: str, what: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:
+        raise OptionError(f"{what}={text!r}: expected a number of seconds (0 or more)")
+    return seconds
 
 
 def _flag(value: str | None, key: str) -> bool:
@@ -158,13 +171,15 @@ def apply_options(options: MountOptions, text: str, *, sloppy: bool = False) -> 
             changes["log_file"] = Path(_value(value, key)).expanduser()
         elif name == "fsname":
             changes["fsname"] = _value(value, key)
+        elif name == "upload_wait":
+            changes["upload_wait"] = _parse_seconds(_value(value, key), key)
         elif key in IGNORED_OPTIONS or key.startswith(IGNORED_PREFIXES) or sloppy:
             continue
         else:
             raise OptionError(
                 f"unknown mount option {key!r} (known: allow_other, uid, gid, cache_dir, "
                 "cache_size, memory_size, index_prefetch, zarr_readahead, instance, token_file, log_file, "
-                "fsname, debug)"
+                "fsname, upload_wait, debug)"
             )
     return replace(options, **changes)  # type: ignore[arg-type]
 
