@@ -348,6 +348,10 @@ class ArchiveClient:
         url = self._assets_url(dandiset_id, version, asset_id, "info")
         return _parse(Asset, await self._json("GET", url), f"GET {url}")
 
+    async def asset_validation(self, dandiset_id: str, version: str, asset_id: str) -> dict[str, Any]:
+        """The archive's check of an asset's metadata: `status` and `validation_errors`."""
+        return await self._json("GET", self._assets_url(dandiset_id, version, asset_id, "validation"))
+
     async def get_asset_by_path(self, dandiset_id: str, version: str, path: str) -> Asset:
         """The asset at exactly `path` (case-sensitive), with its metadata."""
         for asset in await self.list_assets(dandiset_id, version, path=path, metadata=True):

@@ -17,25 +17,34 @@ class CoreConfig:
     """`cache`: the block cache (memory bound, disk store); `metadata_dir`: where answers
     about published versions are kept across processes (None: memory only);
     `index_prefetch`: blocks of HDF5 chunk-index nodes an open may fetch ahead (0: off);
-    `zarr_readahead`: the most files of a Zarr fetched ahead of a reader walking it (0: off)."""
+    `zarr_readahead`: the most files of a Zarr fetched ahead of a reader walking it (0: off);
+    `spool_dir`: where files written into drafts wait for the archive, with the journal of
+    their uploads (None: `uploads/` in the machine's cache directory)."""
 
     cache: CacheConfig = field(default_factory=CacheConfig)
     metadata_dir: Path | None = None
     index_prefetch: int = INDEX_PREFETCH_BLOCKS
     zarr_readahead: int = ZARR_READAHEAD_FILES
+    spool_dir: Path | None = None
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.spool_dir if self.spool_dir is not None else default_cache_dir() / "uploads"
 
     @classmethod
     def in_directory(
         cls, base: Path, *, disk_bytes: int, memory_bytes: int, **rest: int
     ) -> CoreConfig:
         """The layout every front end keeps in a cache directory: `blocks/` (published
-        bytes, up to `disk_bytes`) and `metadata/` (published answers), so that a mount, an
-        fsspec reader and `dandifs get` on one directory share what any of them fetched."""
+        bytes, up to `disk_bytes`), `metadata/` (published answers) and `uploads/` (files
+        written into drafts, until the archive has them), so that a mount, an fsspec reader
+        and `dandifs get` on one directory share what any of them fetched."""
         return cls(
             cache=CacheConfig(
                 memory_bytes=memory_bytes, disk_dir=base / "blocks", disk_bytes=disk_bytes
             ),
             metadata_dir=base / "metadata",
+            spool_dir=base / "uploads",
             **rest,
         )
 

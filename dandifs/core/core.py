@@ -10,19 +10,29 @@ its errors through its own table; it never builds an archive client, a resolver 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 import anyio
 
+from dandifs import errors
 from dandifs.archive.client import ArchiveClient
 from dandifs.archive.instances import Instance, object_origins
 from dandifs.cache import BlockCache, open_block_cache
 from dandifs.core.config import CoreConfig
+from dandifs.core.drafts import Drafts, FileWriter
+from dandifs.core.edits import DraftEdits
 from dandifs.core.opener import ContentOpener
 from dandifs.core.warmer import ConnectionWarmer
 from dandifs.resolve import Entry, EntryKind, Resolver
+from dandifs.upload.journal import Journal, UploadRecord
+from dandifs.upload.metadata import asset_metadata
+from dandifs.upload.pipeline import Uploader
+from dandifs.upload.spool import Spool
+from dandifs.upload.state import UploadState
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +55,23 @@ class Core:
         cache: BlockCache,
         opener: ContentOpener,
         warmer: ConnectionWarmer | None = None,
+        drafts: Drafts | None = None,
+        uploader: Uploader | None = None,
     ) -> None:
         self._archive = archive
         self._resolver = resolver
         self._cache = cache
         self._open = opener
         self._warmer = warmer
+        self._drafts = drafts
+        self._edits = (
+            DraftEdits(
+                archive, drafts, uploader, stat=self.stat, listdir=self.listdir,
+                create=self.create, open_reader=self.open,
+            )
+            if drafts is not None and uploader is not None
+            else None
+        )
 
     # -- what the caller is -------------------------------------------------------------
 
@@ -79,8 +100,17 @@ class Core:
     # -- names -----------------------------------------------------------------------------
 
     async def stat(self, path: str, *, follow: bool = False) -> Entry:
-        """The entry at `path`; `latest` is a symlink unless `follow` is set."""
-        entry = await self._resolver.stat(path, follow=follow)
+        """The entry at `path`; `latest` is a symlink unless `follow` is set.  In a draft,
+        what this core has written and the archive does not have yet is included."""
+        local = self._drafts.entry(_canonical(path)) if self._drafts is not None else None
+        if local is not None and not local.is_folder:
+            return local
+        try:
+            entry = await self._resolver.stat(path, follow=follow)
+        except errors.NotFound:
+            if local is None:
+                raise
+            return local  # a folder made here, or one that only pending files are in
         if self._warmer is not None:
             self._warmer.saw((entry,))
         return entry
@@ -88,7 +118,7 @@ class Core:
     async def listdir(self, path: str, *, follow: bool = False) -> list[Entry]:
         """The children of the folder at `path`, sorted by name; with `follow`, a symlink
         child (`latest`) is given as the folder it points to, for front ends without links."""
-        children = await self._resolver.listdir(path)
+        children = await self._archive_children(path)
         if self._warmer is not None:
             self._warmer.saw(children)
         if not follow:
@@ -98,10 +128,35 @@ class Core:
             for child in children
         ]
 
+    async def _archive_children(self, path: str) -> list[Entry]:
+        """The archive's listing with this core's pending files and folders laid over it."""
+        if self._drafts is None:
+            return await self._resolver.listdir(path)
+        folder = _canonical(path)
+        local = self._drafts.children(folder)
+        try:
+            remote = await self._resolver.listdir(path)
+        except errors.NotFound:
+            if self._drafts.entry(folder) is None:
+                raise
+            remote = []
+        if not local:
+            return remote
+        merged = {entry.name: entry for entry in remote}
+        merged.update((entry.name, entry) for entry in local)
+        return [merged[name] for name in sorted(merged)]
+
     # -- bytes -----------------------------------------------------------------------------
 
     async def open(self, entry: Entry) -> FileReader:
-        """A reader of a file entry's bytes, for one handle (HDF5-aware prefetch included)."""
+        """A reader of a file entry's bytes, for one handle (HDF5-aware prefetch included);
+        a file written here and not yet in the archive is read from the spool."""
+        if entry.upload is not None and self._drafts is not None:
+            pending = self._drafts.pending(entry.path)
+            if pending is not None:
+                if pending.untouched and pending.base_entry is not None:
+                    return await self._open(pending.base_entry)
+                return self._drafts.open_reader(pending)
         return await self._open(entry)
 
     async def locate(self, url: str) -> str:
@@ -117,6 +172,138 @@ class Core:
     async def metadata(self, path: str) -> dict[str, Any]:
         """The archive's metadata record for `path`: its asset's, else its version's."""
         return await self._resolver.metadata(path)
+
+    # -- writing into drafts ---------------------------------------------------------------
+
+    def _writes(self) -> Drafts:
+        if self._drafts is None:
+            raise errors.AuthenticationRequired(
+                "writing to a draft needs an API token (DANDI_API_KEY or the keyring entry "
+                "dandi-cli uses)"
+            )
+        return self._drafts
+
+    def _draft_edits(self) -> DraftEdits:
+        self._writes()
+        assert self._edits is not None
+        return self._edits
+
+    def check_writable(self, path: str) -> None:
+        """Raise ReadOnly / AuthenticationRequired / NameRefused unless a file or folder may
+        be made, changed or removed at `path`."""
+        self._writes().target(path)
+
+    def writable(self, path: str) -> bool:
+        try:
+            self.check_writable(path)
+        except errors.DandiFSError:
+            return False
+        return True
+
+    async def create(self, path: str, *, exclusive: bool = False) -> FileWriter:
+        """A new empty file at `path` (replacing a file there unless `exclusive`), listed
+        at once; the last writer's close starts its upload."""
+        drafts = self._writes()
+        target = drafts.target(path)
+        try:
+            existing = await self.stat(target.path)
+        except errors.NotFound:
+            assert self._edits is not None
+            await self._edits.require_folder(target.path)
+        else:
+            if exclusive:
+                raise errors.AlreadyExists(f"{path} exists already")
+            if existing.is_folder:
+                raise errors.IsADirectory(f"{path} is a folder")
+        writer = drafts.writer(drafts.pending_for(target, None))
+        await writer.truncate(0)
+        return writer
+
+    async def open_write(self, path: str, *, truncate: bool = False) -> FileWriter:
+        """An existing file opened for writing; its bytes are copied into the spool at the
+        first write, unless `truncate` empties it at once."""
+        drafts = self._writes()
+        target = drafts.target(path)
+        entry = await self.stat(target.path)
+        if entry.is_folder:
+            raise errors.IsADirectory(f"{path} is a folder")
+        base = entry if entry.upload is None else None
+        writer = drafts.writer(drafts.pending_for(target, base))
+        if truncate:
+            await writer.truncate(0)
+        return writer
+
+    async def truncate(self, path: str, size: int) -> None:
+        """Change the size of a file that no handle here has open for writing."""
+        writer = await self.open_write(path, truncate=size == 0)
+        try:
+            if size:
+                await writer.truncate(size)
+        finally:
+            await writer.close()
+
+    async def set_mtime(self, path: str, mtime: datetime) -> None:
+        """Accepted for every draft file; kept for files written here (the archive sets
+        its own times)."""
+        drafts = self._writes()
+        pending = drafts.pending(drafts.target(path).path)
+        if pending is not None:
+            pending.mtime = mtime
+
+    async def unlink(self, path: str) -> None:
+        await self._draft_edits().unlink(path)
+
+    async def mkdir(self, path: str) -> None:
+        await self._draft_edits().mkdir(path)
+
+    async def rmdir(self, path: str) -> None:
+        await self._draft_edits().rmdir(path)
+
+    async def rename(self, old: str, new: str, *, replace: bool = True) -> None:
+        await self._draft_edits().rename(old, new, replace=replace)
+
+    async def copy(self, source: str, target: str, *, replace: bool = True) -> None:
+        """A new file or folder at `target` with the bytes of `source` (the same blobs: no
+        bytes move for files the archive has)."""
+        await self._draft_edits().copy(source, target, replace=replace)
+
+    def upload_state(self, path: str) -> UploadState | None:
+        return self._drafts.upload_state(_canonical(path)) if self._drafts is not None else None
+
+    async def validation_errors(self, path: str) -> list[str]:
+        """The archive's validation errors of the asset at `path` (none while pending)."""
+        entry = await self.stat(path)
+        if entry.asset_id is None or entry.dandiset_id is None or entry.version is None:
+            return []
+        answer = await self._archive.asset_validation(entry.dandiset_id, entry.version, entry.asset_id)
+        status = answer.get("status")
+        problems = [
+            f"{error.get('field') or '-'}: {error.get('message')}"
+            for error in answer.get("validation_errors") or []
+        ]
+        if status in ("Pending", "Validating") and not problems:
+            return [f"validation is {status.lower()}"]
+        return problems
+
+    def uploads(self) -> list[UploadRecord]:
+        """This caller's uploads that are not done: running, waiting or failed."""
+        return self._drafts.uploads() if self._drafts is not None else []
+
+    async def retry_upload(self, record_id: str) -> None:
+        await self._writes().retry(record_id)
+
+    def discard_upload(self, record_id: str) -> None:
+        self._writes().discard(record_id)
+
+    async def drain_uploads(self, timeout: float | None = None) -> bool:
+        """Wait for running uploads; True when none is left running."""
+        return await self._drafts.drain(timeout) if self._drafts is not None else True
+
+    def subscribe(self, callback: Callable[[str], None]) -> None:
+        """`callback(path)` whenever the archive's content at `path` changed through this
+        core (an upload done, a rename, a delete), e.g. to drop a kernel's cached entry."""
+        if self._drafts is not None:
+            self._drafts.subscribe(callback)
 
     # -- bookkeeping -----------------------------------------------------------------------
 
@@ -176,9 +363,44 @@ async def open_core(
                     state_dir=config.metadata_dir,
                 )
                 warmer.start()
+                journal = Journal(config.uploads_dir / "journal.sqlite") if archive.authenticated else None
                 try:
-                    yield Core(archive, resolver, cache, opener, warmer)
+                    drafts, uploader = None, None
+                    if journal is not None:
+                        drafts, uploader = _writing(
+                            archive, resolver, journal, config, background, opener
+                        )
+                    yield Core(archive, resolver, cache, opener, warmer, drafts, uploader)
                 finally:
-                    background.cancel_scope.cancel()  # prefetches end with the core
+                    background.cancel_scope.cancel()  # prefetches and uploads end with the core
+                    if journal is not None:
+                        journal.close()
         finally:
             resolver.close()
+
+
+def _writing(
+    archive: ArchiveClient,
+    resolver: Resolver,
+    journal: Journal,
+    config: CoreConfig,
+    background: anyio.abc.TaskGroup,
+    opener: ContentOpener,
+) -> tuple[Drafts, Uploader]:
+    """The write side of a core with a token: its spool, uploads, and what they left."""
+    spool = Spool(config.uploads_dir / "spool")
+    registering = anyio.Lock()
+    uploader = Uploader(archive, journal, spool, _describe, registering=registering)
+    drafts = Drafts(archive, resolver, spool, journal, uploader, registering, background, opener)
+    drafts.resume()
+    return drafts, uploader
+
+
+def _describe(local_file: Path, asset_path: str, size: int, digest: str) -> dict[str, Any]:
+    return asset_metadata(local_file, asset_path, size=size, digest=digest)
+
+
+def _canonical(path: str) -> str:
+    """The key the write side keeps a path under (no trailing slash)."""
+    stripped = path.rstrip("/")
+    return stripped or "/"

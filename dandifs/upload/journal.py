@@ -31,6 +31,7 @@ CREATE TABLE IF NOT EXISTS uploads (
     digest TEXT,
     upload_id TEXT,
     parts TEXT NOT NULL DEFAULT '{}',
+    plan TEXT NOT NULL DEFAULT '[]',
     parts_total INTEGER NOT NULL DEFAULT 0,
     blob_id TEXT,
     asset_id TEXT,
@@ -51,6 +52,17 @@ def owner_of(token: str | None) -> str:
 
 
 @dataclass(frozen=True)
+class PlannedPart:
+    """One part the archive asked for: `size` bytes from `offset` to a presigned URL (valid
+    for days, so a resumed upload sends its remaining parts to the same URLs)."""
+
+    number: int
+    offset: int
+    size: int
+    url: str
+
+
+@dataclass(frozen=True)
 class UploadRecord:
     id: str
     owner: str
@@ -62,6 +74,7 @@ class UploadRecord:
     digest: str | None = None
     upload_id: str | None = None
     parts: dict[int, str] = field(default_factory=dict)
+    plan: tuple[PlannedPart, ...] = ()
     parts_total: int = 0
     blob_id: str | None = None
     asset_id: str | None = None
@@ -107,7 +120,7 @@ class Journal:
 
     _COLUMNS = {
         "path", "phase", "digest", "upload_id", "parts_total", "blob_id", "asset_id", "reason",
-        "attempts", "size",
+        "attempts", "size", "plan", "parts",
     }
 
     def update(self, record_id: str, /, **changes: object) -> UploadRecord:
@@ -115,7 +128,7 @@ class Journal:
         unknown = set(changes) - self._COLUMNS
         if unknown:
             raise ValueError(f"not journal fields: {sorted(unknown)}")
-        values = {k: (v.value if isinstance(v, Phase) else v) for k, v in changes.items()}
+        values = {name: _column(value) for name, value in changes.items()}
         assignments = ", ".join(f"{name} = ?" for name in values)
         with self._lock:
             self._db.execute(
@@ -157,6 +170,10 @@ class Journal:
             (owner, *(phase.value for phase in UNFINISHED)),
         )
 
+    def owned_by(self, owner: str) -> list[UploadRecord]:
+        """Every row of this caller (pending, failed, done), oldest first."""
+        return self._select("WHERE owner = ? ORDER BY created", (owner,))
+
     def all(self) -> list[UploadRecord]:
         return self._select("ORDER BY created", ())
 
@@ -168,16 +185,28 @@ class Journal:
         with self._lock:
             rows = self._db.execute(
                 "SELECT id, owner, dandiset, path, spool, size, phase, digest, upload_id, parts,"
-                f" parts_total, blob_id, asset_id, reason, attempts, created, updated FROM uploads {where}",
+                f" plan, parts_total, blob_id, asset_id, reason, attempts, created, updated FROM uploads {where}",
                 parameters,
             ).fetchall()
         return [
             UploadRecord(
                 id=row[0], owner=row[1], dandiset_id=row[2], path=row[3], spool=row[4],
                 size=row[5], phase=Phase(row[6]), digest=row[7], upload_id=row[8],
-                parts={int(k): v for k, v in json.loads(row[9]).items()}, parts_total=row[10],
-                blob_id=row[11], asset_id=row[12], reason=row[13], attempts=row[14],
-                created=row[15], updated=row[16],
+                parts={int(k): v for k, v in json.loads(row[9]).items()},
+                plan=tuple(PlannedPart(*part) for part in json.loads(row[10])),
+                parts_total=row[11], blob_id=row[12], asset_id=row[13], reason=row[14],
+                attempts=row[15], created=row[16], updated=row[17],
             )
             for row in rows
         ]
+
+
+def _column(value: object) -> object:
+    """A field as SQLite stores it: phases by name, the part plan as JSON."""
+    if isinstance(value, Phase):
+        return value.value
+    if isinstance(value, tuple) and all(isinstance(part, PlannedPart) for part in value):
+        return json.dumps([[p.number, p.offset, p.size, p.url] for p in value])
+    if isinstance(value, dict):  # the parts S3 has: number -> ETag
+        return json.dumps({str(number): etag for number, etag in value.items()}, sort_keys=True)
+    return value

@@ -9,7 +9,9 @@ from enum import Enum
 
 class Phase(str, Enum):
     """The steps of one upload, in order; `DONE` and `FAILED` end it.  `EMPTY` is a file
-    with no bytes, kept locally: the archive cannot hold an empty asset."""
+    with no bytes, kept locally: the archive cannot hold an empty asset; `LOCAL` a file
+    with a hidden name (an editor's swap file, rsync's temporary file), which the archive
+    never gets, as `dandi upload` skips such names."""
 
     WRITING = "writing"
     SPOOLED = "spooled"
@@ -20,6 +22,7 @@ class Phase(str, Enum):
     DONE = "done"
     FAILED = "failed"
     EMPTY = "empty"
+    LOCAL = "local"
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,8 @@ class UploadState:
         """One line for people: `uploading 3/16 parts`, `failed: <reason>`."""
         if self.phase is Phase.UPLOADING and self.parts_total:
             text = f"uploading {self.parts_done}/{self.parts_total} parts"
+        elif self.phase is Phase.LOCAL:
+            text = "local: a hidden name stays on this machine (rename it to upload it)"
         elif self.phase is Phase.EMPTY:
             text = "empty: kept on this machine until it has bytes (the archive holds no empty files)"
         else:
