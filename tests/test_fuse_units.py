@@ -261,6 +261,8 @@ def test_fstab_options_are_applied_and_system_ones_ignored(tmp_path: Path) -> No
     assert options.cache_dir == Path("/var/cache/d") and options.cache_size == 20 * 2**30
     assert options.instance == "dandi-sandbox"
     assert options.token_file == Path("/etc/dandi.token")
+    assert options.read_only  # `ro` keeps drafts read-only too
+    assert not apply_options(options, "rw").read_only
 
 
 @pytest.mark.parametrize(

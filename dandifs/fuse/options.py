@@ -27,10 +27,10 @@ DEFAULT_MEMORY_SIZE = 256 * 1024**2
 DEFAULT_UPLOAD_WAIT = 60.0
 
 #: Options that mean something to mount(8), fstab, systemd or the kernel's generic mount
-#: code, not to dandifs.  `ro` is here too: the mount is read-only whatever is asked.
+#: code, not to dandifs.  (`ro` is dandifs's too: drafts stay read-only even with a token.)
 IGNORED_OPTIONS = frozenset(
     {
-        "defaults", "ro", "rw", "auto", "noauto", "user", "nouser", "users", "owner", "group",
+        "defaults", "auto", "noauto", "user", "nouser", "users", "owner", "group",
         "_netdev", "nofail", "exec", "noexec", "suid", "nosuid", "dev", "nodev", "atime",
         "noatime", "relatime", "norelatime", "strictatime", "diratime", "nodiratime",
         "async", "sync", "loud", "silent", "comment", "bg", "fg",
@@ -63,6 +63,7 @@ class MountOptions:
     debug: bool = False
     fsname: str | None = None
     upload_wait: float = DEFAULT_UPLOAD_WAIT
+    read_only: bool = False
 
     def token(self, environ: Mapping[str, str] = os.environ) -> str | None:
         """The API token: from `token_file` when given, else left to the archive client's lookup."""
@@ -149,6 +150,10 @@ def apply_options(options: MountOptions, text: str, *, sloppy: bool = False) -> 
             changes["allow_other"] = _flag(value, key)
         elif name in {"foreground", "debug"}:
             changes[name] = _flag(value, key)
+        elif name == "ro":
+            changes["read_only"] = _flag(value, key)
+        elif name == "rw":
+            changes["read_only"] = not _flag(value, key)
         elif name == "uid":
             changes["uid"] = _parse_id(_value(value, key), key)
         elif name == "gid":
