@@ -179,13 +179,19 @@ def published_dandiset(api: httpx.Client) -> tuple[str, str]:
 
 
 def test_cp_of_an_nwb_file_is_an_asset_dandi_download_returns_byte_identical(
-    archive, api, draft, dandiset, tmp_path
+    archive, api, mount, draft, dandiset, tmp_path
 ) -> None:
     source = write_nwb(tmp_path / "source.nwb", seed=1)
     (draft / "sub-01").mkdir()
     target = draft / "sub-01" / "sub-01_ses-1.nwb"
+    invalidations = mount.stats()["fuse"]["kernel_invalidations"]
     subprocess.run(["cp", str(source), str(target)], check=True)
+    state = os.getxattr(target, UPLOAD).decode()  # close(2) started the upload
+    assert state in {"spooled", "hashing", "validating", "registering"} or state.startswith(
+        "uploading"), state
     settle(target)
+    # The kernel is told to drop what it cached of the file once the archive has it.
+    wait_for(lambda: mount.stats()["fuse"]["kernel_invalidations"] > invalidations)
     # Done: an asset like any other, no upload to show any more.
     assert UPLOAD not in os.listxattr(target) and "user.dandi.asset_id" in os.listxattr(target)
 
@@ -197,6 +203,15 @@ def test_cp_of_an_nwb_file_is_an_asset_dandi_download_returns_byte_identical(
     assert (downloaded / "sub-01" / "sub-01_ses-1.nwb").read_bytes() == source.read_bytes()
     assert target.read_bytes() == source.read_bytes()  # the mount reads the asset back too
     assert os.getxattr(target, "user.dandi.digest").decode() == dandi_etag(source)
+
+    def validated() -> dict[str, Any]:
+        return api.get(f"/api/dandisets/{dandiset}/versions/draft/assets/{record['asset_id']}"
+                       "/validation/", headers=OWNER).json()
+
+    wait_for(lambda: validated()["status"] not in ("Pending", "Validating"))
+    expected = [f"{error.get('field') or '-'}: {error.get('message')}"
+                for error in validated()["validation_errors"]]
+    assert os.getxattr(target, "user.dandi.validation").decode().splitlines() == expected
 
 
 def test_a_second_copy_of_the_same_bytes_sends_no_part_to_s3(
@@ -411,6 +426,27 @@ def test_fsync_of_the_writing_handle_returns_once_the_archive_has_the_asset(
     finally:
         os.close(fd)
     assert (draft / "synced.bin").read_bytes() == data
+
+
+def test_fsync_reports_an_upload_the_archive_refuses_and_the_bytes_stay(
+    api, mount, dandiset
+) -> None:
+    draft = version_path(mount.mountpoint, dandiset, "draft")
+    data = np.random.default_rng(16).bytes(1 * MiB)
+    fd = os.open(draft / "refused.bin", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, data)
+        deleted = api.delete(f"/api/dandisets/{dandiset}/", headers=OWNER)
+        assert deleted.status_code == 204, deleted.text
+        with pytest.raises(OSError) as refused:
+            os.fsync(fd)
+        assert refused.value.errno == errno.EIO
+    finally:
+        os.close(fd)
+    state = os.getxattr(draft / "refused.bin", UPLOAD).decode()
+    assert state.startswith("failed: "), state
+    assert (draft / "refused.bin").read_bytes() == data  # kept on this machine
+    assert "failed" in mount.log() and "refused.bin" in mount.log()
 
 
 def test_truncate_and_times_of_a_draft_file(api, draft, dandiset) -> None:
