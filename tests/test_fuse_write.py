@@ -145,6 +145,15 @@ def dandi_etag(path: Path) -> str:
     return DandiETag.from_file(path).as_str()
 
 
+def dandi_etag_of(data: bytes) -> str:
+    from dandischema.digests.dandietag import DandiETag
+
+    etag = DandiETag(len(data))
+    for part in etag.get_parts():
+        etag.update(data[part.offset: part.offset + part.size], part)
+    return etag.as_str()
+
+
 def digest_of(record: dict[str, Any]) -> str:
     return record["metadata"]["digest"]["dandi:dandi-etag"]
 
@@ -485,3 +494,25 @@ def test_sigterm_waits_for_the_running_upload(archive, api, dandiset, tmp_path) 
         process.stop()
     assert "waiting up to" in process.log()
     assert assets(api, dandiset)["late.bin"]["size"] == len(data)
+
+
+def test_kill_9_in_the_middle_of_an_upload_and_the_next_mount_finishes_it(
+    archive, api, dandiset, tmp_path
+) -> None:
+    base = tmp_path / "killed"
+    env = {**no_token(archive), "DANDI_API_KEY": OWNER_TOKEN}
+    data = np.random.default_rng(17).bytes(8 * MiB)
+    first = MountProcess(base / "mnt", archive.api_url, base / "cache", env=env).start()
+    try:
+        with archive.s3_faults(latency_ms=1000):  # the upload is still running at the kill
+            (version_path(first.mountpoint, dandiset, "draft") / "resumed.bin").write_bytes(data)
+            first.stop(signal.SIGKILL)
+    finally:
+        first.stop()
+    assert "resumed.bin" not in assets(api, dandiset)  # never a partial asset
+    with MountProcess(base / "mnt", archive.api_url, base / "cache", env=env) as second:
+        wait_for(lambda: "resumed.bin" in assets(api, dandiset))
+        assert "resuming the upload" in second.log()
+    record = assets(api, dandiset)["resumed.bin"]
+    assert record["size"] == len(data)
+    assert digest_of(record) == dandi_etag_of(data)
