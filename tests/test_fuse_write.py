@@ -296,6 +296,34 @@ def test_mv_of_a_folder_moves_every_asset_under_it(archive, api, draft, dandiset
     assert dandi_ls(archive, dandiset) == {"sub-04/ses-1/a.nwb", "sub-04/b.nwb"}
 
 
+def test_a_file_written_under_a_hidden_name_and_renamed_becomes_one_asset(
+    archive, api, draft, dandiset, tmp_path
+) -> None:
+    """rsync's way: write `.name.XXXXXX`, set its times, rename it over `name`."""
+    source = write_nwb(tmp_path / "r.nwb", seed=18)
+    temporary = draft / ".r.nwb.Xy12Ab"
+    shutil.copyfile(source, temporary)
+    os.utime(temporary, (1_700_000_000, 1_700_000_000))
+    assert assets(api, dandiset) == {}  # hidden names stay on this machine
+    os.rename(temporary, draft / "r.nwb")
+    settle(draft / "r.nwb")
+    found = assets(api, dandiset)
+    assert set(found) == {"r.nwb"} and digest_of(found["r.nwb"]) == dandi_etag(source)
+    assert sorted(os.listdir(draft)) == ["dandiset.yaml", "r.nwb"]
+
+
+def test_vim_edits_a_draft_file_in_place(archive, api, draft, dandiset) -> None:
+    path = draft / "notes.txt"
+    path.write_text("first line\n")
+    settle(path)
+    subprocess.run(["vim", "-u", "NONE", "-i", "NONE", "-N", "-es", "-c", "normal Goadded line",
+                    "-c", "wq", str(path)], check=True, timeout=60)
+    settle(path)
+    assert path.read_text() == "first line\nadded line\n"
+    assert set(assets(api, dandiset)) == {"notes.txt"}  # no swap or backup file uploaded
+    assert assets(api, dandiset)["notes.txt"]["size"] == len("first line\nadded line\n")
+
+
 def test_mkdir_and_cp_r_of_a_folder(archive, api, draft, dandiset, tmp_path) -> None:
     local = tmp_path / "sub-05"
     (local / "ses-1").mkdir(parents=True)
@@ -303,6 +331,7 @@ def test_mkdir_and_cp_r_of_a_folder(archive, api, draft, dandiset, tmp_path) -> 
     write_nwb(local / "y.nwb", seed=11)
     (draft / "empty").mkdir()
     assert (draft / "empty").is_dir() and os.listdir(draft / "empty") == []
+    assert "on this machine" in os.getxattr(draft / "empty", UPLOAD).decode()
     subprocess.run(["cp", "-r", str(local), str(draft)], check=True)
     for name in ("sub-05/ses-1/x.nwb", "sub-05/y.nwb"):
         settle(draft / name)

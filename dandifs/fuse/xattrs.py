@@ -4,7 +4,8 @@
 resolved Entry (no request); `user.dandi.metadata` is the asset's full metadata as JSON,
 fetched (and cached) by the resolver only when someone asks for it.  In a draft, a file
 written through dandifs has `user.dandifs.upload` (where its upload is: spooled, uploading
-n/m parts, done, failed and why), and an asset has `user.dandi.validation` (the archive's
+n/m parts, failed and why; gone once the archive has the asset), so has a folder made here
+that holds no asset yet, and an asset has `user.dandi.validation` (the archive's
 validation errors of it, one per line; empty when it is valid).  The mount's root has
 `user.dandifs.stats`: archive requests and cache counters, as JSON, for benchmarks and
 for people wondering what the mount is doing.
@@ -50,17 +51,17 @@ def xattr_names(entry: Entry, upload: UploadState | None = None) -> list[str]:
         names.append(METADATA)
     if entry.asset_id and not entry.immutable:
         names.append(VALIDATION)
-    if entry.kind is EntryKind.FILE and (entry.upload or upload) is not None:
+    if (entry.upload or upload) is not None:
         names.append(UPLOAD)
     return names
 
 
 def upload_of(entry: Entry, source: AttributeSource) -> UploadState | None:
-    """Where the upload of the file at `entry` is: on the entry while pending, else as the
-    core's journal last saw it (done, or failed after the asset was replaced)."""
-    if entry.kind is not EntryKind.FILE or entry.immutable:
-        return None
-    return entry.upload or source.upload_state(entry.path)
+    """Where the upload of the file at `entry` is: on the entry while pending (for a folder
+    made here: that it is on this machine only), else as the core last saw it."""
+    if entry.upload is not None or entry.immutable or entry.kind is not EntryKind.FILE:
+        return entry.upload
+    return source.upload_state(entry.path)
 
 
 async def xattr_value(entry: Entry, name: str, source: AttributeSource) -> bytes | None:
