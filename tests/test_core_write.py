@@ -15,7 +15,7 @@ from dandischema.digests.dandietag import DandiETag
 
 from dandifs import errors
 from dandifs.archive import ArchiveClient
-from dandifs.core import CacheConfig, Core, CoreConfig, Phase, open_core
+from dandifs.core import Core, CoreConfig, Phase, open_core
 
 T = TypeVar("T")
 
@@ -43,7 +43,8 @@ def dandiset(local_archive: Any) -> str:
 
 
 def config(tmp_path: Path) -> CoreConfig:
-    return CoreConfig(cache=CacheConfig(memory_bytes=64 << 20), spool_dir=tmp_path / "uploads")
+    """The cache directory's layout under `tmp_path` (uploads in `uploads/`)."""
+    return CoreConfig.in_directory(tmp_path, disk_bytes=256 << 20, memory_bytes=64 << 20)
 
 
 def opened(local_archive: Any, tmp_path: Path, **kwargs: Any):
@@ -215,5 +216,199 @@ def test_empty_and_hidden_files_stay_here_until_renamed(local_archive, dandiset,
         found = await assets(local_archive, dandiset)
         assert "empty.txt" not in found and ".partial.tmp" not in found
         assert found["final.txt"].size == len(b"rsync writes here first")
+
+    run(main)
+
+
+def test_uploads_complete_right_under_s3_faults(local_archive, dandiset, tmp_path):
+    small = random.Random(4).randbytes(3_000_000)
+    large = random.Random(5).randbytes(70 * 1024 * 1024)  # two parts
+    draft = f"/dandisets/{dandiset}/draft"
+
+    async def main() -> None:
+        async with opened(local_archive, tmp_path) as core:
+            with local_archive.s3_faults(error_rate=0.3, reset_rate=0.2, seed=3):
+                await write_file(core, f"{draft}/faulty-small.bin", small)
+                await write_file(core, f"{draft}/faulty-large.bin", large, chunk=8 << 20)
+                assert await core.drain_uploads(300)
+                faults = local_archive.s3_stats()["faults"]
+            assert core.uploads() == []
+        assert sum(faults.values()) > 0, "no fault was injected: the test proves nothing"
+        found = await assets(local_archive, dandiset)
+        assert found["faulty-small.bin"].digest == etag_of(small, tmp_path)
+        assert found["faulty-large.bin"].digest == etag_of(large, tmp_path)
+
+    run(main)
+
+
+def test_a_refused_upload_is_reported_and_its_bytes_stay(local_archive, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from conftest import dandi_cli_env
+
+    def uploads(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "dandifs", "uploads", *args, "--cache-dir", str(tmp_path)],
+            capture_output=True, text=True, timeout=300, env=dandi_cli_env(local_archive),
+        )
+
+    async def main() -> str:
+        async with ArchiveClient(local_archive.api_url, token=local_archive.token) as archive:
+            doomed = (await archive.create_dandiset("deleted under a writer", {"description": "x"})).identifier
+        async with opened(local_archive, tmp_path) as core:
+            path = f"/dandisets/{doomed}/draft/lost.txt"
+            writer = await core.create(path)
+            await writer.write(0, b"these bytes must survive")
+            async with ArchiveClient(local_archive.api_url, token=local_archive.token) as archive:
+                await archive.delete_dandiset(doomed)
+            with pytest.raises(errors.UploadFailed, match="kept"):
+                await writer.sync()
+            await writer.close()
+            [record] = core.uploads()
+            assert record.phase is Phase.FAILED and record.reason
+            assert Path(record.spool).read_bytes() == b"these bytes must survive"
+            entry = await core.stat(path)
+            assert entry.upload is not None and entry.upload.phase is Phase.FAILED
+            return record.id
+
+    record_id = run(main)
+    [listed] = json.loads(uploads("--json").stdout)
+    assert listed["id"] == record_id and listed["phase"] == "failed" and listed["reason"]
+    again = uploads("retry", record_id, "-i", local_archive.api_url)
+    assert again.returncode == 1 and "failed" in again.stderr
+    spool = Path(json.loads(uploads("--json").stdout)[0]["spool"])
+    assert spool.read_bytes() == b"these bytes must survive"
+    assert uploads("discard", record_id).returncode == 0
+    assert json.loads(uploads("--json").stdout) == [] and not spool.exists()
+
+
+KILLED_WRITER = """
+import os, random, sys, trio
+from pathlib import Path
+from dandifs.core import CacheConfig, CoreConfig, open_core
+from dandifs.upload.journal import Journal
+
+api, token, spool_dir, path, size = sys.argv[1:6]
+spool_dir = Path(spool_dir)
+
+async def main():
+    config = CoreConfig(cache=CacheConfig(memory_bytes=16 << 20), spool_dir=spool_dir)
+    async with open_core(api, token=token, config=config) as core:
+        data = random.Random(9).randbytes(int(size))
+        writer = await core.create(path)
+        for offset in range(0, len(data), 8 << 20):
+            await writer.write(offset, data[offset : offset + (8 << 20)])
+        await writer.close()
+        journal = Journal(spool_dir / "journal.sqlite")
+        while True:
+            records = journal.all()
+            if records and records[0].parts:
+                os._exit(9)  # as kill -9: nothing is closed or flushed
+            await trio.sleep(0.005)
+
+trio.run(main)
+"""
+
+
+def test_an_upload_killed_half_way_is_finished_by_the_next_core_without_resending_parts(
+    local_archive, dandiset, tmp_path
+):
+    import subprocess
+    import sys
+
+    from dandifs.upload.journal import Journal
+
+    size = 3 * 64 * 1024 * 1024 - 12345  # three parts of dandischema's 64 MiB
+    data = random.Random(9).randbytes(size)
+    path = f"/dandisets/{dandiset}/draft/killed.bin"
+    spool_dir = tmp_path / "uploads"
+    with local_archive.s3_faults(latency_ms=300):
+        done = subprocess.run(
+            [sys.executable, "-c", KILLED_WRITER, local_archive.api_url, local_archive.token,
+             str(spool_dir), path, str(size)],
+            timeout=600,
+        )
+    assert done.returncode == 9
+    journal = Journal(spool_dir / "journal.sqlite")
+    [left] = journal.all()
+    journal.close()
+    assert left.parts_total == 3 and 1 <= len(left.parts) <= 3
+    assert "killed.bin" not in run(lambda: assets(local_archive, dandiset))
+    puts_before = local_archive.s3_stats()["requests"].get("PUT", 0)
+
+    async def main() -> None:
+        async with opened(local_archive, tmp_path) as core:  # the same spool_dir
+            entry = await core.stat(path)
+            assert entry.upload is not None and entry.size == size
+            assert await core.drain_uploads(300)
+            assert core.uploads() == []
+
+    run(main)
+    puts = local_archive.s3_stats()["requests"].get("PUT", 0) - puts_before
+    assert puts == 3 - len(left.parts)
+    asset = run(lambda: assets(local_archive, dandiset))["killed.bin"]
+    assert asset.digest == etag_of(data, tmp_path) and asset.size == size
+    assert not Path(left.spool).exists()
+
+
+def test_a_zarr_written_into_a_draft_becomes_one_zarr_asset_and_one_chunk_changes_alone(
+    local_archive, dandiset, tmp_path
+):
+    import json
+
+    from zarr_checksum import compute_zarr_checksum
+    from zarr_checksum.generators import yield_files_local
+
+    draft = f"/dandisets/{dandiset}/draft"
+    store = {
+        ".zgroup": json.dumps({"zarr_format": 2}).encode(),
+        "data/.zarray": json.dumps({"zarr_format": 2, "shape": [4], "chunks": [2], "dtype": "<i4",
+                                    "compressor": None, "fill_value": 0, "order": "C",
+                                    "filters": None}).encode(),
+        "data/0": bytes(range(8)),
+        "data/1": bytes(range(8, 16)),
+    }
+    local = tmp_path / "local.zarr"
+
+    def write_local() -> None:
+        for key, data in store.items():
+            (local / key).parent.mkdir(parents=True, exist_ok=True)
+            (local / key).write_bytes(data)
+
+    async def main() -> None:
+        async with opened(local_archive, tmp_path) as core:
+            await core.mkdir(f"{draft}/written.zarr")
+            await core.mkdir(f"{draft}/written.zarr/data")
+            for key, data in store.items():
+                await write_file(core, f"{draft}/written.zarr/{key}", data)
+            assert {e.name for e in await core.listdir(f"{draft}/written.zarr")} == {".zgroup", "data"}
+            assert await core.drain_uploads(120)
+            assert core.uploads() == []
+            found = await assets(local_archive, dandiset)
+            assert "written.zarr" in found and found["written.zarr"].zarr is not None
+            assert not [p for p in found if p.startswith("written.zarr/")]
+            write_local()
+            expected = str(compute_zarr_checksum(yield_files_local(str(local))))
+            assert found["written.zarr"].digest == expected
+            for key, data in store.items():
+                assert await read_all(core, f"{draft}/written.zarr/{key}") == data
+
+            puts = local_archive.s3_stats()["requests"].get("PUT", 0)
+            store["data/1"] = bytes(range(100, 108))
+            await write_file(core, f"{draft}/written.zarr/data/1", store["data/1"])
+            assert await core.drain_uploads(120)
+            assert local_archive.s3_stats()["requests"].get("PUT", 0) - puts == 1
+            assert await read_all(core, f"{draft}/written.zarr/data/1") == store["data/1"]
+
+            await core.unlink(f"{draft}/written.zarr/data/0")
+            assert await core.drain_uploads(120)
+            with pytest.raises(errors.NotFound):
+                await core.stat(f"{draft}/written.zarr/data/0")
+        write_local()
+        (local / "data" / "0").unlink()
+        asset = (await assets(local_archive, dandiset))["written.zarr"]
+        assert asset.digest == str(compute_zarr_checksum(yield_files_local(str(local))))
 
     run(main)

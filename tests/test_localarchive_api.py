@@ -141,6 +141,30 @@ def test_duplicate_and_conflicting_paths_are_409(client, world) -> None:
     assert response.status_code == 409
 
 
+def test_paths_over_512_characters_are_refused_when_saved(client, world) -> None:
+    """The reference checks the length in the model, after the syntax and conflict checks:
+    a bare-string 400, and a refused rename leaves the asset where it was."""
+    url = f"/api/dandisets/{world['dandiset']}/versions/draft/assets/"
+    long_path = "long/" + "a" * 504 + ".nwb"
+    assert len(long_path) == 513
+    accepted = add_asset(client, world["dandiset"], long_path[1:], blob_id=world["blob"])
+    assert accepted.status_code == 200, accepted.text
+    client.delete(f"{url}{accepted.json()['asset_id']}/", headers=OWNER)
+    response = add_asset(client, world["dandiset"], long_path, blob_id=world["blob"])
+    assert (response.status_code, response.json()) == (
+        400, "Ensure this value has at most 512 characters (it has 513).")
+    response = add_asset(client, world["dandiset"], "sub-1/file.nwb/" + "a" * 600,
+                         blob_id=world["blob"])
+    assert response.status_code == 409  # the layout conflict is found first
+    response = client.put(f"{url}{world['asset']}/", headers=OWNER, json={
+        "metadata": {"path": long_path}, "blob_id": world["blob"]})
+    assert (response.status_code, response.json()) == (
+        400, "Ensure this value has at most 512 characters (it has 513).")
+    assert client.get(f"{url}{world['asset']}/").status_code == 200
+    listed = client.get(url, params={"path": "sub-1/file.nwb"}).json()["results"]
+    assert [item["asset_id"] for item in listed] == [world["asset"]]
+
+
 def test_malformed_bodies_are_400(client, world) -> None:
     url = f"/api/dandisets/{world['dandiset']}/versions/draft/assets/"
     response = client.post(url, headers={**OWNER, "Content-Type": "application/json"},

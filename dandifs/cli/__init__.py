@@ -17,6 +17,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("dandifs.cli.demo", "local archive + WebDAV server (+ FUSE mount)"),
     "get": ("dandifs.cli.get", "download a file or folder through the cache"),
     "cache": ("dandifs.cli.cache", "cache stats|clear: the machine's block cache"),
+    "uploads": ("dandifs.cli.uploads", "list, retry or discard uploads to drafts"),
 }
 
 

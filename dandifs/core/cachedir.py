@@ -7,6 +7,8 @@ import shutil
 from pathlib import Path
 
 from dandifs.cache.disk import stores_in
+from dandifs.upload.journal import JOURNAL_FILE, Journal, UploadRecord
+from dandifs.upload.spool import SPOOL_FOLDER, Spool
 
 _NO_BOUND = 1 << 62  # a store opened only to be read or cleared never evicts
 
@@ -32,6 +34,35 @@ def clear_cache(base: Path) -> dict[str, int]:
     metadata = _bytes_under(base / "metadata")
     shutil.rmtree(base / "metadata", ignore_errors=True)
     return {"objects": objects, "block_bytes": freed, "metadata_bytes": metadata}
+
+
+def uploads_dir(base: Path) -> Path:
+    """Where a cache directory keeps files written into drafts until the archive has them."""
+    return base / "uploads"
+
+
+def journalled_uploads(base: Path) -> list[UploadRecord]:
+    """Every upload the cache directory's journal holds that is not done, oldest first."""
+    journal_path = uploads_dir(base) / JOURNAL_FILE
+    if not journal_path.exists():
+        return []
+    journal = Journal(journal_path)
+    try:
+        return [record for record in journal.all() if record.phase.value != "done"]
+    finally:
+        journal.close()
+
+
+def discard_journalled_upload(base: Path, record_id: str) -> UploadRecord:
+    """Give up an upload: its row and spooled bytes go (KeyError if there is none)."""
+    journal = Journal(uploads_dir(base) / JOURNAL_FILE)
+    try:
+        record = journal.get(record_id)
+        Spool(uploads_dir(base) / SPOOL_FOLDER).discard(Path(record.spool))
+        journal.remove(record_id)
+        return record
+    finally:
+        journal.close()
 
 
 def _bytes_under(folder: Path) -> int:

@@ -9,6 +9,7 @@ from pathlib import Path
 from platformdirs import user_cache_dir
 
 from dandifs.cache import CacheConfig
+from dandifs.core.cachedir import uploads_dir
 from dandifs.core.opener import INDEX_PREFETCH_BLOCKS, ZARR_READAHEAD_FILES
 
 
@@ -29,7 +30,7 @@ class CoreConfig:
 
     @property
     def uploads_dir(self) -> Path:
-        return self.spool_dir if self.spool_dir is not None else default_cache_dir() / "uploads"
+        return self.spool_dir if self.spool_dir is not None else uploads_dir(default_cache_dir())
 
     @classmethod
     def in_directory(
@@ -44,7 +45,7 @@ class CoreConfig:
                 memory_bytes=memory_bytes, disk_dir=base / "blocks", disk_bytes=disk_bytes
             ),
             metadata_dir=base / "metadata",
-            spool_dir=base / "uploads",
+            spool_dir=uploads_dir(base),
             **rest,
         )
 

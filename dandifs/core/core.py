@@ -28,10 +28,10 @@ from dandifs.core.edits import DraftEdits
 from dandifs.core.opener import ContentOpener
 from dandifs.core.warmer import ConnectionWarmer
 from dandifs.resolve import Entry, EntryKind, Resolver
-from dandifs.upload.journal import Journal, UploadRecord
+from dandifs.upload.journal import JOURNAL_FILE, Journal, UploadRecord
 from dandifs.upload.metadata import asset_metadata
 from dandifs.upload.pipeline import Uploader
-from dandifs.upload.spool import Spool
+from dandifs.upload.spool import SPOOL_FOLDER, Spool
 from dandifs.upload.state import UploadState
 
 log = logging.getLogger(__name__)
@@ -244,11 +244,12 @@ class Core:
 
     async def set_mtime(self, path: str, mtime: datetime) -> None:
         """Accepted for every draft file; kept for files written here (the archive sets
-        its own times)."""
+        its own times), and given to the spooled file, whose time the asset's
+        `blobDateModified` is (as `dandi upload` takes it from the local file)."""
         drafts = self._writes()
         pending = drafts.pending(drafts.target(path).path)
         if pending is not None:
-            pending.mtime = mtime
+            drafts.set_mtime(pending, mtime)
 
     async def unlink(self, path: str) -> None:
         await self._draft_edits().unlink(path)
@@ -363,7 +364,7 @@ async def open_core(
                     state_dir=config.metadata_dir,
                 )
                 warmer.start()
-                journal = Journal(config.uploads_dir / "journal.sqlite") if archive.authenticated else None
+                journal = Journal(config.uploads_dir / JOURNAL_FILE) if archive.authenticated else None
                 try:
                     drafts, uploader = None, None
                     if journal is not None:
@@ -388,7 +389,7 @@ def _writing(
     opener: ContentOpener,
 ) -> tuple[Drafts, Uploader]:
     """The write side of a core with a token: its spool, uploads, and what they left."""
-    spool = Spool(config.uploads_dir / "spool")
+    spool = Spool(config.uploads_dir / SPOOL_FOLDER)
     registering = anyio.Lock()
     uploader = Uploader(archive, journal, spool, _describe, registering=registering)
     drafts = Drafts(archive, resolver, spool, journal, uploader, registering, background, opener)

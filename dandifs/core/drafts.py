@@ -32,10 +32,12 @@ from dandifs.namespace import names
 from dandifs.namespace.routes import DandisetYaml, InVersion, parse_path
 from dandifs.resolve import Entry, EntryKind, Resolver
 from dandifs.upload.journal import Journal, UploadRecord, owner_of
-from dandifs.upload.metadata import check_asset_path
+from dandifs.namespace.assetpaths import check_asset_path
 from dandifs.upload.pipeline import Uploader
 from dandifs.upload.spool import Spool, SpoolFile
 from dandifs.upload.state import Phase, UploadState
+from dandifs.upload.zarrsync import ZarrSync
+from dandifs.core.zarrbatches import ZarrBatches
 
 log = logging.getLogger(__name__)
 
@@ -53,21 +55,50 @@ class Reader:
     async def aclose(self) -> None: ...  # pragma: no cover
 
 
+ZARR_EXCLUDED = frozenset({".dandi", ".datalad", ".git", ".gitattributes", ".gitmodules"})
+"""Names inside a Zarr that `dandi upload` leaves out (a Zarr's own `.zarray` goes)."""
+
+
 @dataclass(frozen=True)
 class Target:
-    """A writable draft path: its namespace path, dandiset and asset path."""
+    """A writable draft path: its namespace path, dandiset and asset path; `zarr` is the
+    asset path of the Zarr it is inside, if any (a folder `*.zarr`/`*.ngff` in a draft
+    is a Zarr)."""
 
     path: str
     dandiset_id: str
     asset_path: str
+    zarr: str | None = None
+
+    @classmethod
+    def of(cls, path: str, dandiset_id: str, asset_path: str) -> Target:
+        segments = asset_path.split("/")
+        zarr = next(
+            ("/".join(segments[: i + 1]) for i, name in enumerate(segments[:-1]) if names.is_zarr_name(name)),
+            None,
+        )
+        return cls(path, dandiset_id, asset_path, zarr)
 
     @property
     def name(self) -> str:
         return self.asset_path.rsplit("/", 1)[-1]
 
     @property
+    def key(self) -> str:
+        """The path inside its Zarr."""
+        assert self.zarr is not None
+        return self.asset_path[len(self.zarr) + 1 :]
+
+    @property
+    def is_zarr_root(self) -> bool:
+        return self.zarr is None and names.is_zarr_name(self.name)
+
+    @property
     def kept_local(self) -> bool:
-        """Hidden names never go to the archive (`dandi upload` skips them too)."""
+        """Hidden names never go to the archive (`dandi upload` skips them too), except
+        inside a Zarr, whose metadata files are hidden names."""
+        if self.zarr is not None:
+            return any(segment in ZARR_EXCLUDED for segment in self.key.split("/"))
         return any(segment.startswith(".") for segment in self.asset_path.split("/"))
 
 
@@ -142,6 +173,10 @@ class Drafts:
         self._folders: set[str] = set()
         self._subscribers: list[Callable[[str], None]] = []
         self._running: set[str] = set()
+        self._runs_uploads = True
+        self._zarrs = ZarrBatches(
+            ZarrSync(archive), journal, spool, tasks, self._zarr_file_finished
+        )
         self._idle = anyio.Event()
         self._idle.set()
 
@@ -166,7 +201,7 @@ class Drafts:
                 "entry dandi-cli uses)"
             )
         check_asset_path(route.relative)
-        return Target(route.path, route.address.dandiset_id, route.relative)
+        return Target.of(route.path, route.address.dandiset_id, route.relative)
 
     # -- what the overlay shows -----------------------------------------------------------
 
@@ -176,6 +211,9 @@ class Drafts:
         if not self._pending and not self._folders:
             return None
         pending = self._pending.get(path)
+        if pending is not None and self._finished_elsewhere(pending):
+            self._forget(pending)
+            pending = None
         if pending is not None and not pending.untouched:
             return self._file_entry(pending)
         prefix = path.rstrip("/") + "/"
@@ -184,6 +222,17 @@ class Drafts:
             if isinstance(route, InVersion):  # a version's root is the archive's to show
                 return self._folder_entry(route)
         return None
+
+    def _finished_elsewhere(self, pending: Pending) -> bool:
+        """An upload another process ran and finished: its row is gone, the archive has it."""
+        upload = pending.upload
+        if upload is None or upload.record_id in self._running or upload.finished.is_set():
+            return False
+        try:
+            self._journal.get(upload.record_id)
+        except KeyError:
+            return pending.spool is None and pending.writers == 0
+        return False
 
     def children(self, folder: str) -> list[Entry]:
         """The pending files and local folders directly inside `folder`."""
@@ -351,8 +400,9 @@ class Drafts:
         record = self._journal.add(
             owner=self._owner, dandiset_id=pending.target.dandiset_id,
             path=pending.target.asset_path, spool=str(spool.path), size=size,
+            zarr=pending.target.zarr,
         )
-        if digest is not None:
+        if digest is not None and record.zarr is None:
             self._journal.update(record.id, digest=digest)
         self._supersede(pending, Upload(record.id))
 
@@ -366,6 +416,14 @@ class Drafts:
             pending.phase = Phase.SPOOLED
             self._start(pending, upload)
 
+    def _start(self, pending: Pending, upload: Upload) -> None:
+        if pending.target.zarr is not None:
+            self._zarrs.add(self._journal.get(upload.record_id))
+            return
+        self._running.add(upload.record_id)
+        self._idle = anyio.Event() if self._idle.is_set() else self._idle
+        self._tasks.start_soon(self._upload, pending, upload)
+
     def _drop(self, upload: Upload) -> None:
         """Stop an upload and remove its row and spooled bytes (a newer version replaced it,
         or the file was deleted)."""
@@ -374,13 +432,10 @@ class Drafts:
             record = self._journal.get(upload.record_id)
         except KeyError:
             return
+        if record.zarr is not None and not self._zarrs.withdraw(record.id):
+            return  # being sent with its Zarr's batch, which removes it when done
         self._journal.remove(record.id)
         self._spool.discard(Path(record.spool))
-
-    def _start(self, pending: Pending, upload: Upload) -> None:
-        self._running.add(upload.record_id)
-        self._idle = anyio.Event() if self._idle.is_set() else self._idle
-        self._tasks.start_soon(self._upload, pending, upload)
 
     async def _upload(self, pending: Pending, upload: Upload) -> None:
         try:
@@ -408,6 +463,33 @@ class Drafts:
                 self._forget(current)
         self._changed(path)
 
+    def _zarr_file_finished(self, record: UploadRecord) -> None:
+        """A file of a Zarr batch is in the archive (DONE) or its batch failed."""
+        path = parse_path(f"/dandisets/{record.dandiset_id}/draft/{record.path}").path
+        pending = self._pending.get(path)
+        if pending is None or pending.upload is None or pending.upload.record_id != record.id:
+            self._changed(path)
+            return
+        upload = pending.upload
+        upload.final = record
+        upload.finished.set()
+        if record.phase is Phase.DONE:
+            pending.upload = None
+            pending.phase = Phase.DONE
+            if pending.spool is None and pending.writers == 0:
+                self._forget(pending)
+            self._changed(path)
+
+    async def flush_zarr(self, target: Target) -> None:
+        """Send what waits for the Zarr `target` is (or is in) and wait for it."""
+        zarr = target.asset_path if target.is_zarr_root else target.zarr
+        if zarr is not None:
+            await self._zarrs.flush(target.dandiset_id, zarr)
+
+    def delete_in_zarr(self, target: Target) -> None:
+        assert target.zarr is not None
+        self._zarrs.delete(target.dandiset_id, target.zarr, target.key)
+
     def _forget(self, pending: Pending) -> None:
         pending.release_base()
         if pending.spool is not None:
@@ -417,10 +499,26 @@ class Drafts:
         if self._pending.get(pending.target.path) is pending:
             del self._pending[pending.target.path]
 
+    def set_mtime(self, pending: Pending, mtime: datetime) -> None:
+        pending.mtime = mtime
+        spooled = pending.spool.path if pending.spool is not None else None
+        if spooled is None and pending.upload is not None:
+            try:
+                spooled = Path(self._journal.get(pending.upload.record_id).spool)
+            except KeyError:
+                spooled = None
+        if spooled is not None:
+            stamp = mtime.timestamp()
+            try:
+                os.utime(spooled, (stamp, stamp))
+            except FileNotFoundError:
+                pass  # uploaded meanwhile
+
     async def wait_for_upload(self, pending: Pending) -> None:
         upload = pending.upload
         if upload is None:
             return
+        await self.flush_zarr(pending.target)
         await upload.finished.wait()
         final = upload.final
         if final is not None and final.phase is Phase.FAILED:
@@ -432,13 +530,19 @@ class Drafts:
     # -- resuming what an earlier process left --------------------------------------------
 
     def resume(self) -> None:
-        """Show and continue this caller's journalled uploads (failed ones are shown)."""
+        """Show and continue this caller's journalled uploads (failed ones are shown).
+
+        Only one process runs a caller's uploads: a second one (a mount beside a server
+        on the same cache directory) shows them, as the journal says they are going."""
+        self._runs_uploads = self._journal.claim(self._owner)
+        if not self._runs_uploads:
+            log.info("another process runs the journalled uploads of this token; showing them")
         for record in self._journal.owned_by(self._owner):
             if record.phase is Phase.DONE:
                 self._journal.remove(record.id)
                 continue
             path = parse_path(f"/dandisets/{record.dandiset_id}/draft/{record.path}").path
-            target = Target(path, record.dandiset_id, record.path)
+            target = Target.of(path, record.dandiset_id, record.path)
             pending = Pending(target, phase=record.phase, upload=Upload(record.id))
             if Path(record.spool).exists():
                 pending.base_fd = os.open(record.spool, os.O_RDONLY | os.O_CLOEXEC)
@@ -447,8 +551,10 @@ class Drafts:
                 pending.upload.finished.set()
                 pending.upload.final = record
                 log.warning("upload of %s failed earlier: %s", path, record.reason)
-            else:
+            elif self._runs_uploads:
                 log.info("resuming the upload of %s (%s)", path, record.state.describe())
+                if record.zarr is not None:
+                    self._journal.update(record.id, phase=Phase.SPOOLED)
                 self._start(pending, pending.upload)
 
     def uploads(self) -> list[UploadRecord]:
@@ -458,12 +564,19 @@ class Drafts:
         record = self._own(record_id)
         if record.id in self._running:
             return
+        if not self._runs_uploads:
+            raise errors.UploadFailed(
+                f"upload {record_id}: another process (a mount or server on this cache "
+                "directory) runs this token's uploads; retry there or stop it first"
+            )
         resume_at = (
-            Phase.REGISTERING if record.blob_id else Phase.UPLOADING if record.upload_id else Phase.SPOOLED
+            Phase.REGISTERING if record.blob_id
+            else Phase.UPLOADING if record.upload_id and record.zarr is None
+            else Phase.SPOOLED
         )
         self._journal.update(record.id, phase=resume_at, reason=None)
         path = parse_path(f"/dandisets/{record.dandiset_id}/draft/{record.path}").path
-        pending = self._pending.get(path) or Pending(Target(path, record.dandiset_id, record.path))
+        pending = self._pending.get(path) or Pending(Target.of(path, record.dandiset_id, record.path))
         self._pending[path] = pending
         pending.upload = Upload(record.id)
         self._start(pending, pending.upload)
@@ -491,8 +604,9 @@ class Drafts:
 
     async def drain(self, timeout: float | None) -> bool:
         with anyio.move_on_after(timeout):
+            await self._zarrs.flush_all()
             await self._idle.wait()
-        return not self._running
+        return not self._running and not self._zarrs.busy()
 
     # -- changes of names -----------------------------------------------------------------
 
@@ -536,7 +650,7 @@ class Drafts:
             moved = new.path + path[len(old):]
             asset_path = new.asset_path + path[len(old):]
             was_local = pending.target.kept_local
-            pending.target = Target(moved, new.dandiset_id, asset_path)
+            pending.target = Target.of(moved, new.dandiset_id, asset_path)
             self._pending[moved] = pending
             if pending.upload is not None:
                 self._journal.update(pending.upload.record_id, path=asset_path)
@@ -593,7 +707,7 @@ class FileWriter:
         self._pending.mtime = datetime.now(timezone.utc)
 
     def set_mtime(self, mtime: datetime) -> None:
-        self._pending.mtime = mtime
+        self._drafts.set_mtime(self._pending, mtime)
 
     async def sync(self) -> None:
         """Make what was written an asset now, and wait for it: UploadFailed with the reason."""

@@ -80,6 +80,11 @@ class DraftEdits:
         entry = await self._stat(target.path)
         if entry.is_folder:
             raise errors.IsADirectory(f"{path} is a folder: remove it with rmdir")
+        if target.zarr is not None:  # a file of a Zarr: deleted with the Zarr's next batch
+            self._drafts.remove_local(target.path)
+            self._drafts.delete_in_zarr(target)
+            self._drafts.changed(target.path)
+            return
         async with self._drafts.registering:
             self._drafts.remove_local(target.path)
             remote = await self._remote(target)
@@ -92,11 +97,6 @@ class DraftEdits:
 
     async def mkdir(self, path: str) -> None:
         target = self._drafts.target(path)
-        if names.is_zarr_name(target.name):
-            raise errors.NameRefused(
-                f"{path}: writing Zarr stores into a draft is not supported yet; "
-                "upload them with `dandi upload`"
-            )
         if await self._exists(target.path) is not None:
             raise errors.AlreadyExists(f"{path} exists already")
         await self.require_folder(target.path)
@@ -107,6 +107,7 @@ class DraftEdits:
         entry = await self._stat(target.path)
         if not entry.is_folder:
             raise errors.NotADirectory(f"{path} is a file: remove it with unlink")
+        await self._drafts.flush_zarr(target)  # deletions of its files go first
         if await self._listdir(target.path):
             raise errors.NotEmpty(f"{path} is not empty")
         self._drafts.remove_local(target.path)
@@ -140,10 +141,16 @@ class DraftEdits:
             return
         if target.path.startswith(source_target.path + "/"):
             raise errors.NameRefused(f"{new}: a folder cannot move into itself")
+        if source_target.zarr is not None or target.zarr is not None:
+            raise errors.NameRefused(
+                f"{old} -> {new}: the archive cannot rename files into, out of or inside a "
+                "Zarr; copy them, then delete the originals"
+            )
+        await self._drafts.flush_zarr(source_target)
         source = await self._stat(source_target.path)
         await self._clear_destination(source, target, replace)
         async with self._drafts.registering:
-            if source.is_folder:
+            if source.is_folder and source.zarr_id is None:
                 prefix = source_target.asset_path + "/"
                 for asset in await self._archive.list_assets(
                     target.dandiset_id, names.DRAFT, path=prefix, metadata=True

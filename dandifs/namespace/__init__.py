@@ -1,5 +1,6 @@
 """namespace layer: the pure path grammar, listing rules and `dandiset.yaml` rendering (no I/O)."""
 
+from dandifs.namespace.assetpaths import MAX_ASSET_PATH_CHARS, check_asset_path
 from dandifs.namespace.dandiset_yaml import render_dandiset_yaml, render_dandiset_yaml_bytes
 from dandifs.namespace.names import is_zarr_name, never_exists_remotely
 from dandifs.namespace.routes import (
@@ -18,6 +19,7 @@ from dandifs.namespace.routes import (
 )
 
 __all__ = [
+    "MAX_ASSET_PATH_CHARS",
     "DandisetFolder",
     "DandisetsFolder",
     "DandisetYaml",
@@ -27,6 +29,7 @@ __all__ = [
     "Route",
     "VersionAddress",
     "VersionRoot",
+    "check_asset_path",
     "is_zarr_name",
     "join_path",
     "never_exists_remotely",

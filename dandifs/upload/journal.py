@@ -8,8 +8,10 @@ SHA-256 of the token that wrote them: a core resumes only its own caller's uploa
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -32,6 +34,7 @@ CREATE TABLE IF NOT EXISTS uploads (
     upload_id TEXT,
     parts TEXT NOT NULL DEFAULT '{}',
     plan TEXT NOT NULL DEFAULT '[]',
+    zarr TEXT,
     parts_total INTEGER NOT NULL DEFAULT 0,
     blob_id TEXT,
     asset_id TEXT,
@@ -41,6 +44,9 @@ CREATE TABLE IF NOT EXISTS uploads (
     updated REAL NOT NULL
 )
 """
+
+JOURNAL_FILE = "journal.sqlite"
+"""The journal's name in an uploads folder (beside the spool)."""
 
 #: Phases an upload can be resumed from; DONE and FAILED rows wait for a person or pruning.
 UNFINISHED = (Phase.SPOOLED, Phase.HASHING, Phase.UPLOADING, Phase.VALIDATING, Phase.REGISTERING)
@@ -75,6 +81,9 @@ class UploadRecord:
     upload_id: str | None = None
     parts: dict[int, str] = field(default_factory=dict)
     plan: tuple[PlannedPart, ...] = ()
+    zarr: str | None = None
+    """The Zarr asset path a file belongs to (`path` is then the asset path of the file
+    inside it, e.g. `x.zarr/0/0`): sent with the Zarr's other changes, not as a blob."""
     parts_total: int = 0
     blob_id: str | None = None
     asset_id: str | None = None
@@ -98,23 +107,45 @@ class Journal:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # an acknowledged upload survives power loss
         self._db.execute(_SCHEMA)
+        self._path = path
+        self._claims: list[int] = []
+
+    def claim(self, owner: str) -> bool:
+        """Become the one process that runs `owner`'s uploads (a mount, a server, or
+        `dandifs uploads retry`), until `close`; False if another process is it.  A lock
+        held by a process that died is free again (the kernel drops it)."""
+        fd = os.open(f"{self._path}.{owner[:16]}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._claims.append(fd)
+        return True
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+        for fd in self._claims:
+            os.close(fd)
+        self._claims.clear()
 
-    def add(self, *, owner: str, dandiset_id: str, path: str, spool: str, size: int) -> UploadRecord:
+    def add(
+        self, *, owner: str, dandiset_id: str, path: str, spool: str, size: int,
+        zarr: str | None = None,
+    ) -> UploadRecord:
         """A committed file, spooled and waiting for its upload."""
         now = time.time()
         record = UploadRecord(
             id=str(uuid.uuid4()), owner=owner, dandiset_id=dandiset_id, path=path, spool=spool,
-            size=size, phase=Phase.SPOOLED, created=now, updated=now,
+            size=size, phase=Phase.SPOOLED, zarr=zarr, created=now, updated=now,
         )
         with self._lock:
             self._db.execute(
-                "INSERT INTO uploads (id, owner, dandiset, path, spool, size, phase, created,"
-                " updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (record.id, owner, dandiset_id, path, spool, size, record.phase.value, now, now),
+                "INSERT INTO uploads (id, owner, dandiset, path, spool, size, phase, zarr,"
+                " created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (record.id, owner, dandiset_id, path, spool, size, record.phase.value, zarr,
+                 now, now),
             )
         return record
 
@@ -185,7 +216,8 @@ class Journal:
         with self._lock:
             rows = self._db.execute(
                 "SELECT id, owner, dandiset, path, spool, size, phase, digest, upload_id, parts,"
-                f" plan, parts_total, blob_id, asset_id, reason, attempts, created, updated FROM uploads {where}",
+                " plan, zarr, parts_total, blob_id, asset_id, reason, attempts, created, updated"
+                f" FROM uploads {where}",
                 parameters,
             ).fetchall()
         return [
@@ -193,9 +225,9 @@ class Journal:
                 id=row[0], owner=row[1], dandiset_id=row[2], path=row[3], spool=row[4],
                 size=row[5], phase=Phase(row[6]), digest=row[7], upload_id=row[8],
                 parts={int(k): v for k, v in json.loads(row[9]).items()},
-                plan=tuple(PlannedPart(*part) for part in json.loads(row[10])),
-                parts_total=row[11], blob_id=row[12], asset_id=row[13], reason=row[14],
-                attempts=row[15], created=row[16], updated=row[17],
+                plan=tuple(PlannedPart(*part) for part in json.loads(row[10])), zarr=row[11],
+                parts_total=row[12], blob_id=row[13], asset_id=row[14], reason=row[15],
+                attempts=row[16], created=row[17], updated=row[18],
             )
             for row in rows
         ]

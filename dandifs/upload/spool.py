@@ -19,6 +19,10 @@ from dandifs.errors import NoSpace
 from dandifs.upload.digest import StreamedETag, dandi_etag
 
 
+SPOOL_FOLDER = "spool"
+"""The spool's name in an uploads folder (beside the journal)."""
+
+
 class SpoolFile:
     """One spooled file, open for reading and writing; not thread-safe (one owner)."""
 

@@ -128,11 +128,23 @@ _SEGMENT = rf"(?:{_CHAR}|\.(?={_CHAR}))+"
 _PATH = re.compile(rf"{_SEGMENT}(?:/{_SEGMENT})*")
 
 
+MAX_PATH_CHARS = 512
+
+
 def check_path(path: str) -> None:
+    """The request's path syntax check (the reference's serializer)."""
     if path.startswith("/"):
         raise fields(400, non_field_errors="Path must not begin with /")
-    if len(path) > 512 or not _PATH.fullmatch(path):
+    if not _PATH.fullmatch(path):
         raise fields(400, non_field_errors="Path improperly formatted")
+
+
+def _check_length(path: str) -> None:
+    """The model's own check, made by the reference when it saves the new asset: after the
+    conflict checks, and answered as a bare string."""
+    if len(path) > MAX_PATH_CHARS:
+        raise message(400, f"Ensure this value has at most {MAX_PATH_CHARS} characters"
+                           f" (it has {len(path)}).")
 
 
 def _check_layout(conn: sqlite3.Connection, version_id: int, path: str) -> None:
@@ -250,6 +262,7 @@ def add_asset(
         ).fetchone():
             raise message(409, "An asset with that path already exists")
         _check_layout(conn, version["id"], new.path)
+        _check_length(new.path)
         (asset_id,) = _insert(ctx, conn, version["id"], [new])
         mark_draft_changed(ctx, conn, version["id"])
     _release_embargo(ctx, dandiset, blob)
@@ -312,6 +325,7 @@ def replace_asset(
             _check_layout(conn, version["id"], new.path)
         except ApiError:
             raise message(409, "An asset with that path already exists") from None
+        _check_length(new.path)
         (new_id,) = _insert(ctx, conn, version["id"], [new])
         mark_draft_changed(ctx, conn, version["id"])
     _release_embargo(ctx, dandiset, blob)
