@@ -542,6 +542,17 @@ def test_truncate_and_times_of_a_draft_file(api, draft, dandiset) -> None:
     assert assets(api, dandiset)["cut.bin"]["size"] == 13
 
 
+def test_cp_p_keeps_the_time_as_the_assets_blob_date_modified(api, draft, dandiset, tmp_path) -> None:
+    from datetime import datetime, timezone
+
+    source = write_nwb(tmp_path / "dated.nwb", seed=19)
+    os.utime(source, (1_600_000_000, 1_600_000_000))
+    subprocess.run(["cp", "-p", str(source), str(draft / "dated.nwb")], check=True)  # chown too
+    settle(draft / "dated.nwb")
+    modified = assets(api, dandiset)["dated.nwb"]["metadata"]["blobDateModified"]
+    assert datetime.fromisoformat(modified) == datetime.fromtimestamp(1_600_000_000, timezone.utc)
+
+
 def test_an_empty_file_stays_local_and_never_becomes_an_empty_asset(api, draft, dandiset) -> None:
     subprocess.run(["touch", str(draft / "touched.nwb")], check=True)
     assert (draft / "touched.nwb").stat().st_size == 0
