@@ -3,7 +3,9 @@
 pyfuse3 accepts nothing but `FUSEError` from a request handler; anything else escapes into
 its main loop and takes the whole mount down (or leaves the calling process hanging).  So
 every handler runs inside `fuse_errors`, which translates what it knows and turns anything
-it does not know into EIO with the traceback in the log.
+it does not know into EIO with the traceback in the log.  What FUSE refuses by itself, with
+no domain meaning (symlinks, hard links, device nodes, RENAME_EXCHANGE), goes through
+`refusal`, so those are logged the same way.
 """
 
 from __future__ import annotations
@@ -67,3 +69,10 @@ def fuse_errors(operation: str, target: object = "") -> Iterator[None]:
     except Exception:
         log.exception("%s %s: unexpected failure, answering EIO", operation, target)
         raise pyfuse3.FUSEError(errno.EIO) from None
+
+
+def refusal(code: int, operation: str, target: object, reason: str) -> pyfuse3.FUSEError:
+    """The error for a request this front end refuses by itself, logged with its reason
+    like the domain refusals (raise what it returns)."""
+    log.warning("%s %s: %s -> %s", operation, target, reason, errno.errorcode[code])
+    return pyfuse3.FUSEError(code)
