@@ -465,8 +465,6 @@ def test_cp_r_of_a_zarr_folder_is_one_zarr_asset_dandi_download_reads_back(
     assert (zarr.open_array(str(downloaded), mode="r")[:] == values).all()
 
 
-@pytest.mark.xfail(strict=True, reason="zarr-python 3 writes each key as `<key>.<uuid>.partial` "
-                   "and renames it into place; the core refuses renames inside a Zarr (EINVAL)")
 def test_zarr_python_writes_a_zarr_into_the_draft_and_dandi_download_reads_it_back(
     archive, api, draft, dandiset, tmp_path
 ) -> None:
