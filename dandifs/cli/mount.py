@@ -217,9 +217,11 @@ async def finish_uploads(core: Core, timeout: float) -> None:
     for record in core.uploads():
         if record.state.finished:
             continue
-        log.warning("upload of %s (dandiset %s) stays journalled for the next start (%s)",
-                    record.path, record.dandiset_id, record.state.describe())
+        log.warning(
+            "upload of %s (dandiset %s) stays journalled for the next start (%s; see "
+            "dandifs uploads)", record.path, record.dandiset_id, record.state.describe())
     for record in core.uploads():
         if record.state.phase is Phase.FAILED:
-            log.warning("upload of %s (dandiset %s) failed: %s (its bytes stay spooled)",
-                        record.path, record.dandiset_id, record.state.reason)
+            log.warning(
+                "upload of %s (dandiset %s) failed: %s (its bytes stay spooled; see "
+                "dandifs uploads)", record.path, record.dandiset_id, record.state.reason)
