@@ -487,6 +487,18 @@ def test_zarr_python_writes_a_zarr_into_the_draft_and_dandi_download_reads_it_ba
 # -- fsync, xattrs, truncate, unmount ----------------------------------------------------------
 
 
+def test_df_shows_the_spool_disks_free_space_and_an_anonymous_mount_none(
+    archive, mount, tmp_path
+) -> None:
+    mounted, spool = os.statvfs(mount.mountpoint), os.statvfs(mount.cache_dir)
+    assert mounted.f_blocks * mounted.f_frsize == pytest.approx(
+        spool.f_blocks * spool.f_frsize, rel=0.01)
+    assert mounted.f_bavail > 0
+    base = tmp_path / "anonymous"
+    with MountProcess(base / "mnt", archive.api_url, base / "cache", env=no_token(archive)) as anonymous:
+        assert os.statvfs(anonymous.mountpoint).f_blocks == 0
+
+
 def test_fsync_of_the_writing_handle_returns_once_the_archive_has_the_asset(
     api, draft, dandiset, tmp_path
 ) -> None:

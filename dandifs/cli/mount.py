@@ -195,7 +195,9 @@ async def open_filesystem(options: MountOptions) -> AsyncIterator[DandiOperation
             ttl_immutable=core.ttl_published,
             ttl_mutable=core.ttl_draft,
         )
-        operations = DandiOperations(core, policy, read_only=options.read_only)
+        operations = DandiOperations(
+            core, policy, read_only=options.read_only, spool_dir=config.uploads_dir
+        )
         try:
             yield operations
         finally:
