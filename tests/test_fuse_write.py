@@ -223,6 +223,31 @@ def test_cp_of_an_nwb_file_is_an_asset_dandi_download_returns_byte_identical(
     assert os.getxattr(target, "user.dandi.validation").decode().splitlines() == expected
 
 
+def test_cp_p_through_the_mount_gives_the_asset_metadata_dandi_upload_gives(
+    archive, api, draft, dandiset, tmp_path
+) -> None:
+    from test_upload_metadata import comparable
+
+    root = tmp_path / dandiset
+    (root / "sub-10").mkdir(parents=True)
+    (root / "dandiset.yaml").write_text(f"identifier: '{dandiset}'\n")
+    uploaded = write_nwb(root / "sub-10" / "sub-10_ses-1.nwb", seed=20)
+    result = subprocess.run(
+        [str(DANDI), "upload", "--validation", "skip", "-i", archive.api_url,
+         "sub-10/sub-10_ses-1.nwb"],
+        env=dandi_cli_env(archive), cwd=root, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (draft / "sub-11").mkdir()
+    subprocess.run(["cp", "-p", str(uploaded), str(draft / "sub-11" / "sub-10_ses-1.nwb")],
+                   check=True)
+    settle(draft / "sub-11" / "sub-10_ses-1.nwb")
+    found = assets(api, dandiset)
+    sent = found["sub-10/sub-10_ses-1.nwb"]["metadata"]
+    ours = {**found["sub-11/sub-10_ses-1.nwb"]["metadata"], "path": sent["path"]}
+    assert ours["wasAttributedTo"][0]["schemaKey"] == "Participant"  # extracted from the file
+    assert comparable(ours) == comparable(sent)
+
+
 def test_a_second_copy_of_the_same_bytes_sends_no_part_to_s3(
     archive, api, draft, dandiset, tmp_path
 ) -> None:
