@@ -262,6 +262,20 @@ def test_a_second_copy_of_the_same_bytes_sends_no_part_to_s3(
     assert found["first.nwb"]["blob"] == found["second.nwb"]["blob"]
 
 
+def test_a_file_of_several_parts_sends_each_part_once(archive, api, draft, dandiset, tmp_path) -> None:
+    from dandischema.digests.dandietag import DandiETag
+
+    source = tmp_path / "parts.bin"
+    source.write_bytes(np.random.default_rng(21).bytes(150 * MiB))
+    parts = len(list(DandiETag(source.stat().st_size).get_parts()))
+    assert parts > 1
+    archive.reset_s3_stats()
+    subprocess.run(["cp", str(source), str(draft / "parts.bin")], check=True)
+    settle(draft / "parts.bin")
+    assert archive.s3_stats()["requests"].get("PUT", 0) == parts
+    assert digest_of(assets(api, dandiset)["parts.bin"]) == dandi_etag(source)
+
+
 def test_overwrite_replaces_the_asset_at_that_path(archive, api, draft, dandiset, tmp_path) -> None:
     first, second = write_nwb(tmp_path / "a.nwb", seed=3), write_nwb(tmp_path / "b.nwb", seed=4)
     target = draft / "data.nwb"
