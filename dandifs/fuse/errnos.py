@@ -28,6 +28,7 @@ ERRNO_TABLE: tuple[tuple[type[BaseException], int], ...] = (
     (errors.NotADirectory, errno.ENOTDIR),
     (errors.AlreadyExists, errno.EEXIST),
     (errors.NotEmpty, errno.ENOTEMPTY),
+    (errors.CannotMove, errno.EXDEV),
     (errors.NameRefused, errno.EINVAL),
     (errors.NoSpace, errno.ENOSPC),
     (errors.ReadOnly, errno.EROFS),
