@@ -363,6 +363,25 @@ def test_vim_edits_a_draft_file_in_place(archive, api, draft, dandiset) -> None:
     assert assets(api, dandiset)["notes.txt"]["size"] == len("first line\nadded line\n")
 
 
+def test_mv_into_another_dandiset_is_a_copy_and_a_delete(
+    archive, api, mount, draft, dandiset, tmp_path
+) -> None:
+    other = create_dandiset(api, "the other end of a move")
+    other_draft = version_path(mount.mountpoint, other, "draft")
+    source = write_nwb(tmp_path / "x.nwb", seed=22)
+    shutil.copyfile(source, draft / "moving.nwb")
+    settle(draft / "moving.nwb")
+    with pytest.raises(OSError) as refused:
+        os.rename(draft / "moving.nwb", other_draft / "moving.nwb")
+    assert refused.value.errno == errno.EXDEV  # so mv copies and deletes by itself:
+    archive.reset_s3_stats()
+    subprocess.run(["mv", str(draft / "moving.nwb"), str(other_draft)], check=True)
+    settle(other_draft / "moving.nwb")
+    assert assets(api, dandiset) == {}
+    assert digest_of(assets(api, other)["moving.nwb"]) == dandi_etag(source)
+    assert archive.s3_stats()["requests"].get("PUT", 0) == 0  # the archive had the blob
+
+
 def test_mkdir_and_cp_r_of_a_folder(archive, api, draft, dandiset, tmp_path) -> None:
     local = tmp_path / "sub-05"
     (local / "ses-1").mkdir(parents=True)
