@@ -347,7 +347,18 @@ class DandiProvider(DAVProvider):
         return default_handler(environ, created_status)
 
     def forget(self, environ: dict, *paths: str) -> None:
-        """Drop this request's memo of `paths` (and their folders' listings): they changed."""
+        """`paths` changed: drop this request's memo of them (and their folders' listings),
+        and what the other callers' cores cached of them, so that they see it at once."""
+        token = environ.get(TOKEN_KEY)
+
+        async def tell_others() -> None:
+            own = await self.cores.get(token)
+            for core in self.cores.cores():
+                if core is not own:
+                    for path in paths:
+                        core.invalidate(path)
+
+        self.portal.call(tell_others)
         stats = environ.setdefault("dandifs.stat", {})
         listings = environ.setdefault("dandifs.listdir", {})
         for path in paths:
