@@ -423,7 +423,13 @@ class DandiProvider(DAVProvider):
 
     def rename(self, path: str, destination: str, environ: dict) -> None:
         replace = environ.get("HTTP_OVERWRITE", "T") == "T"
-        self._call(environ, lambda core: core.rename(path, destination, replace=replace))
+
+        async def rename(core: Core) -> None:
+            if replace:
+                await clear_for(core, path, destination)
+            await core.rename(path, destination, replace=replace)
+
+        self._call(environ, rename)
         self.forget(environ, path, destination)
 
     def copy(self, path: str, destination: str, environ: dict, *, recursive: bool) -> None:
@@ -431,18 +437,12 @@ class DandiProvider(DAVProvider):
         replace = environ.get("HTTP_OVERWRITE", "T") == "T"
 
         async def copy(core: Core) -> None:
+            if replace:
+                await clear_for(core, path, destination)
             if recursive or not (await core.stat(path)).is_folder:
                 await core.copy(path, destination, replace=replace)
-                return
-            try:
-                existing = await core.stat(destination)
-            except errors.NotFound:
-                existing = None
-            if existing is not None:
-                if not replace:
-                    raise errors.AlreadyExists(f"{destination} exists already")
-                await remove_tree(core, destination)
-            await core.mkdir(destination)
+            else:
+                await core.mkdir(destination)
 
         self._call(environ, copy)
         self.forget(environ, destination)
@@ -450,6 +450,17 @@ class DandiProvider(DAVProvider):
     def set_mtime(self, path: str, moment: object, environ: dict) -> None:
         self._call(environ, lambda core: core.set_mtime(path, mtime_from(moment)))
         self.forget(environ, path)
+
+
+async def clear_for(core: Core, source: str, destination: str) -> None:
+    """Overwrite: T onto a folder, or of a folder, first deletes what is at the destination
+    (RFC 4918 §9.8.4, §9.9.3: collections are replaced, never merged)."""
+    try:
+        existing = await core.stat(destination)
+    except errors.NotFound:
+        return
+    if existing.is_folder or (await core.stat(source)).is_folder:
+        await remove_tree(core, destination)
 
 
 async def remove_tree(core: Core, path: str) -> None:

@@ -16,6 +16,7 @@ import mimetypes
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from wsgidav import util
 from wsgidav.dav_provider import DAVCollection, DAVNonCollection
 
 from dandifs.core import Entry
@@ -90,7 +91,23 @@ class EntryProperties:
 
     # -- changes (draft paths only: the guard and the core refuse the rest) -------------
 
+    def check_unlocked(self, depth: str) -> None:
+        """423 unless the request holds every lock on this resource (and, with depth
+        infinity, below it): WsgiDAV checks only the parent before `handle_delete`."""
+        manager = self.provider.lock_manager  # type: ignore[attr-defined]
+        if manager is None:
+            return
+        if "wsgidav.conditions.if" not in self.environ:  # type: ignore[attr-defined]
+            util.parse_if_header_dict(self.environ)  # type: ignore[attr-defined]
+        manager.check_write_permission(
+            url=self.get_ref_url(),  # type: ignore[attr-defined]
+            depth=depth,
+            token_list=self.environ["wsgidav.ifLockTokenList"],  # type: ignore[attr-defined]
+            principal=self.environ["wsgidav.user_name"],  # type: ignore[attr-defined]
+        )
+
     def handle_delete(self) -> bool:
+        self.check_unlocked("infinity")
         self.dandi.remove(self.path, self.environ)
         self.remove_all_properties(recursive=True)  # type: ignore[attr-defined]
         self.remove_all_locks(recursive=True)  # type: ignore[attr-defined]
