@@ -300,6 +300,11 @@ class Core:
         """Wait for running uploads; True when none is left running."""
         return await self._drafts.drain(timeout) if self._drafts is not None else True
 
+    def invalidate(self, path: str) -> None:
+        """Forget what is cached about the draft path `path` and the folders above it: it
+        was changed through another core (a server's other caller)."""
+        self._resolver.invalidate(path)
+
     def subscribe(self, callback: Callable[[str], None]) -> None:
         """`callback(path)` whenever the archive's content at `path` changed through this
         core (an upload done, a rename, a delete), e.g. to drop a kernel's cached entry."""
