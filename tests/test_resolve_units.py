@@ -290,6 +290,36 @@ async def test_single_flight_shares_one_fetch():
 
 
 @pytest.mark.anyio
+async def test_a_fetch_under_way_at_a_forget_is_not_cached_and_not_joined():
+    """A listing asked for before a change and answered after it must not be kept."""
+    stats = CacheStats()
+    cache: MetadataCache[str, str] = MetadataCache(100, negative_ttl=60, stats=stats)
+    release = trio.Event()
+    answers = iter(["before the change", "after the change"])
+
+    async def fetch() -> str:
+        answer = next(answers)
+        if answer == "before the change":
+            await release.wait()
+        return answer
+
+    results = {}
+
+    async def lookup(name: str) -> None:
+        results[name] = await cache.get("k", fetch, ttl=60)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(lookup, "early")
+        await trio.testing.wait_all_tasks_blocked()
+        cache.forget("k")  # the change, while the early fetch is under way
+        nursery.start_soon(lookup, "late")  # must not join the early fetch
+        await trio.testing.wait_all_tasks_blocked()
+        release.set()
+    assert results == {"early": "before the change", "late": "after the change"}
+    assert await cache.get("k", fetch, ttl=60) == "after the change"  # cached, no third fetch
+
+
+@pytest.mark.anyio
 async def test_single_flight_shares_failures_and_survives_a_cancelled_leader():
     stats = CacheStats()
     cache: MetadataCache[str, int] = MetadataCache(100, negative_ttl=0, stats=stats)

@@ -123,6 +123,12 @@ class MetadataCache(Generic[K, V]):
     `get(key, fetch, ttl)` answers from the cache when it can; otherwise runs `fetch` once
     for all concurrent callers, caches the value for `ttl(value)` seconds, and caches a
     `NotFound` for `negative_ttl` seconds (re-raised to later callers without a request).
+
+    A `forget` is a change the cache must never undo: a fetch that was already under way
+    (its answer may predate the change) is not cached, and callers after the `forget` do
+    not join it but fetch anew.  Without this a draft listing fetched just before an
+    upload registered its asset was cached after the upload's `forget`, and the new file
+    was "not found" until the listing expired.
     """
 
     def __init__(
@@ -135,9 +141,13 @@ class MetadataCache(Generic[K, V]):
         weigh: Callable[[V], int] | None = None,
     ) -> None:
         self.store: TTLStore[K, V] = TTLStore(maxsize, stats, clock, weigh)
-        self._flights: SingleFlight[K, V] = SingleFlight(on_shared_wait=stats.count_shared_wait)
+        self._flights: SingleFlight[tuple[K, int], V] = SingleFlight(
+            on_shared_wait=stats.count_shared_wait
+        )
         self._negative_ttl = negative_ttl
         self._stats = stats
+        self._epoch = 0
+        """Counts `forget` calls: a fill caches its answer only if none came meanwhile."""
 
     async def get(
         self,
@@ -152,18 +162,22 @@ class MetadataCache(Generic[K, V]):
                 raise NotFound(value.message)
             self._stats.hits += 1
             return value  # type: ignore[return-value]
-        return await self._flights.run(key, lambda: self._fill(key, fetch, ttl))
+        epoch = self._epoch
+        return await self._flights.run((key, epoch), lambda: self._fill(key, fetch, ttl, epoch))
 
     async def _fill(
-        self, key: K, fetch: Callable[[], Awaitable[V]], ttl: Callable[[V], float] | float
+        self, key: K, fetch: Callable[[], Awaitable[V]], ttl: Callable[[V], float] | float,
+        epoch: int,
     ) -> V:
         self._stats.misses += 1
         try:
             value = await fetch()
         except NotFound as exc:
-            self.store.put_absent(key, str(exc), self._negative_ttl)
+            if epoch == self._epoch:
+                self.store.put_absent(key, str(exc), self._negative_ttl)
             raise
-        self.store.put(key, value, ttl(value) if callable(ttl) else ttl)
+        if epoch == self._epoch:
+            self.store.put(key, value, ttl(value) if callable(ttl) else ttl)
         return value
 
     def peek(self, key: K) -> V | None:
@@ -173,7 +187,9 @@ class MetadataCache(Generic[K, V]):
         self.store.put(key, value, ttl)
 
     def forget(self, key: K) -> None:
+        self._epoch += 1
         self.store.forget(key)
 
     def forget_where(self, predicate: Callable[[K], bool]) -> None:
+        self._epoch += 1
         self.store.forget_where(predicate)
