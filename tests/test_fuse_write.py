@@ -406,6 +406,27 @@ def test_mkdir_and_cp_r_of_a_folder(archive, api, draft, dandiset, tmp_path) -> 
         assert (downloaded / name).read_bytes() == (local / name.removeprefix("sub-05/")).read_bytes()
 
 
+@pytest.mark.xfail(strict=False, reason="a file whose upload just finished is sometimes 'not "
+                   "found' for a moment (stat after the pending entry is dropped answers from a "
+                   "draft listing that does not have the new asset yet); about 1 run in 4")
+def test_cp_r_of_a_folder_of_many_small_files_makes_each_an_asset(
+    archive, api, draft, dandiset, tmp_path
+) -> None:
+    local = tmp_path / "many"
+    local.mkdir()
+    rng = np.random.default_rng(23)
+    for index in range(120):
+        (local / f"part-{index:03d}.bin").write_bytes(rng.bytes(int(rng.integers(1, 64 * 1024))))
+    subprocess.run(["cp", "-r", str(local), str(draft)], check=True)
+    for path in sorted((draft / "many").iterdir()):
+        settle(path)
+    found = assets(api, dandiset)
+    assert set(found) == {f"many/{path.name}" for path in local.iterdir()}
+    for path in local.iterdir():
+        assert found[f"many/{path.name}"]["size"] == path.stat().st_size
+    assert len({os.stat(path).st_ino for path in (draft / "many").iterdir()}) == 120
+
+
 # -- what may not be written -------------------------------------------------------------------
 
 
