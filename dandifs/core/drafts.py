@@ -29,7 +29,8 @@ import anyio
 from dandifs import errors
 from dandifs.archive.client import ArchiveClient
 from dandifs.namespace import names
-from dandifs.namespace.routes import DandisetYaml, InVersion, parse_path
+from dandifs.namespace.routes import InVersion, parse_path
+from dandifs.namespace.writable import read_only_reason
 from dandifs.resolve import Entry, EntryKind, Resolver
 from dandifs.upload.journal import Journal, UploadRecord, owner_of
 from dandifs.namespace.assetpaths import check_asset_path
@@ -184,21 +185,16 @@ class Drafts:
     def target(self, path: str) -> Target:
         """The draft path `path` may be written at, or why not (ReadOnly, Authentication-
         Required, NameRefused)."""
-        route = parse_path(path)
-        if isinstance(route, DandisetYaml):
-            raise errors.ReadOnly(
-                f"{path}: dandiset.yaml is rendered from the dandiset's metadata; "
-                "change the metadata on the archive's web site instead"
-            )
-        if not isinstance(route, InVersion) or not route.address.is_draft or route.address.via_releases:
-            raise errors.ReadOnly(
-                f"{path}: only /dandisets/<id>/draft/ can be written; published versions never change"
-            )
+        reason = read_only_reason(path)
+        if reason is not None:
+            raise errors.ReadOnly(reason)
         if not self._archive.authenticated:
             raise errors.AuthenticationRequired(
                 f"{path}: writing to a draft needs an API token (DANDI_API_KEY or the keyring "
                 "entry dandi-cli uses)"
             )
+        route = parse_path(path)
+        assert isinstance(route, InVersion)
         check_asset_path(route.relative)
         return Target.of(route.path, route.address.dandiset_id, route.relative)
 

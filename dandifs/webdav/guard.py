@@ -19,7 +19,8 @@ from dandifs import errors
 from dandifs.namespace import routes
 from dandifs.webdav.errors import to_dav_error
 from dandifs.webdav.html import METADATA_ROUTE
-from dandifs.webdav.writes import WRITE_METHODS, destination_path, read_only_reason
+from dandifs.namespace.writable import read_only_reason
+from dandifs.webdav.writes import WRITE_METHODS, destination_path
 
 READ_METHODS = frozenset({"GET", "HEAD", "PROPFIND", "OPTIONS"})
 ENCODED_SEPARATOR = re.compile(r"%(2f|5c|00)", re.IGNORECASE)

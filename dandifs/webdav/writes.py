@@ -29,38 +29,6 @@ READ_ALLOW = "OPTIONS, GET, HEAD, PROPFIND"
 WRITE_ALLOW = f"{READ_ALLOW}, PUT, DELETE, MKCOL, MOVE, COPY, PROPPATCH, LOCK, UNLOCK"
 
 
-def read_only_reason(path: str) -> str | None:
-    """Why `path` can never be written (None: it is inside a draft)."""
-    try:
-        route = routes.parse_path(path)
-    except errors.InvalidPath as exc:
-        return str(exc)
-    if isinstance(route, routes.InVersion) and route.address.is_draft and not route.address.via_releases:
-        return None
-    if isinstance(route, routes.DandisetYaml):
-        return (
-            f"{path}: dandiset.yaml is rendered from the dandiset's metadata; change the "
-            "metadata on the archive's web site instead"
-        )
-    if isinstance(route, routes.VersionRoot) and route.address.is_draft:
-        return f"{path}: the draft folder itself cannot be changed; write inside it"
-    return f"{path}: only /dandisets/<id>/draft/ can be written; published versions never change"
-
-
-def in_draft(path: str) -> bool:
-    """A draft's folder or anything in it: where class 2 (locking) is advertised."""
-    try:
-        route = routes.parse_path(path)
-    except errors.InvalidPath:
-        return False
-    address = getattr(route, "address", None)
-    return (
-        isinstance(route, (routes.VersionRoot, routes.InVersion))
-        and address.is_draft
-        and not address.via_releases
-    )
-
-
 def destination_path(environ: dict) -> str | None:
     """The path of a MOVE/COPY Destination (an absolute URL or a path), decoded."""
     header = environ.get("HTTP_DESTINATION")
