@@ -211,7 +211,7 @@ class Core:
         """A new empty file at `path` (replacing a file there unless `exclusive`), listed
         at once; the last writer's close starts its upload."""
         drafts = self._writes(path)
-        target = drafts.target(path)
+        target = await drafts.owned_target(path)
         try:
             existing = await self.stat(target.path)
         except errors.NotFound:
@@ -230,7 +230,7 @@ class Core:
         """An existing file opened for writing; its bytes are copied into the spool at the
         first write, unless `truncate` empties it at once."""
         drafts = self._writes(path)
-        target = drafts.target(path)
+        target = await drafts.owned_target(path)
         entry = await self.stat(target.path)
         if entry.is_folder:
             raise errors.IsADirectory(f"{path} is a folder")

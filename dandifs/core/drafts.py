@@ -173,9 +173,12 @@ class Drafts:
         self._pending: dict[str, Pending] = {}
         self._folders: set[str] = set()
         self._subscribers: list[Callable[[str], None]] = []
+        self._me: dict | None = None
+        self._rights: dict[str, bool] = {}
         self._running: set[str] = set()
         self._zarrs = ZarrBatches(
-            ZarrSync(archive), journal, spool, tasks, self._zarr_file_finished
+            ZarrSync(archive), journal, spool, tasks, self._zarr_file_finished,
+            lambda dandiset_id, zarr: self._changed(f"/dandisets/{dandiset_id}/draft/{zarr}"),
         )
         self._idle = anyio.Event()
         self._idle.set()
@@ -197,6 +200,25 @@ class Drafts:
         assert isinstance(route, InVersion)
         check_asset_path(route.relative)
         return Target.of(route.path, route.address.dandiset_id, route.relative)
+
+    async def owned_target(self, path: str) -> Target:
+        """`target(path)`, and the caller must own its dandiset (or be an admin): what
+        the archive would refuse with 403 is refused before any byte is spooled."""
+        target = self.target(path)
+        allowed = self._rights.get(target.dandiset_id)
+        if allowed is None:
+            if self._me is None:
+                self._me = await self._archive.current_user()
+            owners = await self._archive.dandiset_owners(target.dandiset_id)
+            allowed = bool(self._me.get("admin")) or self._me.get("username") in owners
+            self._rights[target.dandiset_id] = allowed
+        if not allowed:
+            raise errors.PermissionDenied(
+                f"{path}: {self._me.get('username') if self._me else 'this token'} is not an "
+                f"owner of dandiset {target.dandiset_id}, so the archive takes no changes to it "
+                "from this token"
+            )
+        return target
 
     # -- what the overlay shows -----------------------------------------------------------
 
