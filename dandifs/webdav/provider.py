@@ -127,8 +127,9 @@ class DandiProvider(DAVProvider):
         dandiset that does not exist alike, so nothing leaks) is what makes clients that send
         credentials only when challenged (davfs2, cadaver) retry with the user's token.
         """
-        dandiset_id = dandiset_of(routes.parse_path(path))
-        if dandiset_id is None:
+        route = routes.parse_path(path)
+        dandiset_id = dandiset_of(route)
+        if dandiset_id is None or (isinstance(route, routes.InVersion) and route.never_exists):
             return
         dandiset_path = f"/dandisets/{dandiset_id}"
         if dandiset_path != path:
@@ -390,8 +391,10 @@ class DandiProvider(DAVProvider):
         return self.resource(path, environ)
 
     def begin_put(self, path: str, environ: dict) -> BodySink:
+        header = environ.get("HTTP_X_OC_MTIME")  # rclone, ownCloud clients: the file's time
+        mtime = mtime_from(header) if header is not None else None
         writer = self._call(environ, lambda core: core.create(path))
-        return BodySink(self.portal, writer)
+        return BodySink(self.portal, writer, mtime)
 
     def end_put(self, path: str, sink: BodySink, environ: dict, *, with_errors: bool) -> Entry:
         """Keep the body (wait until it is an asset) or, if it broke off, nothing."""
@@ -404,6 +407,8 @@ class DandiProvider(DAVProvider):
 
         async def keep(core: Core) -> None:
             try:
+                if sink.mtime is not None:
+                    sink.writer.set_mtime(sink.mtime)
                 await sink.writer.sync()
             finally:
                 await sink.writer.close()

@@ -99,9 +99,11 @@ class BodySink:
     """The file WsgiDAV's PUT writes the request body into: each block goes straight to
     the core's `FileWriter`, and the bytes received are counted for the length check."""
 
-    def __init__(self, portal: CorePortal, writer: FileWriter) -> None:
+    def __init__(self, portal: CorePortal, writer: FileWriter, mtime: datetime | None = None) -> None:
         self.portal = portal
         self.writer = writer
+        self.mtime = mtime
+        """The file's time given with the request (X-OC-Mtime), kept at commit."""
         self.received = 0
 
     def write(self, data: bytes) -> int:
