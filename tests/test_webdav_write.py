@@ -294,6 +294,8 @@ def test_writes_need_a_token_with_rights(server, local_archive, auth, folder, ou
     assert bearer.status_code == 201
     outsider = ("u", outsider_token)
     assert httpx.delete(url, auth=outsider).status_code == 403
+    assert httpx.request("COPY", url, auth=outsider,
+                         headers={"Destination": draft_url(server, f"{folder}.copied")}).status_code == 403
     assert httpx.request("MOVE", url, auth=outsider,
                          headers={"Destination": draft_url(server, f"{folder}.moved")}).status_code == 403
     put = httpx.put(draft_url(server, f"{folder}.other"), content=b"x", auth=outsider)
