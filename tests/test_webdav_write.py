@@ -160,6 +160,13 @@ def test_a_short_body_keeps_nothing(server, local_archive, auth, folder):
                      {"Authorization": basic(auth[1]), "Content-Length": "9000"}, b"y" * 10)
     assert status == 400
     assert_asset(local_archive, f"{folder}/kept.bin", data)
+    # A chunked body that stops inside a chunk (the client hung up).
+    status = raw_put(server, f"/dandisets/{DANDISET}/draft/{folder}/cut.bin",
+                     {"Authorization": basic(auth[1]), "Transfer-Encoding": "chunked"},
+                     b"1000\r\n" + b"z" * 100)
+    assert status == 400
+    assert archive_asset(local_archive, f"{folder}/cut.bin") is None
+    assert propfind(draft_url(server, f"{folder}/cut.bin"), "0", auth=auth).status_code == 404
     assert httpx.get(draft_url(server, f"{folder}/kept.bin"), auth=auth, follow_redirects=True).content == data
 
 
@@ -230,6 +237,37 @@ def test_mkcol_put_inside_then_delete_the_folder(server, local_archive, auth, fo
     assert httpx.delete(draft_url(server, folder), auth=auth).status_code == 204
     assert archive_asset(local_archive, f"{folder}/sub/two.bin") is None
     assert propfind(draft_url(server, folder), "0", auth=auth).status_code == 404
+
+
+def test_a_zarr_folder_becomes_a_zarr_asset(server, local_archive, auth, folder):
+    archive_folder(server, auth, folder)
+    zarr = f"{folder}/image.zarr"
+    assert httpx.request("MKCOL", draft_url(server, zarr), auth=auth).status_code == 201
+    assert httpx.request("MKCOL", draft_url(server, f"{zarr}/0"), auth=auth).status_code == 201
+    files = {".zgroup": b'{"zarr_format": 2}', ".zattrs": b"{}", "0/0": payload(5000, "chunk")}
+    for name, data in files.items():
+        assert httpx.put(draft_url(server, f"{zarr}/{name}"), content=data, auth=auth).status_code == 201
+    asset = archive_asset(local_archive, zarr)
+    assert asset is not None and asset["zarr"] and asset["size"] == sum(map(len, files.values()))
+    listed = hrefs(propfind(draft_url(server, f"{zarr}/0/"), "1", auth=auth))
+    assert f"/dandisets/{DANDISET}/draft/{zarr}/0/0" in listed
+    streamed = httpx.get(draft_url(server, f"{zarr}/0/0"), auth=auth, follow_redirects=True)
+    assert streamed.content == files["0/0"]
+
+
+@pytest.mark.xfail(strict=True, reason="core: rmdir of a folder in a Zarr right after unlinking "
+                   "its last file still lists the file (NotEmpty), though the batch deleted it")
+def test_delete_of_a_zarr_folder(server, local_archive, auth, folder):
+    archive_folder(server, auth, folder)
+    zarr = f"{folder}/gone.zarr"
+    assert httpx.request("MKCOL", draft_url(server, zarr), auth=auth).status_code == 201
+    assert httpx.request("MKCOL", draft_url(server, f"{zarr}/0"), auth=auth).status_code == 201
+    for name in (".zgroup", "0/0"):
+        assert httpx.put(draft_url(server, f"{zarr}/{name}"), content=b"{}", auth=auth).status_code == 201
+    assert archive_asset(local_archive, zarr) is not None
+    deleted = httpx.delete(draft_url(server, zarr), auth=auth)
+    assert deleted.status_code == 204, deleted.text
+    assert archive_asset(local_archive, zarr) is None
 
 
 def test_move_and_copy(server, local_archive, auth, folder):
