@@ -9,6 +9,7 @@ Content-Length is discarded, so a client that stopped half-way leaves nothing be
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING
@@ -35,7 +36,8 @@ def read_only_reason(path: str) -> str | None:
         route = routes.parse_path(path)
     except errors.InvalidPath as exc:
         return str(exc)
-    if isinstance(route, routes.InVersion) and route.address.is_draft and not route.address.via_releases:
+    address = getattr(route, "address", None)
+    if isinstance(route, routes.InVersion) and address.is_draft and not address.via_releases:
         return None
     if isinstance(route, routes.DandisetYaml):
         return (
@@ -99,7 +101,9 @@ class BodySink:
     """The file WsgiDAV's PUT writes the request body into: each block goes straight to
     the core's `FileWriter`, and the bytes received are counted for the length check."""
 
-    def __init__(self, portal: CorePortal, writer: FileWriter, mtime: datetime | None = None) -> None:
+    def __init__(
+        self, portal: CorePortal, writer: FileWriter, mtime: datetime | None = None
+    ) -> None:
         self.portal = portal
         self.writer = writer
         self.mtime = mtime
@@ -114,8 +118,18 @@ class BodySink:
         self.received += len(data)
         return len(data)
 
-    def writelines(self, blocks) -> None:
-        for block in blocks:
+    def writelines(self, blocks: Iterable[bytes]) -> None:
+        """Write every block; a body that cannot be read to its end is the client's 400."""
+        iterator = iter(blocks)
+        while True:
+            try:
+                block = next(iterator)
+            except StopIteration:
+                return
+            except (OSError, ValueError) as exc:  # cheroot: a chunk cut short, a timeout
+                raise DAVError(
+                    400, context_info=f"the request body broke off ({exc}); nothing was kept"
+                ) from None
             self.write(block)
 
     def close(self) -> None:
