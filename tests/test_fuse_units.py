@@ -12,7 +12,7 @@ import pytest
 
 from dandifs import errors
 from dandifs.fuse.attrs import AttrPolicy
-from dandifs.fuse.errnos import ERRNO_TABLE, errno_for, fuse_errors
+from dandifs.fuse.errnos import ERRNO_TABLE, errno_for, fuse_errors, refusal
 from dandifs.fuse.inodes import ROOT_INODE, InodeTable
 from dandifs.namespace import join_path as child_path, parent_path
 from dandifs.fuse.options import (
@@ -22,8 +22,11 @@ from dandifs.fuse.options import (
     from_environment,
     parse_size,
 )
-from dandifs.fuse.xattrs import ASSET_ID, DIGEST, METADATA, S3_URL, xattr_names
+from dandifs.fuse.xattrs import (
+    ASSET_ID, DIGEST, METADATA, S3_URL, UPLOAD, VALIDATION, xattr_names,
+)
 from dandifs.resolve.entry import Entry, EntryKind
+from dandifs.upload.state import Phase, UploadState
 
 # -- inode table ---------------------------------------------------------------------------
 
@@ -47,6 +50,37 @@ def test_forgotten_inodes_are_released_and_then_stale() -> None:
     with pytest.raises(errors.Stale):
         table.path(inode)
     assert table.acquire("/a") != inode  # a new number: the kernel never mixes the two
+
+
+def test_a_renamed_folder_keeps_its_numbers_and_so_do_its_children() -> None:
+    table = InodeTable()
+    folder = table.acquire("/d/draft/a")
+    child = table.acquire("/d/draft/a/x.nwb")
+    sibling = table.acquire("/d/draft/ab")  # shares a prefix, is not under it
+    assert table.move("/d/draft/a", "/d/draft/b") == [folder, child]
+    assert table.path(folder) == "/d/draft/b" and table.path(child) == "/d/draft/b/x.nwb"
+    assert table.peek("/d/draft/b/x.nwb") == child and table.peek("/d/draft/a") is None
+    assert table.path(sibling) == "/d/draft/ab"
+
+
+def test_a_rename_over_a_file_detaches_the_replaced_number() -> None:
+    table = InodeTable()
+    moved, replaced = table.acquire("/x"), table.acquire("/y")
+    table.move("/x", "/y")
+    assert table.peek("/y") == moved
+    assert table.path(replaced) == "/y"  # still known to the kernel until it forgets
+    table.forget(replaced, 1)
+    assert table.peek("/y") == moved  # forgetting the old number leaves the new owner alone
+
+
+def test_a_removed_path_gets_a_new_number_when_made_again() -> None:
+    table = InodeTable()
+    old = table.acquire("/d/draft/f")
+    table.detach("/d/draft/f")
+    new = table.acquire("/d/draft/f")
+    assert new != old and table.lookups(old) == 1
+    table.forget(old, 1)
+    assert table.peek("/d/draft/f") == new
 
 
 def test_root_is_never_forgotten() -> None:
@@ -81,6 +115,13 @@ def test_child_and_parent_paths(parent: str, name: str, joined: str) -> None:
         (errors.Stale("x"), errno.ESTALE),
         (errors.Unavailable("x"), errno.EIO),
         (errors.ArchiveRejected("x", status=500), errno.EIO),
+        (errors.AuthenticationRequired("x"), errno.EACCES),
+        (errors.AlreadyExists("x"), errno.EEXIST),
+        (errors.NotEmpty("x"), errno.ENOTEMPTY),
+        (errors.NameRefused("x"), errno.EINVAL),
+        (errors.CannotMove("x"), errno.EXDEV),
+        (errors.NoSpace("x"), errno.ENOSPC),
+        (errors.UploadFailed("x"), errno.EIO),
     ],
 )
 def test_domain_errors_map_to_errno(exc: Exception, code: int) -> None:
@@ -118,6 +159,14 @@ def test_read_only_refusal_is_logged_with_its_reason(caplog: pytest.LogCaptureFi
     assert "published versions never change" in caplog.text and "EROFS" in caplog.text
 
 
+def test_a_refusal_of_fuse_itself_is_logged_with_its_reason(caplog: pytest.LogCaptureFixture) -> None:
+    with pytest.raises(pyfuse3.FUSEError) as raised:
+        with fuse_errors("symlink", "/dandisets/000001/draft/l"):
+            raise refusal(errno.EPERM, "symlink", "/dandisets/000001/draft/l", "no symbolic links")
+    assert raised.value.errno == errno.EPERM
+    assert "no symbolic links" in caplog.text and "EPERM" in caplog.text
+
+
 # -- attributes ----------------------------------------------------------------------------
 
 WHEN = datetime(2024, 5, 6, 7, 8, 9, tzinfo=timezone.utc)
@@ -149,10 +198,20 @@ def test_published_entries_are_read_only_and_cached_long() -> None:
 
 
 def test_draft_entries_are_owner_writable_and_cached_briefly() -> None:
-    policy = AttrPolicy(uid=0, gid=0, ttl_immutable=3600, ttl_mutable=5)
+    policy = AttrPolicy(uid=0, gid=0, drafts_writable=True, ttl_immutable=3600, ttl_mutable=5)
     folder = policy.attributes(_entry(EntryKind.FOLDER, immutable=False), 2)
     assert stat.S_ISDIR(folder.st_mode) and stat.S_IMODE(folder.st_mode) == 0o755
     assert folder.attr_timeout == 5 and folder.st_nlink == 1
+    file = policy.attributes(_entry(EntryKind.FILE, immutable=False, size=3), 3)
+    assert stat.S_IMODE(file.st_mode) == 0o644
+    yaml = Entry(path="/dandisets/000001/draft/dandiset.yaml", kind=EntryKind.FILE, version="draft")
+    assert stat.S_IMODE(policy.attributes(yaml, 4).st_mode) == 0o444
+
+
+def test_without_a_token_drafts_are_read_only() -> None:
+    policy = AttrPolicy(uid=0, gid=0)
+    assert stat.S_IMODE(policy.attributes(_entry(EntryKind.FOLDER, immutable=False), 2).st_mode) == 0o555
+    assert stat.S_IMODE(policy.attributes(_entry(EntryKind.FILE, immutable=False), 3).st_mode) == 0o444
 
 
 def test_symlink_size_is_its_target_length() -> None:
@@ -169,6 +228,15 @@ def test_xattr_names_follow_what_the_entry_knows() -> None:
     )
     assert xattr_names(blob) == [ASSET_ID, DIGEST, S3_URL, METADATA]
     assert xattr_names(_entry(EntryKind.FOLDER, immutable=True)) == []
+
+
+def test_draft_files_show_their_upload_and_assets_their_validation() -> None:
+    pending = _entry(EntryKind.FILE, immutable=False, upload=UploadState(Phase.UPLOADING, 3, 16))
+    assert xattr_names(pending) == [UPLOAD]
+    asset = _entry(EntryKind.FILE, immutable=False, asset_id="a1", etag="e-1")
+    assert xattr_names(asset) == [ASSET_ID, DIGEST, METADATA, VALIDATION]
+    assert xattr_names(asset, UploadState(Phase.DONE)) == [ASSET_ID, DIGEST, METADATA, VALIDATION, UPLOAD]
+    assert UploadState(Phase.UPLOADING, 3, 16).describe() == "uploading 3/16 parts"
 
 
 # -- options -------------------------------------------------------------------------------
@@ -194,6 +262,8 @@ def test_fstab_options_are_applied_and_system_ones_ignored(tmp_path: Path) -> No
     assert options.cache_dir == Path("/var/cache/d") and options.cache_size == 20 * 2**30
     assert options.instance == "dandi-sandbox"
     assert options.token_file == Path("/etc/dandi.token")
+    assert options.read_only  # `ro` keeps drafts read-only too
+    assert not apply_options(options, "rw").read_only
 
 
 @pytest.mark.parametrize(
@@ -209,6 +279,12 @@ def test_fstab_options_are_applied_and_system_ones_ignored(tmp_path: Path) -> No
 def test_bad_options_are_refused_with_a_reason(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(OptionError, match=message):
         apply_options(MountOptions(mountpoint=tmp_path), text)
+
+
+def test_upload_wait_is_seconds(tmp_path: Path) -> None:
+    assert apply_options(MountOptions(mountpoint=tmp_path), "upload_wait=2.5").upload_wait == 2.5
+    with pytest.raises(OptionError, match="number of seconds"):
+        apply_options(MountOptions(mountpoint=tmp_path), "upload_wait=-1")
 
 
 def test_sloppy_mode_skips_unknown_options(tmp_path: Path) -> None:

@@ -4,6 +4,9 @@
 
 Without `-f` the command returns once the mount answers and keeps serving in the
 background; `fusermount3 -u MOUNTPOINT` or SIGTERM/SIGINT to the daemon unmounts cleanly.
+Files written to drafts are uploaded in the background: an unmount waits up to
+`upload_wait` seconds for running uploads; what is still unfinished then stays journalled
+(and spooled) and resumes at the next start of dandifs with the same cache directory.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from pathlib import Path
 from typing import AsyncIterator, Callable
 
 from dandifs.concurrency import unwrapped
-from dandifs.core import CoreConfig, open_core
+from dandifs.core import Core, CoreConfig, Phase, open_core
 from dandifs.errors import DandiFSError
 from dandifs.fuse.attrs import AttrPolicy
 from dandifs.fuse.operations import DandiOperations
@@ -34,7 +37,8 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dandifs mount",
-        description="Mount the DANDI Archive (or another instance) as a read-only filesystem.",
+        description="Mount the DANDI Archive (or another instance) as a filesystem: published "
+        "versions read-only, drafts writable with an API token.",
     )
     parser.add_argument("mountpoint", type=Path, help="an existing empty folder")
     parser.add_argument(
@@ -43,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-o", dest="options", action="append", default=[], metavar="OPTS",
         help="mount options, comma-separated (allow_other, uid=, gid=, cache_dir=, "
-        "cache_size=, memory_size=, index_prefetch=, zarr_readahead=, instance=, token_file=, log_file=, debug)",
+        "cache_size=, memory_size=, index_prefetch=, zarr_readahead=, instance=, token_file=, "
+        "log_file=, upload_wait=SECONDS, ro, debug)",
     )
     parser.add_argument("--cache-dir", help="where cached blocks are kept across mounts")
     parser.add_argument("--cache-size", help="bound of the disk cache, e.g. 20G")
@@ -186,10 +191,39 @@ async def open_filesystem(options: MountOptions) -> AsyncIterator[DandiOperation
         policy = AttrPolicy(
             uid=os.getuid() if options.uid is None else options.uid,
             gid=os.getgid() if options.gid is None else options.gid,
+            drafts_writable=core.authenticated and not options.read_only,
             ttl_immutable=core.ttl_published,
             ttl_mutable=core.ttl_draft,
         )
+        operations = DandiOperations(
+            core, policy, read_only=options.read_only, spool_dir=config.uploads_dir
+        )
         try:
-            yield DandiOperations(core, policy)
+            yield operations
         finally:
+            import trio
+
+            with trio.CancelScope(shield=True):  # even after an error, written files get their chance
+                await operations.close_writers()
+                await finish_uploads(core, options.upload_wait)
             log.info("statistics: %s", json.dumps(core.statistics()))
+
+
+async def finish_uploads(core: Core, timeout: float) -> None:
+    """Wait up to `timeout` seconds for the uploads still running; say what stays journalled
+    for the next start (nothing written is dropped)."""
+    running = [record for record in core.uploads() if not record.state.finished]
+    if running:
+        log.info("waiting up to %.0f s for %d upload(s) to finish", timeout, len(running))
+    await core.drain_uploads(timeout)
+    for record in core.uploads():
+        if record.state.finished:
+            continue
+        log.warning(
+            "upload of %s (dandiset %s) stays journalled for the next start (%s; see "
+            "dandifs uploads)", record.path, record.dandiset_id, record.state.describe())
+    for record in core.uploads():
+        if record.state.phase is Phase.FAILED:
+            log.warning(
+                "upload of %s (dandiset %s) failed: %s (its bytes stay spooled; see "
+                "dandifs uploads)", record.path, record.dandiset_id, record.state.reason)

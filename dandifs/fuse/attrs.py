@@ -3,6 +3,8 @@
 Published versions never change, so the kernel may keep their attributes and names as long
 as the resolver keeps them; drafts change under us, so their kernel lifetimes are as short as
 the resolver's draft TTL (never zero: that turns every `ls -l` entry into a round trip).
+Draft content shows write bits only when the mount has a token to write with, so tools
+that look at modes before writing (`cp`, editors, `test -w`) know before they try.
 """
 
 from __future__ import annotations
@@ -22,10 +24,12 @@ PREFERRED_IO_SIZE = 1024 * 1024
 
 @dataclass(frozen=True)
 class AttrPolicy:
-    """Ownership, kernel TTLs and the fallback time for entries the archive gives no time."""
+    """Ownership, kernel TTLs and the fallback time for entries the archive gives no time;
+    `drafts_writable` when the core may write (it has a token)."""
 
     uid: int
     gid: int
+    drafts_writable: bool = False
     ttl_immutable: float = 3600.0
     ttl_mutable: float = 5.0
     mount_time_ns: int = field(default_factory=time.time_ns)
@@ -36,9 +40,10 @@ class AttrPolicy:
     def mode(self, entry: Entry) -> int:
         if entry.kind is EntryKind.SYMLINK:
             return listing.symlink_mode()
+        writable = self.drafts_writable and is_draft_content(entry)
         if entry.kind is EntryKind.FOLDER:
-            return listing.folder_mode(is_draft_content(entry))
-        return listing.file_mode(is_draft_content(entry))
+            return listing.folder_mode(writable)
+        return listing.file_mode(writable)
 
     def size(self, entry: Entry) -> int:
         if entry.kind is EntryKind.SYMLINK:

@@ -3,7 +3,9 @@
 pyfuse3 accepts nothing but `FUSEError` from a request handler; anything else escapes into
 its main loop and takes the whole mount down (or leaves the calling process hanging).  So
 every handler runs inside `fuse_errors`, which translates what it knows and turns anything
-it does not know into EIO with the traceback in the log.
+it does not know into EIO with the traceback in the log.  What FUSE refuses by itself, with
+no domain meaning (symlinks, hard links, device nodes, RENAME_EXCHANGE), goes through
+`refusal`, so those are logged the same way.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ ERRNO_TABLE: tuple[tuple[type[BaseException], int], ...] = (
     (errors.NotADirectory, errno.ENOTDIR),
     (errors.AlreadyExists, errno.EEXIST),
     (errors.NotEmpty, errno.ENOTEMPTY),
+    (errors.CannotMove, errno.EXDEV),
     (errors.NameRefused, errno.EINVAL),
     (errors.NoSpace, errno.ENOSPC),
     (errors.ReadOnly, errno.EROFS),
@@ -62,8 +65,18 @@ def fuse_errors(operation: str, target: object = "") -> Iterator[None]:
         code = errno_for(exc)
         assert code is not None, f"{type(exc).__name__} is missing from ERRNO_TABLE"
         level = logging.DEBUG if code in _ROUTINE else logging.WARNING
-        log.log(level, "%s %s: %s -> %s", operation, target, exc, errno.errorcode[code])
+        text = str(exc)
+        if target != "" and not text.startswith(str(target)):  # most messages name their path
+            text = f"{target}: {text}"
+        log.log(level, "%s %s -> %s", operation, text, errno.errorcode[code])
         raise pyfuse3.FUSEError(code) from None
     except Exception:
         log.exception("%s %s: unexpected failure, answering EIO", operation, target)
         raise pyfuse3.FUSEError(errno.EIO) from None
+
+
+def refusal(code: int, operation: str, target: object, reason: str) -> pyfuse3.FUSEError:
+    """The error for a request this front end refuses by itself, logged with its reason
+    like the domain refusals (raise what it returns)."""
+    log.warning("%s %s: %s -> %s", operation, target, reason, errno.errorcode[code])
+    return pyfuse3.FUSEError(code)

@@ -4,6 +4,11 @@ The kernel names files by inode; the archive names them by path.  Every time the
 learns an inode (a LOOKUP reply, a READDIRPLUS entry) its lookup count goes up; FORGET
 brings it down.  A path keeps its number while the count is above zero, so `find`, `cp -r`
 and `ls -i` see one stable number per file, and the table holds only what the kernel holds.
+
+Writes move numbers with their paths: a renamed file or folder (and everything under it)
+keeps its inode, as on a local filesystem, so open handles and `find` follow it; a removed
+path lets go of its number at once, so a new file made there gets a new one while the old
+number lives on until the kernel forgets it.
 """
 
 from __future__ import annotations
@@ -69,5 +74,34 @@ class InodeTable:
         record.lookups -= count
         if record.lookups <= 0:
             del self._by_inode[inode]
-            del self._by_path[record.path]
+            if self._by_path.get(record.path) == inode:  # a detached number owns no path
+                del self._by_path[record.path]
+
+    def detach(self, path: str) -> None:
+        """`path` and everything under it were removed: their numbers name no path any more
+        (a new file there gets a new number); each lives on until the kernel forgets it."""
+        for inode_path in self._under(path):
+            del self._by_path[inode_path]
+
+    def move(self, old: str, new: str) -> list[int]:
+        """`old` (a file, or a folder with everything under it) is now at `new`: the same
+        numbers, new paths.  Whatever `new` replaced is detached.  Returns the moved numbers."""
+        if old == new:
+            return []
+        self.detach(new)
+        moved = []
+        for old_path in self._under(old):
+            inode = self._by_path.pop(old_path)
+            new_path = new + old_path[len(old):]
+            self._by_path[new_path] = inode
+            self._by_inode[inode].path = new_path
+            moved.append(inode)
+        return moved
+
+    def _under(self, path: str) -> list[str]:
+        """The known paths at or below `path` (never the root: it cannot be removed or moved)."""
+        if path == ROOT_PATH:
+            return []
+        prefix = path.rstrip("/") + "/"
+        return [known for known in self._by_path if known == path or known.startswith(prefix)]
 

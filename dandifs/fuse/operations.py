@@ -2,8 +2,14 @@
 
 This layer is deliberately thin.  It turns inode numbers into archive paths (InodeTable),
 asks the core what a path is, renders the answer for the kernel (AttrPolicy), and hands
-file reads to one reader per open handle.  Every handler runs inside `fuse_errors`, so a
-failure anywhere below becomes an errno and a log line, never a hung request.
+file reads to one reader per open handle and writes to one writer per handle that writes.
+Every handler runs inside `fuse_errors`, so a failure anywhere below becomes an errno and a
+log line, never a hung request.
+
+Writes are the core's (what is writable, spooling, uploads); here they are only mapped onto
+the kernel's requests: the last release of a written file starts its upload, fsync waits for
+it and reports its result, and the kernel is told to forget what it cached of a path when
+the core says the archive changed there.
 """
 
 from __future__ import annotations
@@ -13,24 +19,36 @@ import itertools
 import json
 import logging
 import os
+import stat
 import time
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import Sequence
 
 import pyfuse3
+import trio
 
 from dandifs import errors
+from dandifs.core import Core, Entry, EntryKind, FileReader, FileWriter, Phase
 from dandifs.fuse.attrs import PREFERRED_IO_SIZE, AttrPolicy
-from dandifs.fuse.errnos import fuse_errors
+from dandifs.fuse.errnos import fuse_errors, refusal
 from dandifs.fuse.inodes import ROOT_INODE, InodeTable
+from dandifs.fuse.kernel import KernelCaches
+from dandifs.fuse.xattrs import STATS, upload_of, xattr_names, xattr_value
 from dandifs.namespace import join_path
-from dandifs.fuse.xattrs import STATS, xattr_names, xattr_value
-from dandifs.core import Core, Entry, EntryKind, FileReader
 
 log = logging.getLogger(__name__)
 
 #: How long reads of a handle fail at once after the archive stayed unavailable.
 FAIL_FAST_SECONDS = 5.0
+
+#: How often an fsync of a handle that did not write looks at the upload it waits for.
+UPLOAD_POLL_SECONDS = 0.05
+
+#: Phases in which an upload is under way (an fsync waits them out).
+_RUNNING = {Phase.SPOOLED, Phase.HASHING, Phase.UPLOADING, Phase.VALIDATING, Phase.REGISTERING}
 
 
 @dataclass(frozen=True)
@@ -45,9 +63,19 @@ class _DirSnapshot:
 
 @dataclass
 class FileHandle:
+    """One open file: a reader of the bytes it had when opened, or a writer of new ones.
+
+    A handle that writes has its writer from open until the close(2) that ends it (FLUSH):
+    then what it wrote is committed and its upload starts, so close(2) reports a full disk
+    and `getfattr` right after `cp` shows the upload.  Should the handle be used again
+    after that (a descriptor dup'd or inherited before the close), it gets a new writer.
+    """
+
     path: str
     entry: Entry
-    reader: FileReader
+    reader: FileReader | None = None
+    writes: bool = False
+    writer: FileWriter | None = None
     unavailable_until: float = 0.0
     """After the archive stayed unavailable (retries exhausted), reads fail at once until
     then: the kernel re-asks for every page its failed read-ahead covered, and each would
@@ -57,18 +85,30 @@ class FileHandle:
 class DandiOperations(pyfuse3.Operations):
     """pyfuse3 handlers over the core."""
 
-    def __init__(self, core: Core, policy: AttrPolicy) -> None:
+    def __init__(
+        self, core: Core, policy: AttrPolicy, *, read_only: bool = False,
+        spool_dir: Path | None = None,
+    ) -> None:
+        """`spool_dir`: where written files wait for the archive (its disk's free space is
+        the free space `statfs` reports when drafts are writable)."""
         super().__init__()
         self.core = core
         self.policy = policy
+        self.read_only = read_only
+        self.spool_dir = spool_dir
         self.ttl_negative = core.ttl_negative
         self.inodes = InodeTable()
         self._dirs: dict[int, _DirSnapshot] = {}
         self._told: dict[int, tuple[Entry, float]] = {}  # inode -> entry, true until
         self._files: dict[int, FileHandle] = {}
         self._handles = itertools.count(1)
+        self._closing: Counter[str] = Counter()  # paths whose writer is being closed
         self._reads = 0
         self._read_bytes = 0
+        self._writes = 0
+        self._write_bytes = 0
+        self.kernel_caches = KernelCaches(self.inodes)
+        core.subscribe(self._archive_changed)
 
     # -- names and attributes ------------------------------------------------------------
 
@@ -82,9 +122,14 @@ class DandiOperations(pyfuse3.Operations):
                 entry = await self.core.stat(path)
             except errors.NotFound:
                 return self._negative_entry()
-            inode = self.inodes.acquire(path)
-            self._remember(inode, entry)
-            return self.policy.attributes(entry, inode)
+            return self._reply(path, entry)
+
+    def _reply(self, path: str, entry: Entry) -> pyfuse3.EntryAttributes:
+        """The kernel learns `path` (one more lookup of its inode) as `entry` says."""
+        inode = self.inodes.acquire(path)
+        entry = self._with_open_writes(entry)
+        self._remember(inode, entry)
+        return self.policy.attributes(entry, inode)
 
     def _negative_entry(self) -> pyfuse3.EntryAttributes:
         """An inode-0 reply: the kernel caches "no such name" for `ttl_negative` seconds."""
@@ -109,12 +154,24 @@ class DandiOperations(pyfuse3.Operations):
                 entry = self._open_entry(path)
                 if entry is None:
                     raise
+            entry = self._with_open_writes(entry)
             self._remember(inode, entry)
             return self.policy.attributes(entry, inode)
 
     def _open_entry(self, path: str) -> Entry | None:
         """The entry a handle open on `path` was opened with, if any."""
         return next((handle.entry for handle in self._files.values() if handle.path == path), None)
+
+    def _writers(self, path: str) -> list[FileWriter]:
+        return [h.writer for h in self._files.values() if h.path == path and h.writer is not None]
+
+    def _with_open_writes(self, entry: Entry) -> Entry:
+        """`entry` with the size its open writers have made it (a size the kernel must see
+        at once, or it cuts reads and appends at the old end)."""
+        writers = self._writers(entry.path)
+        if not writers or entry.kind is not EntryKind.FILE:
+            return entry
+        return replace(entry, size=max(writer.size for writer in writers))
 
     def _remember(self, inode: int, entry: Entry) -> None:
         """What the kernel was just told about `inode`, true for as long as it may keep it."""
@@ -162,6 +219,7 @@ class DandiOperations(pyfuse3.Operations):
                 entry = snapshot.entries[index]
                 path = join_path(snapshot.path, entry.name)
                 inode = self.inodes.acquire(path)
+                entry = self._with_open_writes(entry)
                 attrs = self.policy.attributes(entry, inode)
                 if not pyfuse3.readdir_reply(token, os.fsencode(entry.name), attrs, index + 1):
                     self.inodes.forget(inode, 1)  # not sent: the kernel never counted it
@@ -174,18 +232,32 @@ class DandiOperations(pyfuse3.Operations):
     # -- files ---------------------------------------------------------------------------
 
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
-        with fuse_errors("open", inode):
+        with fuse_errors("open", self._path_or_inode(inode)):
             path = self.inodes.path(inode)
-            if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND):
-                raise _read_only("open for writing", path)
             entry = await self._entry(inode, path)
             if entry.kind is EntryKind.FOLDER:
                 raise errors.IsADirectory(f"{path} is a folder")
+            if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND):
+                self._may_write(path)
+                writer = await self.core.open_write(path, truncate=bool(flags & os.O_TRUNC))
+                self._told.pop(inode, None)
+                return self._open_writer(entry, writer)
             reader = await self.core.open(entry)
             handle = next(self._handles)
-            self._files[handle] = FileHandle(path, entry, reader)
+            self._files[handle] = FileHandle(path, entry, reader=reader)
             # Immutable bytes may stay in the page cache across opens; draft bytes may not.
             return pyfuse3.FileInfo(fh=handle, keep_cache=entry.immutable, direct_io=False)
+
+    def _open_writer(self, entry: Entry, writer: FileWriter) -> pyfuse3.FileInfo:
+        handle = next(self._handles)
+        self._files[handle] = FileHandle(entry.path, entry, writes=True, writer=writer)
+        return pyfuse3.FileInfo(fh=handle, keep_cache=False, direct_io=False)
+
+    async def _writer(self, handle: FileHandle) -> FileWriter:
+        """The handle's writer, a new one if a close(2) already committed the last."""
+        if handle.writer is None:
+            handle.writer = await self.core.open_write(handle.path)
+        return handle.writer
 
     async def read(self, fh: int, off: int, size: int) -> bytes:
         handle = self._files.get(fh)
@@ -194,6 +266,12 @@ class DandiOperations(pyfuse3.Operations):
         if time.monotonic() < handle.unavailable_until:
             raise pyfuse3.FUSEError(errno.EIO)
         with fuse_errors("read", f"{handle.path} [{off}, +{size})"):
+            if handle.writes:  # O_RDWR: what was written so far
+                data = await (await self._writer(handle)).read(off, size)
+                self._reads += 1
+                self._read_bytes += len(data)
+                return data
+            assert handle.reader is not None
             end = min(off + size, handle.entry.size)
             if off >= end:
                 return b""
@@ -205,14 +283,87 @@ class DandiOperations(pyfuse3.Operations):
                 handle.unavailable_until = time.monotonic() + FAIL_FAST_SECONDS
                 raise
 
-    async def release(self, fh: int) -> None:
-        handle = self._files.pop(fh, None)
-        if handle is not None:
-            with fuse_errors("release", handle.path):
-                await handle.reader.aclose()
+    async def write(self, fh: int, off: int, buf: bytes) -> int:
+        handle = self._files.get(fh)
+        if handle is None:
+            raise pyfuse3.FUSEError(errno.EBADF)
+        with fuse_errors("write", f"{handle.path} [{off}, +{len(buf)})"):
+            if not handle.writes:
+                raise pyfuse3.FUSEError(errno.EBADF)  # the kernel checks the open mode first
+            written = await (await self._writer(handle)).write(off, buf)
+            self._writes += 1
+            self._write_bytes += written
+            return written
 
     async def flush(self, fh: int) -> None:
-        return None
+        """close(2) of a descriptor: what the handle wrote is committed and its upload
+        starts (the last writer of a path starts it); a failure is close(2)'s error."""
+        handle = self._files.get(fh)
+        if handle is None or handle.writer is None:
+            return
+        with fuse_errors("flush", handle.path):
+            writer, handle.writer = handle.writer, None
+            await self._close_writer(handle.path, writer)
+
+    async def release(self, fh: int) -> None:
+        handle = self._files.pop(fh, None)
+        if handle is None:
+            return
+        with fuse_errors("release", handle.path):
+            if handle.writer is not None:  # not flushed: the kernel's last word on it
+                await self._close_writer(handle.path, handle.writer)
+            elif handle.reader is not None:
+                await handle.reader.aclose()
+
+    async def _close_writer(self, path: str, writer: FileWriter) -> None:
+        """Commit what `writer` wrote and let the core start its upload."""
+        self._closing[path] += 1
+        try:
+            await writer.close()
+        finally:
+            self._closing[path] -= 1
+            if not self._closing[path]:
+                del self._closing[path]
+        self._forget_told(path)
+
+    async def fsync(self, fh: int, datasync: bool) -> None:
+        """Wait until the archive has what was written and answer with the upload's result
+        (EIO when it failed; the reason is in the log and in `user.dandifs.upload`).  On a
+        handle that did not write (`sync FILE` after `cp FILE`) it waits for the upload of
+        what was last written to that path."""
+        handle = self._files.get(fh)
+        if handle is None:
+            raise pyfuse3.FUSEError(errno.EBADF)
+        with fuse_errors("fsync", handle.path):
+            if handle.writer is not None:
+                await handle.writer.sync()
+            elif not handle.entry.immutable:  # read-only, or its writer committed already
+                await self._wait_for_upload(handle.path)
+
+    async def _wait_for_upload(self, path: str) -> None:
+        while True:
+            state = self.core.upload_state(path)
+            if path not in self._closing and (state is None or state.phase not in _RUNNING):
+                break
+            await trio.sleep(UPLOAD_POLL_SECONDS)
+        if state is not None and state.phase is Phase.FAILED:
+            raise errors.UploadFailed(f"the upload of {path} failed: {state.reason}")
+
+    async def close_writers(self) -> None:
+        """Close every handle still writing (the mount ends before the kernel released
+        them): what they wrote is committed and its upload started, never dropped."""
+        writing = {fh: handle for fh, handle in self._files.items() if handle.writer is not None}
+        if writing:
+            log.info("closing %d file(s) still open for writing: %s", len(writing),
+                     ", ".join(sorted({handle.path for handle in writing.values()})))
+        for fh, handle in writing.items():
+            del self._files[fh]
+            assert handle.writer is not None
+            try:
+                with fuse_errors("release at unmount", handle.path):
+                    await self._close_writer(handle.path, handle.writer)
+            except pyfuse3.FUSEError:
+                pass  # logged with its reason; the core's journal keeps what it could
 
     # -- extended attributes -------------------------------------------------------------
 
@@ -221,10 +372,12 @@ class DandiOperations(pyfuse3.Operations):
             if inode == ROOT_INODE and os.fsdecode(name) == STATS:
                 handles = {"inodes": len(self.inodes), "open_files": len(self._files),
                            "open_folders": len(self._dirs), "reads": self._reads,
-                           "read_bytes": self._read_bytes}
+                           "read_bytes": self._read_bytes, "writes": self._writes,
+                           "write_bytes": self._write_bytes,
+                           "kernel_invalidations": self.kernel_caches.sent}
                 return json.dumps({**self.core.statistics(), "fuse": handles}, sort_keys=True).encode()
             entry = await self.core.stat(self.inodes.path(inode))
-            value = await xattr_value(entry, os.fsdecode(name), self.core.asset_metadata)
+            value = await xattr_value(entry, os.fsdecode(name), self.core)
             if value is None:
                 raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
             return value
@@ -232,7 +385,7 @@ class DandiOperations(pyfuse3.Operations):
     async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> list[bytes]:
         with fuse_errors("listxattr", inode):
             entry = await self.core.stat(self.inodes.path(inode))
-            names = xattr_names(entry)
+            names = xattr_names(entry, upload_of(entry, self.core))
             if inode == ROOT_INODE:
                 names.append(STATS)
             return [os.fsencode(name) for name in names]
@@ -240,8 +393,11 @@ class DandiOperations(pyfuse3.Operations):
     # -- the filesystem as a whole -------------------------------------------------------
 
     async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
-        """No size and no free space, like other pseudo filesystems: the archive's size is
-        not a disk's, and a full-looking disk would set off monitoring."""
+        """Read-only, no size and no free space, like other pseudo filesystems: the archive's
+        size is not a disk's, and a full-looking disk would set off monitoring.  Where
+        drafts are writable, the disk that written files wait on (the spool's) is what
+        limits writing, so its size and free space are shown: file managers refuse to copy
+        onto a filesystem with no free space."""
         data = pyfuse3.StatvfsData()
         data.f_bsize = PREFERRED_IO_SIZE
         data.f_frsize = PREFERRED_IO_SIZE
@@ -249,59 +405,178 @@ class DandiOperations(pyfuse3.Operations):
         data.f_files = len(self.inodes)
         data.f_ffree = data.f_favail = 0
         data.f_namemax = 255
+        if self.spool_dir is not None and self.policy.drafts_writable:
+            try:
+                disk = await trio.to_thread.run_sync(os.statvfs, self.spool_dir)
+            except OSError as exc:
+                log.debug("statfs of the spool %s: %s", self.spool_dir, exc)
+            else:
+                data.f_blocks = disk.f_blocks * disk.f_frsize // PREFERRED_IO_SIZE
+                data.f_bfree = disk.f_bfree * disk.f_frsize // PREFERRED_IO_SIZE
+                data.f_bavail = disk.f_bavail * disk.f_frsize // PREFERRED_IO_SIZE
         return data
 
-    # -- writes: refused until drafts become writable -------------------------------------
+    # -- writes (drafts only: the core refuses the rest with its reason) -----------------
 
-    async def setattr(self, inode, attr, fields, fh, ctx):  # type: ignore[no-untyped-def]
-        with fuse_errors("setattr", inode):
-            raise _read_only("change attributes of", self._path_or_inode(inode))
+    async def create(
+        self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: pyfuse3.RequestContext
+    ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
+        with fuse_errors("create", self._child_or_name(parent_inode, name)):
+            path = self._child(parent_inode, name)
+            self._may_write(path)
+            writer = await self._create(path, flags)
+            try:
+                entry = await self.core.stat(path)  # listed at once, as the core promises
+            except BaseException:
+                await self._close_writer(path, writer)
+                raise
+            return self._open_writer(entry, writer), self._reply(path, entry)
 
-    async def write(self, fh: int, off: int, buf: bytes) -> int:
-        with fuse_errors("write", fh):
-            raise _read_only("write to", self._files[fh].path if fh in self._files else fh)
+    async def _create(self, path: str, flags: int) -> FileWriter:
+        """A writer of a new file at `path`; without O_EXCL a file already there (one the
+        kernel had not heard of yet) is opened as open(2) would, not emptied unless O_TRUNC."""
+        if flags & os.O_EXCL:
+            return await self.core.create(path, exclusive=True)
+        try:
+            return await self.core.create(path, exclusive=True)
+        except errors.AlreadyExists:
+            return await self.core.open_write(path, truncate=bool(flags & os.O_TRUNC))
 
-    async def create(self, parent_inode, name, mode, flags, ctx):  # type: ignore[no-untyped-def]
-        with fuse_errors("create", name):
-            raise _read_only("create", self._child_or_name(parent_inode, name))
+    async def mknod(
+        self, parent_inode: int, name: bytes, mode: int, rdev: int, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        with fuse_errors("mknod", self._child_or_name(parent_inode, name)):
+            path = self._child(parent_inode, name)
+            self._may_write(path)
+            if not stat.S_ISREG(mode):
+                raise refusal(errno.EPERM, "mknod", path,
+                              "the archive holds regular files only (no devices, FIFOs or sockets)")
+            writer = await self.core.create(path, exclusive=True)
+            await self._close_writer(path, writer)
+            return self._reply(path, await self.core.stat(path))
 
-    async def mkdir(self, parent_inode, name, mode, ctx):  # type: ignore[no-untyped-def]
-        with fuse_errors("mkdir", name):
-            raise _read_only("create a folder", self._child_or_name(parent_inode, name))
+    async def mkdir(
+        self, parent_inode: int, name: bytes, mode: int, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        with fuse_errors("mkdir", self._child_or_name(parent_inode, name)):
+            path = self._child(parent_inode, name)
+            self._may_write(path)
+            await self.core.mkdir(path)
+            return self._reply(path, await self.core.stat(path))
 
-    async def mknod(self, parent_inode, name, mode, rdev, ctx):  # type: ignore[no-untyped-def]
-        with fuse_errors("mknod", name):
-            raise _read_only("create", self._child_or_name(parent_inode, name))
+    async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        with fuse_errors("unlink", self._child_or_name(parent_inode, name)):
+            path = self._child(parent_inode, name)
+            self._may_write(path)
+            await self.core.unlink(path)
+            self._forget_told(path)
+            self.inodes.detach(path)
 
-    async def symlink(self, parent_inode, name, target, ctx):  # type: ignore[no-untyped-def]
-        with fuse_errors("symlink", name):
-            raise _read_only("create a symlink", self._child_or_name(parent_inode, name))
+    async def rmdir(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        with fuse_errors("rmdir", self._child_or_name(parent_inode, name)):
+            path = self._child(parent_inode, name)
+            self._may_write(path)
+            await self.core.rmdir(path)
+            self._forget_told(path)
+            self.inodes.detach(path)
 
-    async def link(self, inode, new_parent_inode, new_name, ctx):  # type: ignore[no-untyped-def]
-        with fuse_errors("link", new_name):
-            raise _read_only("create a link", self._child_or_name(new_parent_inode, new_name))
+    async def rename(
+        self, parent_inode_old: int, name_old: bytes, parent_inode_new: int, name_new: bytes,
+        flags: int, ctx: pyfuse3.RequestContext,
+    ) -> None:
+        with fuse_errors("rename", self._child_or_name(parent_inode_old, name_old)):
+            old = self._child(parent_inode_old, name_old)
+            new = self._child(parent_inode_new, name_new)
+            self._may_write(old)
+            self._may_write(new)
+            if flags & pyfuse3.RENAME_EXCHANGE:
+                raise refusal(errno.EINVAL, "rename", f"{old} <-> {new}",
+                              "the archive cannot swap two assets in one step (RENAME_EXCHANGE)")
+            await self.core.rename(old, new, replace=not flags & pyfuse3.RENAME_NOREPLACE)
+            self._moved(old, new)
 
-    async def unlink(self, parent_inode, name, ctx):  # type: ignore[no-untyped-def]
-        with fuse_errors("unlink", name):
-            raise _read_only("delete", self._child_or_name(parent_inode, name))
+    def _moved(self, old: str, new: str) -> None:
+        """`old` is at `new` now: the same inode numbers, and open handles follow."""
+        self._forget_told(new)
+        for inode in self.inodes.move(old, new):
+            self._told.pop(inode, None)
+        for handle in self._files.values():
+            if handle.path == old or handle.path.startswith(old + "/"):
+                handle.path = new + handle.path[len(old):]
+                handle.entry = replace(handle.entry, path=handle.path)
+        for fh, snapshot in self._dirs.items():
+            if snapshot.path == old or snapshot.path.startswith(old + "/"):
+                self._dirs[fh] = _DirSnapshot(new + snapshot.path[len(old):], snapshot.entries)
 
-    async def rmdir(self, parent_inode, name, ctx):  # type: ignore[no-untyped-def]
-        with fuse_errors("rmdir", name):
-            raise _read_only("delete the folder", self._child_or_name(parent_inode, name))
+    async def setattr(
+        self, inode: int, attr: pyfuse3.EntryAttributes, fields: pyfuse3.SetattrFields,
+        fh: int | None, ctx: pyfuse3.RequestContext,
+    ) -> pyfuse3.EntryAttributes:
+        with fuse_errors("setattr", self._path_or_inode(inode)):
+            path = self.inodes.path(inode)
+            self._may_write(path)
+            handle = self._files.get(fh) if fh is not None else None
+            if fields.update_size:
+                if handle is not None and handle.writes:
+                    await (await self._writer(handle)).truncate(attr.st_size)
+                else:
+                    await self.core.truncate(path, attr.st_size)
+            if fields.update_mtime:
+                mtime = datetime.fromtimestamp(attr.st_mtime_ns / 1e9, tz=timezone.utc)
+                await self.core.set_mtime(path, mtime)
+            if fields.update_mode or fields.update_uid or fields.update_gid:
+                # cp -p, rsync -a and tar set these; the archive keeps no modes or owners,
+                # and failing them would fail the copy.
+                log.debug("setattr %s: modes and owners are not kept by the archive", path)
+            self._told.pop(inode, None)
+            entry = self._with_open_writes(await self.core.stat(path))
+            self._remember(inode, entry)
+            return self.policy.attributes(entry, inode)
 
-    async def rename(self, parent_old, name_old, parent_new, name_new, flags, ctx):  # type: ignore[no-untyped-def]
-        with fuse_errors("rename", name_old):
-            raise _read_only("rename", self._child_or_name(parent_old, name_old))
+    async def symlink(
+        self, parent_inode: int, name: bytes, target: bytes, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        with fuse_errors("symlink", self._child_or_name(parent_inode, name)):
+            path = self._child(parent_inode, name)
+            self._may_write(path)
+            raise refusal(errno.EPERM, "symlink", path, "the archive has no symbolic links")
 
-    async def setxattr(self, inode, name, value, ctx):  # type: ignore[no-untyped-def]
-        with fuse_errors("setxattr", inode):
-            raise _read_only("set an attribute on", self._path_or_inode(inode))
+    async def link(
+        self, inode: int, new_parent_inode: int, new_name: bytes, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        with fuse_errors("link", self._child_or_name(new_parent_inode, new_name)):
+            path = self._child(new_parent_inode, new_name)
+            self._may_write(path)
+            raise refusal(errno.EPERM, "link", path,
+                          "the archive has no hard links (copy the file instead)")
 
-    async def removexattr(self, inode, name, ctx):  # type: ignore[no-untyped-def]
-        with fuse_errors("removexattr", inode):
-            raise _read_only("remove an attribute of", self._path_or_inode(inode))
+    async def setxattr(
+        self, inode: int, name: bytes, value: bytes, ctx: pyfuse3.RequestContext
+    ) -> None:
+        with fuse_errors("setxattr", self._path_or_inode(inode)):
+            path = self.inodes.path(inode)
+            self._may_write(path)
+            raise refusal(errno.ENOTSUP, "setxattr", path,
+                          f"the archive keeps no extended attributes ({os.fsdecode(name)})")
+
+    async def removexattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        with fuse_errors("removexattr", self._path_or_inode(inode)):
+            path = self.inodes.path(inode)
+            self._may_write(path)
+            raise refusal(errno.ENOTSUP, "removexattr", path,
+                          f"the archive keeps no extended attributes ({os.fsdecode(name)})")
+
+    def _may_write(self, path: str) -> None:
+        """Refuse, with the reason, a change at `path` this mount may not make."""
+        if self.read_only:
+            raise errors.ReadOnly(f"cannot change {path}: this mount is read-only (mounted with -o ro)")
+        self.core.check_writable(path)
+
+    def _child(self, parent_inode: int, name: bytes) -> str:
+        return join_path(self.inodes.path(parent_inode), os.fsdecode(name))
 
     def _path_or_inode(self, inode: int) -> str:
+        """What a log line names: the path, or the inode when the kernel's is stale."""
         try:
             return self.inodes.path(inode)
         except errors.Stale:
@@ -310,9 +585,20 @@ class DandiOperations(pyfuse3.Operations):
     def _child_or_name(self, parent_inode: int, name: bytes) -> str:
         return join_path(self._path_or_inode(parent_inode), os.fsdecode(name))
 
+    def _forget_told(self, path: str) -> None:
+        """What the kernel was told of `path` is no longer true (it changed here)."""
+        inode = self.inodes.peek(path)
+        if inode is not None:
+            self._told.pop(inode, None)
 
-def _read_only(action: str, target: object) -> errors.ReadOnly:
-    return errors.ReadOnly(
-        f"cannot {action} {target}: this mount is read-only (writing to drafts is not "
-        "supported yet; published versions never change)"
-    )
+    # -- the archive changed (the core says where) -------------------------------------
+
+    async def notify_kernel(self) -> None:
+        """Send the kernel its cache invalidations while the FUSE session runs."""
+        await self.kernel_caches.run()
+
+    def _archive_changed(self, path: str) -> None:
+        """The core's subscriber: what this mount told of `path` is out of date, and so is
+        what the kernel cached of it."""
+        self._forget_told(path)
+        self.kernel_caches.changed(path)

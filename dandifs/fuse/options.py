@@ -23,12 +23,14 @@ ZARR_READAHEAD_FILES = CoreConfig().zarr_readahead
 DEFAULT_INSTANCE = "dandi"
 DEFAULT_CACHE_SIZE = 10 * 1024**3
 DEFAULT_MEMORY_SIZE = 256 * 1024**2
+#: How long an unmount waits for running uploads before it leaves them to the next start.
+DEFAULT_UPLOAD_WAIT = 60.0
 
 #: Options that mean something to mount(8), fstab, systemd or the kernel's generic mount
-#: code, not to dandifs.  `ro` is here too: the mount is read-only whatever is asked.
+#: code, not to dandifs.  (`ro` is dandifs's too: drafts stay read-only even with a token.)
 IGNORED_OPTIONS = frozenset(
     {
-        "defaults", "ro", "rw", "auto", "noauto", "user", "nouser", "users", "owner", "group",
+        "defaults", "auto", "noauto", "user", "nouser", "users", "owner", "group",
         "_netdev", "nofail", "exec", "noexec", "suid", "nosuid", "dev", "nodev", "atime",
         "noatime", "relatime", "norelatime", "strictatime", "diratime", "nodiratime",
         "async", "sync", "loud", "silent", "comment", "bg", "fg",
@@ -60,6 +62,8 @@ class MountOptions:
     log_file: Path | None = None
     debug: bool = False
     fsname: str | None = None
+    upload_wait: float = DEFAULT_UPLOAD_WAIT
+    read_only: bool = False
 
     def token(self, environ: Mapping[str, str] = os.environ) -> str | None:
         """The API token: from `token_file` when given, else left to the archive client's lookup."""
@@ -100,6 +104,16 @@ def _parse_count(text: str, what: str) -> int:
     return int(text)
 
 
+def _parse_seconds(text: str, what: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:
+        raise OptionError(f"{what}={text!r}: expected a number of seconds (0 or more)")
+    return seconds
+
+
 def _flag(value: str | None, key: str) -> bool:
     if value is None:
         return True
@@ -136,6 +150,10 @@ def apply_options(options: MountOptions, text: str, *, sloppy: bool = False) -> 
             changes["allow_other"] = _flag(value, key)
         elif name in {"foreground", "debug"}:
             changes[name] = _flag(value, key)
+        elif name == "ro":
+            changes["read_only"] = _flag(value, key)
+        elif name == "rw":
+            changes["read_only"] = not _flag(value, key)
         elif name == "uid":
             changes["uid"] = _parse_id(_value(value, key), key)
         elif name == "gid":
@@ -158,13 +176,15 @@ def apply_options(options: MountOptions, text: str, *, sloppy: bool = False) -> 
             changes["log_file"] = Path(_value(value, key)).expanduser()
         elif name == "fsname":
             changes["fsname"] = _value(value, key)
+        elif name == "upload_wait":
+            changes["upload_wait"] = _parse_seconds(_value(value, key), key)
         elif key in IGNORED_OPTIONS or key.startswith(IGNORED_PREFIXES) or sloppy:
             continue
         else:
             raise OptionError(
                 f"unknown mount option {key!r} (known: allow_other, uid, gid, cache_dir, "
                 "cache_size, memory_size, index_prefetch, zarr_readahead, instance, token_file, log_file, "
-                "fsname, debug)"
+                "fsname, upload_wait, debug)"
             )
     return replace(options, **changes)  # type: ignore[arg-type]
 

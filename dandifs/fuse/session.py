@@ -3,7 +3,9 @@
 The mount is "ready" only once the kernel has had an answer from us (a `stat` of the
 mountpoint, made from a worker thread while this loop serves it): that is the moment the
 background mode lets `mount` return and systemd is told READY=1.  SIGTERM, SIGINT and
-SIGHUP end the loop and unmount; `fusermount3 -u` ends it from outside.
+SIGHUP end the loop and unmount; `fusermount3 -u` ends it from outside.  What the
+operations must tell the kernel on their own (cache invalidations) runs only while the
+session does.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import os
 import signal
 import socket
 from contextlib import AbstractAsyncContextManager
-from typing import Callable
+from typing import Callable, Protocol, runtime_checkable
 
 import pyfuse3
 import trio
@@ -23,6 +25,13 @@ from dandifs.fuse import kernel
 log = logging.getLogger(__name__)
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+@runtime_checkable
+class TellsTheKernel(Protocol):
+    """Operations that send the kernel notifications of their own while the session runs."""
+
+    async def notify_kernel(self) -> None: ...
 
 
 def fuse_options(*, fsname: str, allow_other: bool) -> set[str]:
@@ -54,6 +63,8 @@ async def serve(
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_serve_until_unmounted, nursery.cancel_scope)
                 nursery.start_soon(_stop_on_signal)
+                if isinstance(operations, TellsTheKernel):
+                    nursery.start_soon(operations.notify_kernel)
                 await trio.to_thread.run_sync(os.stat, mountpoint)
                 applied = await trio.to_thread.run_sync(kernel.tune, mountpoint)
                 log.info("mounted at %s (options %s, tuning %s)", mountpoint, sorted(options), applied)

@@ -40,6 +40,7 @@ from dandifs.core.portal import CorePortal
 from dandifs.webdav.remotefile import RemoteFile
 from dandifs.webdav.resources import FileResource, FolderResource
 from dandifs.webdav.responses import json_value, read_body, send_body, validators
+from dandifs.namespace.writable import is_in_draft
 from dandifs.webdav.writes import (
     READ_ALLOW,
     WRITE_ALLOW,
@@ -47,7 +48,6 @@ from dandifs.webdav.writes import (
     BodySink,
     destination_path,
     expected_length,
-    in_draft,
     mtime_from,
     short_body,
 )
@@ -220,7 +220,7 @@ class DandiProvider(DAVProvider):
     def _options(start_response, path: str) -> Iterable[bytes]:
         """Class 2 where writes can work (a draft): Finder and Windows mount a class 1
         server read-only, and one claiming class 2 everywhere read-write."""
-        draft = in_draft(path)
+        draft = is_in_draft(path)
         start_response(
             "200 OK",
             [
@@ -311,7 +311,7 @@ class DandiProvider(DAVProvider):
         """Dead properties (kept in memory, drafts only) and, when named, validation errors."""
         extras: dict[str, propfind.Extra] = {}
         for path, entry in items:
-            if not in_draft(path):
+            if not is_in_draft(path):
                 continue
             found: propfind.Extra = {}
             if self.prop_manager is not None:

@@ -1,8 +1,9 @@
 """What the WebDAV front end needs to change drafts, before and around the core's write API.
 
-Which paths may be written is decided twice: here from the path alone (so a PUT to a
-published version is a 403 before any credentials are asked for or any archive request is
-made), and by the core (`Core.check_writable`: token, the archive's path rules).  A PUT
+Which paths may be written is decided on the path alone by `namespace.writable` (so a PUT
+to a published version is a 403 before any credentials are asked for or any archive
+request is made), then by the core (`Core.check_writable`: token, the archive's path
+rules).  A PUT
 body streams into a `FileWriter` one block per portal hop; a body shorter than its
 Content-Length is discarded, so a client that stopped half-way leaves nothing behind.
 """
@@ -19,7 +20,6 @@ from wsgidav.dav_error import DAVError
 
 from dandifs import errors
 from dandifs.core.portal import CorePortal
-from dandifs.namespace import routes
 from dandifs.webdav.errors import to_dav_error
 
 if TYPE_CHECKING:
@@ -28,39 +28,6 @@ if TYPE_CHECKING:
 WRITE_METHODS = frozenset({"PUT", "DELETE", "MKCOL", "MOVE", "COPY", "PROPPATCH", "LOCK", "UNLOCK"})
 READ_ALLOW = "OPTIONS, GET, HEAD, PROPFIND"
 WRITE_ALLOW = f"{READ_ALLOW}, PUT, DELETE, MKCOL, MOVE, COPY, PROPPATCH, LOCK, UNLOCK"
-
-
-def read_only_reason(path: str) -> str | None:
-    """Why `path` can never be written (None: it is inside a draft)."""
-    try:
-        route = routes.parse_path(path)
-    except errors.InvalidPath as exc:
-        return str(exc)
-    address = getattr(route, "address", None)
-    if isinstance(route, routes.InVersion) and address.is_draft and not address.via_releases:
-        return None
-    if isinstance(route, routes.DandisetYaml):
-        return (
-            f"{path}: dandiset.yaml is rendered from the dandiset's metadata; change the "
-            "metadata on the archive's web site instead"
-        )
-    if isinstance(route, routes.VersionRoot) and route.address.is_draft:
-        return f"{path}: the draft folder itself cannot be changed; write inside it"
-    return f"{path}: only /dandisets/<id>/draft/ can be written; published versions never change"
-
-
-def in_draft(path: str) -> bool:
-    """A draft's folder or anything in it: where class 2 (locking) is advertised."""
-    try:
-        route = routes.parse_path(path)
-    except errors.InvalidPath:
-        return False
-    address = getattr(route, "address", None)
-    return (
-        isinstance(route, (routes.VersionRoot, routes.InVersion))
-        and address.is_draft
-        and not address.via_releases
-    )
 
 
 def destination_path(environ: dict) -> str | None:
