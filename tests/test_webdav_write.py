@@ -13,8 +13,9 @@ import re
 import socket
 import sqlite3
 import subprocess
-import tempfile
 import shutil
+import tempfile
+import time
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -202,6 +203,35 @@ def test_finder_metadata_files_stay_here(server, local_archive, auth, folder):
         assert archive_asset(local_archive, f"{folder}/{name}") is None
     anonymous, cost = server.archive_requests(lambda: propfind(draft_url(server, f"{folder}/.DS_Store"), "0"))
     assert anonymous.status_code == 404 and cost == 0
+
+
+def test_the_upload_state_is_a_property_while_it_runs(server, local_archive, auth, folder):
+    """Another request sees the file at once, with its size and where its upload is."""
+    import threading
+
+    archive_folder(server, auth, folder)
+    url = draft_url(server, f"{folder}/slow.bin")
+    data = payload(12 * 1024 * 1024, "slow")
+    answer: list[httpx.Response] = []
+    seen: list[str] = []
+    with local_archive.s3_faults(latency_ms=400):
+        writer = threading.Thread(
+            target=lambda: answer.append(httpx.put(url, content=data, auth=auth, timeout=600)))
+        writer.start()
+        while writer.is_alive():
+            found = propfind(url, "0", auth=auth)
+            if found.status_code == 207:
+                state = ET.fromstring(found.content).find(f".//{DANDI}upload")
+                if state is not None and (not seen or seen[-1] != state.text):
+                    seen.append(state.text)
+            time.sleep(0.05)  # pacing only: nothing is asserted about time
+        writer.join()
+    assert answer[0].status_code == 201
+    phases = {text.split(" ", 1)[0].rstrip(":") for text in seen}
+    assert phases & {"uploading", "validating", "registering", "spooled", "hashing"}, seen
+    assert_asset(local_archive, f"{folder}/slow.bin", data)
+    (response,) = ET.fromstring(propfind(url, "0", auth=auth).content)
+    assert response.find(f".//{DANDI}upload") is None
 
 
 def test_upload_and_validation_properties(server, local_archive, auth, folder):
