@@ -7,13 +7,14 @@ A PUT answers once the archive has the asset, so the archive is asked right afte
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import re
+import shutil
 import socket
 import sqlite3
 import subprocess
-import shutil
 import tempfile
 import time
 import uuid
@@ -110,8 +111,6 @@ def archive_folder(server: Server, auth: tuple[str, str], folder: str) -> None:
 
 
 def basic(token: str) -> str:
-    import base64
-
     return "Basic " + base64.b64encode(f"u:{token}".encode()).decode()
 
 
