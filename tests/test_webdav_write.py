@@ -284,8 +284,6 @@ def test_a_zarr_folder_becomes_a_zarr_asset(server, local_archive, auth, folder)
     assert streamed.content == files["0/0"]
 
 
-@pytest.mark.xfail(strict=True, reason="core: rmdir of a folder in a Zarr right after unlinking "
-                   "its last file still lists the file (NotEmpty), though the batch deleted it")
 def test_delete_of_a_zarr_folder(server, local_archive, auth, folder):
     archive_folder(server, auth, folder)
     zarr = f"{folder}/gone.zarr"
@@ -366,9 +364,10 @@ def test_writes_need_a_token_with_rights(server, local_archive, auth, folder, ou
     assert httpx.request("MOVE", url, auth=outsider,
                          headers={"Destination": draft_url(server, f"{folder}.moved")}).status_code == 403
     put = httpx.put(draft_url(server, f"{folder}.other"), content=b"x", auth=outsider)
-    # The archive refuses the upload itself: the core reports that as UploadFailed (502)
-    # with the archive's words; the bytes stay in the spool for `dandifs uploads`.
-    assert put.status_code == 502 and "permission denied" in put.text.lower(), put.text
+    # Refused before any byte is spooled: the token is not among the dandiset's owners.
+    assert put.status_code == 403 and "not an owner" in put.text, put.text
+    mkcol = httpx.request("MKCOL", draft_url(server, f"{folder}.folder"), auth=outsider)
+    assert mkcol.status_code == 403
     assert archive_asset(local_archive, f"{folder}.other") is None
     assert_asset(local_archive, f"{folder}.bin", b"bearer")
     for target in (f"dandisets/{DANDISET}/{published}/x.bin", f"dandisets/{DANDISET}/draft/dandiset.yaml",
