@@ -269,6 +269,29 @@ def _session_archive(
         stop_local_archive(process)
 
 
+def empty_archive(
+    tmp_path_factory: pytest.TempPathFactory, trust: TrustBundle, name: str, token: str
+) -> Iterator[LocalArchive]:
+    """A local archive of a module's own, over HTTPS, with no dandisets and `token` as its
+    owner's: for tests that change what the archive holds."""
+    run_dir = tmp_path_factory.mktemp(name)
+    process, ready = start_local_archive(
+        run_dir / "data", run_dir / "ready.json", run_dir / "archive.log",
+        "--seed", "none", "--token", token, "--tls",
+    )
+    trust.add(ready["ca_file"])
+    try:
+        yield LocalArchive.from_ready(ready, run_dir / "archive.log")
+    finally:
+        stop_local_archive(process)
+
+
+def server_root_client(archive: LocalArchive) -> Iterator[httpx.Client]:
+    """The archive's server root, as the flows in `localarchive_app` address it (`/api/...`)."""
+    with httpx.Client(base_url=archive.api_url.removesuffix("/api"), timeout=30) as client:
+        yield client
+
+
 def published_version(api_url: str, dandiset: str) -> str:
     """The version id of `dandiset`'s most recent publication, as the archive names it."""
     record = httpx.get(f"{api_url}/dandisets/{dandiset}/", timeout=30).json()

@@ -16,7 +16,7 @@ import httpx
 import pytest
 import yaml
 
-from conftest import LocalArchive, TrustBundle, start_local_archive, stop_local_archive
+from conftest import LocalArchive, TrustBundle, empty_archive, server_root_client
 from fuse_support import MountProcess, dandi_download, require_fuse, version_path
 from localarchive_app import (
     OWNER,
@@ -36,23 +36,12 @@ MiB = 1 << 20
 def archive(
     tmp_path_factory: pytest.TempPathFactory, trusted_cas: TrustBundle
 ) -> Iterator[LocalArchive]:
-    run_dir = tmp_path_factory.mktemp("changing-archive")
-    process, ready = start_local_archive(
-        run_dir / "data", run_dir / "ready.json", run_dir / "archive.log",
-        "--seed", "none", "--token", OWNER_TOKEN, "--tls",
-    )
-    trusted_cas.add(ready["ca_file"])
-    try:
-        yield LocalArchive.from_ready(ready, run_dir / "archive.log")
-    finally:
-        stop_local_archive(process)
+    yield from empty_archive(tmp_path_factory, trusted_cas, "changing-archive", OWNER_TOKEN)
 
 
 @pytest.fixture(scope="module")
 def api(archive: LocalArchive) -> Iterator[httpx.Client]:
-    """The archive's server root, as the flows in `localarchive_app` address it (`/api/...`)."""
-    with httpx.Client(base_url=archive.api_url.removesuffix("/api"), timeout=30) as client:
-        yield client
+    yield from server_root_client(archive)
 
 
 @pytest.fixture(scope="module")

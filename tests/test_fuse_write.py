@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import LocalArchive, TrustBundle, dandi_cli_env, start_local_archive, stop_local_archive
+from conftest import LocalArchive, TrustBundle, dandi_cli_env, empty_archive, server_root_client
 from fuse_support import MountProcess, dandi_download, require_fuse, version_path
 from localarchive_app import (
     OWNER,
@@ -47,23 +47,12 @@ UPLOAD = "user.dandifs.upload"
 def archive(
     tmp_path_factory: pytest.TempPathFactory, trusted_cas: TrustBundle
 ) -> Iterator[LocalArchive]:
-    run_dir = tmp_path_factory.mktemp("write-archive")
-    process, ready = start_local_archive(
-        run_dir / "data", run_dir / "ready.json", run_dir / "archive.log",
-        "--seed", "none", "--token", OWNER_TOKEN, "--tls",
-    )
-    trusted_cas.add(ready["ca_file"])
-    try:
-        yield LocalArchive.from_ready(ready, run_dir / "archive.log")
-    finally:
-        stop_local_archive(process)
+    yield from empty_archive(tmp_path_factory, trusted_cas, "write-archive", OWNER_TOKEN)
 
 
 @pytest.fixture(scope="module")
 def api(archive: LocalArchive) -> Iterator[httpx.Client]:
-    """The archive's server root, as the flows in `localarchive_app` address it (`/api/...`)."""
-    with httpx.Client(base_url=archive.api_url.removesuffix("/api"), timeout=30) as client:
-        yield client
+    yield from server_root_client(archive)
 
 
 def no_token(archive: LocalArchive) -> dict[str, str]:

@@ -328,7 +328,7 @@ def test_immutable_entries_are_kept_per_caller():
     ],
 )
 def test_which_paths_may_be_written(path, writable):
-    from dandifs.webdav.writes import read_only_reason
+    from dandifs.namespace.writable import read_only_reason
 
     reason = read_only_reason(path)
     assert (reason is None) == writable
@@ -337,7 +337,7 @@ def test_which_paths_may_be_written(path, writable):
 
 
 def test_class_2_is_for_drafts_only():
-    from dandifs.webdav.writes import in_draft
+    from dandifs.namespace.writable import is_in_draft as in_draft
 
     assert in_draft("/dandisets/000001/draft/") and in_draft("/dandisets/000001/draft/a/b")
     assert not in_draft("/dandisets/000001/latest/") and not in_draft("/dandisets/000001/")

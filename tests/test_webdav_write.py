@@ -7,14 +7,16 @@ A PUT answers once the archive has the asset, so the archive is asked right afte
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import re
+import shutil
 import socket
 import sqlite3
 import subprocess
 import tempfile
-import shutil
+import time
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -109,8 +111,6 @@ def archive_folder(server: Server, auth: tuple[str, str], folder: str) -> None:
 
 
 def basic(token: str) -> str:
-    import base64
-
     return "Basic " + base64.b64encode(f"u:{token}".encode()).decode()
 
 
@@ -160,6 +160,13 @@ def test_a_short_body_keeps_nothing(server, local_archive, auth, folder):
                      {"Authorization": basic(auth[1]), "Content-Length": "9000"}, b"y" * 10)
     assert status == 400
     assert_asset(local_archive, f"{folder}/kept.bin", data)
+    # A chunked body that stops inside a chunk (the client hung up).
+    status = raw_put(server, f"/dandisets/{DANDISET}/draft/{folder}/cut.bin",
+                     {"Authorization": basic(auth[1]), "Transfer-Encoding": "chunked"},
+                     b"1000\r\n" + b"z" * 100)
+    assert status == 400
+    assert archive_asset(local_archive, f"{folder}/cut.bin") is None
+    assert propfind(draft_url(server, f"{folder}/cut.bin"), "0", auth=auth).status_code == 404
     assert httpx.get(draft_url(server, f"{folder}/kept.bin"), auth=auth, follow_redirects=True).content == data
 
 
@@ -180,6 +187,50 @@ def test_zero_byte_put_then_the_real_one_leaves_one_asset(server, local_archive,
     assert [h for h in listing if h.endswith("finder.bin")] == [f"/dandisets/{DANDISET}/draft/{folder}/finder.bin"]
     (response,) = ET.fromstring(propfind(url, "0", auth=auth).content)
     assert response.find(f".//{DANDI}upload") is None  # an archive asset now
+
+
+def test_finder_metadata_files_stay_here(server, local_archive, auth, folder):
+    """Finder's AppleDouble `._x` and `.DS_Store`: kept on this machine, listed to their
+    writer, never sent to the archive (dandi upload skips hidden names too)."""
+    archive_folder(server, auth, folder)
+    for name in ("._seed.txt", ".DS_Store"):
+        url = draft_url(server, f"{folder}/{name}")
+        assert httpx.put(url, content=b"apple double", auth=auth).status_code == 201
+        (response,) = ET.fromstring(propfind(url, "0", auth=auth).content)
+        assert response.find(f".//{DAV}getcontentlength").text == "12"
+        assert httpx.get(url, auth=auth).content == b"apple double"
+        assert archive_asset(local_archive, f"{folder}/{name}") is None
+    anonymous, cost = server.archive_requests(lambda: propfind(draft_url(server, f"{folder}/.DS_Store"), "0"))
+    assert anonymous.status_code == 404 and cost == 0
+
+
+def test_the_upload_state_is_a_property_while_it_runs(server, local_archive, auth, folder):
+    """Another request sees the file at once, with its size and where its upload is."""
+    import threading
+
+    archive_folder(server, auth, folder)
+    url = draft_url(server, f"{folder}/slow.bin")
+    data = payload(12 * 1024 * 1024, "slow")
+    answer: list[httpx.Response] = []
+    seen: list[str] = []
+    with local_archive.s3_faults(latency_ms=400):
+        writer = threading.Thread(
+            target=lambda: answer.append(httpx.put(url, content=data, auth=auth, timeout=600)))
+        writer.start()
+        while writer.is_alive():
+            found = propfind(url, "0", auth=auth)
+            if found.status_code == 207:
+                state = ET.fromstring(found.content).find(f".//{DANDI}upload")
+                if state is not None and (not seen or seen[-1] != state.text):
+                    seen.append(state.text)
+            time.sleep(0.05)  # pacing only: nothing is asserted about time
+        writer.join()
+    assert answer[0].status_code == 201
+    phases = {text.split(" ", 1)[0].rstrip(":") for text in seen}
+    assert phases & {"uploading", "validating", "registering", "spooled", "hashing"}, seen
+    assert_asset(local_archive, f"{folder}/slow.bin", data)
+    (response,) = ET.fromstring(propfind(url, "0", auth=auth).content)
+    assert response.find(f".//{DANDI}upload") is None
 
 
 def test_upload_and_validation_properties(server, local_archive, auth, folder):
@@ -215,6 +266,35 @@ def test_mkcol_put_inside_then_delete_the_folder(server, local_archive, auth, fo
     assert httpx.delete(draft_url(server, folder), auth=auth).status_code == 204
     assert archive_asset(local_archive, f"{folder}/sub/two.bin") is None
     assert propfind(draft_url(server, folder), "0", auth=auth).status_code == 404
+
+
+def test_a_zarr_folder_becomes_a_zarr_asset(server, local_archive, auth, folder):
+    archive_folder(server, auth, folder)
+    zarr = f"{folder}/image.zarr"
+    assert httpx.request("MKCOL", draft_url(server, zarr), auth=auth).status_code == 201
+    assert httpx.request("MKCOL", draft_url(server, f"{zarr}/0"), auth=auth).status_code == 201
+    files = {".zgroup": b'{"zarr_format": 2}', ".zattrs": b"{}", "0/0": payload(5000, "chunk")}
+    for name, data in files.items():
+        assert httpx.put(draft_url(server, f"{zarr}/{name}"), content=data, auth=auth).status_code == 201
+    asset = archive_asset(local_archive, zarr)
+    assert asset is not None and asset["zarr"] and asset["size"] == sum(map(len, files.values()))
+    listed = hrefs(propfind(draft_url(server, f"{zarr}/0/"), "1", auth=auth))
+    assert f"/dandisets/{DANDISET}/draft/{zarr}/0/0" in listed
+    streamed = httpx.get(draft_url(server, f"{zarr}/0/0"), auth=auth, follow_redirects=True)
+    assert streamed.content == files["0/0"]
+
+
+def test_delete_of_a_zarr_folder(server, local_archive, auth, folder):
+    archive_folder(server, auth, folder)
+    zarr = f"{folder}/gone.zarr"
+    assert httpx.request("MKCOL", draft_url(server, zarr), auth=auth).status_code == 201
+    assert httpx.request("MKCOL", draft_url(server, f"{zarr}/0"), auth=auth).status_code == 201
+    for name in (".zgroup", "0/0"):
+        assert httpx.put(draft_url(server, f"{zarr}/{name}"), content=b"{}", auth=auth).status_code == 201
+    assert archive_asset(local_archive, zarr) is not None
+    deleted = httpx.delete(draft_url(server, zarr), auth=auth)
+    assert deleted.status_code == 204, deleted.text
+    assert archive_asset(local_archive, zarr) is None
 
 
 def test_move_and_copy(server, local_archive, auth, folder):
@@ -279,10 +359,15 @@ def test_writes_need_a_token_with_rights(server, local_archive, auth, folder, ou
     assert bearer.status_code == 201
     outsider = ("u", outsider_token)
     assert httpx.delete(url, auth=outsider).status_code == 403
+    assert httpx.request("COPY", url, auth=outsider,
+                         headers={"Destination": draft_url(server, f"{folder}.copied")}).status_code == 403
     assert httpx.request("MOVE", url, auth=outsider,
                          headers={"Destination": draft_url(server, f"{folder}.moved")}).status_code == 403
     put = httpx.put(draft_url(server, f"{folder}.other"), content=b"x", auth=outsider)
-    assert put.status_code in (403, 502) and "ermission" in put.text
+    # Refused before any byte is spooled: the token is not among the dandiset's owners.
+    assert put.status_code == 403 and "not an owner" in put.text, put.text
+    mkcol = httpx.request("MKCOL", draft_url(server, f"{folder}.folder"), auth=outsider)
+    assert mkcol.status_code == 403
     assert archive_asset(local_archive, f"{folder}.other") is None
     assert_asset(local_archive, f"{folder}.bin", b"bearer")
     for target in (f"dandisets/{DANDISET}/{published}/x.bin", f"dandisets/{DANDISET}/draft/dandiset.yaml",
@@ -321,6 +406,49 @@ def test_lock_guards_a_put(server, local_archive, auth, folder):
     assert httpx.put(url, content=b"new", auth=auth, headers={"If-Match": etag}).status_code == 204
     published_lock = httpx.request("LOCK", f"{server.url}dandisets/{DANDISET}/", content=body, auth=auth)
     assert published_lock.status_code == 403
+
+
+def test_windows_explorer_upload_sequence(server, local_archive, auth, folder):
+    """Explorer's copy: PUT 0 bytes, LOCK, PROPPATCH Win32 times, HEAD, PUT the bytes with
+    the lock token, PROPPATCH, UNLOCK: one asset with the bytes.  (Its times are accepted
+    but not kept: the PUT's bytes are newer than the first PROPPATCH, and the second comes
+    once the archive has the asset, whose times are the archive's.)"""
+    archive_folder(server, auth, folder)
+    agent = {"User-Agent": "Microsoft-WebDAV-MiniRedir/10.0.19045"}
+    url = draft_url(server, f"{folder}/explorer.bin")
+    assert httpx.put(url, content=b"", auth=auth, headers=agent).status_code == 201
+    lockinfo = ("<?xml version='1.0'?><D:lockinfo xmlns:D='DAV:'><D:lockscope><D:exclusive/>"
+                "</D:lockscope><D:locktype><D:write/></D:locktype><D:owner>win</D:owner></D:lockinfo>")
+    locked = httpx.request("LOCK", url, content=lockinfo, auth=auth, headers=agent)
+    assert locked.status_code == 200, locked.text
+    token = locked.headers["Lock-Token"]
+    times = ("<?xml version='1.0'?><D:propertyupdate xmlns:D='DAV:' xmlns:Z='urn:schemas-microsoft-com:'>"
+             "<D:set><D:prop><Z:Win32CreationTime>Mon, 01 Jan 2024 09:00:00 GMT</Z:Win32CreationTime>"
+             "<Z:Win32LastModifiedTime>Mon, 01 Jan 2024 10:00:00 GMT</Z:Win32LastModifiedTime>"
+             "<Z:Win32FileAttributes>00000020</Z:Win32FileAttributes></D:prop></D:set></D:propertyupdate>")
+    with_lock = {**agent, "If": f"({token})"}
+    patched = httpx.request("PROPPATCH", url, content=times, auth=auth, headers=with_lock)
+    assert patched.status_code == 207 and "403" not in patched.text and "424" not in patched.text, patched.text
+    assert httpx.head(url, auth=auth, headers=agent).status_code == 200
+    data = payload(50_000, "explorer")
+    assert httpx.put(url, content=data, auth=auth, headers=with_lock).status_code == 204
+    assert httpx.request("PROPPATCH", url, content=times, auth=auth, headers=with_lock).status_code == 207
+    assert httpx.request("UNLOCK", url, auth=auth, headers={**agent, "Lock-Token": token}).status_code == 204
+    assert_asset(local_archive, f"{folder}/explorer.bin", data)
+
+
+def test_put_with_an_mtime_header_sets_the_blob_time(server, local_archive, auth, folder):
+    """rclone sends X-OC-Mtime: it becomes the asset's blobDateModified, as a local file's
+    time does for `dandi upload`."""
+    archive_folder(server, auth, folder)
+    url = draft_url(server, f"{folder}/timed.bin")
+    stamp = "1704103200"  # 2024-01-01T10:00:00Z
+    assert httpx.put(url, content=b"timed", auth=auth, headers={"X-OC-Mtime": stamp}).status_code == 201
+    asset = assert_asset(local_archive, f"{folder}/timed.bin", b"timed")
+    assert asset["metadata"]["blobDateModified"].startswith("2024-01-01T10:00:00"), asset["metadata"]
+    refused = httpx.put(url, content=b"x", auth=auth, headers={"X-OC-Mtime": "soon"})
+    assert refused.status_code == 400
+    assert_asset(local_archive, f"{folder}/timed.bin", b"timed")
 
 
 def test_proppatch_keeps_dead_properties_and_sets_times(server, auth, folder):

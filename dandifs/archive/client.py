@@ -273,6 +273,11 @@ class ArchiveClient:
         )
         return _parse(Dandiset, data, f"POST {url}")
 
+    async def dandiset_owners(self, dandiset_id: str) -> list[str]:
+        """The usernames of the dandiset's owners."""
+        users = await self._json("GET", self.url("dandisets", dandiset_id, "users"))
+        return [user["username"] for user in users]
+
     async def delete_dandiset(self, dandiset_id: str) -> None:
         await self._call("DELETE", self.url("dandisets", dandiset_id))
 

@@ -29,7 +29,8 @@ import anyio
 from dandifs import errors
 from dandifs.archive.client import ArchiveClient
 from dandifs.namespace import names
-from dandifs.namespace.routes import DandisetYaml, InVersion, parse_path
+from dandifs.namespace.routes import InVersion, parse_path
+from dandifs.namespace.writable import read_only_reason
 from dandifs.resolve import Entry, EntryKind, Resolver
 from dandifs.upload.journal import Journal, UploadRecord, owner_of
 from dandifs.namespace.assetpaths import check_asset_path
@@ -172,9 +173,12 @@ class Drafts:
         self._pending: dict[str, Pending] = {}
         self._folders: set[str] = set()
         self._subscribers: list[Callable[[str], None]] = []
+        self._me: dict | None = None
+        self._rights: dict[str, bool] = {}
         self._running: set[str] = set()
         self._zarrs = ZarrBatches(
-            ZarrSync(archive), journal, spool, tasks, self._zarr_file_finished
+            ZarrSync(archive), journal, spool, tasks, self._zarr_file_finished,
+            lambda dandiset_id, zarr: self._changed(f"/dandisets/{dandiset_id}/draft/{zarr}"),
         )
         self._idle = anyio.Event()
         self._idle.set()
@@ -184,23 +188,37 @@ class Drafts:
     def target(self, path: str) -> Target:
         """The draft path `path` may be written at, or why not (ReadOnly, Authentication-
         Required, NameRefused)."""
-        route = parse_path(path)
-        if isinstance(route, DandisetYaml):
-            raise errors.ReadOnly(
-                f"{path}: dandiset.yaml is rendered from the dandiset's metadata; "
-                "change the metadata on the archive's web site instead"
-            )
-        if not isinstance(route, InVersion) or not route.address.is_draft or route.address.via_releases:
-            raise errors.ReadOnly(
-                f"{path}: only /dandisets/<id>/draft/ can be written; published versions never change"
-            )
+        reason = read_only_reason(path)
+        if reason is not None:
+            raise errors.ReadOnly(reason)
         if not self._archive.authenticated:
             raise errors.AuthenticationRequired(
                 f"{path}: writing to a draft needs an API token (DANDI_API_KEY or the keyring "
                 "entry dandi-cli uses)"
             )
+        route = parse_path(path)
+        assert isinstance(route, InVersion)
         check_asset_path(route.relative)
         return Target.of(route.path, route.address.dandiset_id, route.relative)
+
+    async def owned_target(self, path: str) -> Target:
+        """`target(path)`, and the caller must own its dandiset (or be an admin): what
+        the archive would refuse with 403 is refused before any byte is spooled."""
+        target = self.target(path)
+        allowed = self._rights.get(target.dandiset_id)
+        if allowed is None:
+            if self._me is None:
+                self._me = await self._archive.current_user()
+            owners = await self._archive.dandiset_owners(target.dandiset_id)
+            allowed = bool(self._me.get("admin")) or self._me.get("username") in owners
+            self._rights[target.dandiset_id] = allowed
+        if not allowed:
+            raise errors.PermissionDenied(
+                f"{path}: {self._me.get('username') if self._me else 'this token'} is not an "
+                f"owner of dandiset {target.dandiset_id}, so the archive takes no changes to it "
+                "from this token"
+            )
+        return target
 
     # -- what the overlay shows -----------------------------------------------------------
 

@@ -76,7 +76,7 @@ class DraftEdits:
     # -- files ----------------------------------------------------------------------------
 
     async def unlink(self, path: str) -> None:
-        target = self._drafts.target(path)
+        target = await self._drafts.owned_target(path)
         entry = await self._stat(target.path)
         if entry.is_folder:
             raise errors.IsADirectory(f"{path} is a folder: remove it with rmdir")
@@ -96,14 +96,14 @@ class DraftEdits:
     # -- folders --------------------------------------------------------------------------
 
     async def mkdir(self, path: str) -> None:
-        target = self._drafts.target(path)
+        target = await self._drafts.owned_target(path)
         if await self._exists(target.path) is not None:
             raise errors.AlreadyExists(f"{path} exists already")
         await self.require_folder(target.path)
         self._drafts.add_folder(target.path)
 
     async def rmdir(self, path: str) -> None:
-        target = self._drafts.target(path)
+        target = await self._drafts.owned_target(path)
         entry = await self._stat(target.path)
         if not entry.is_folder:
             raise errors.NotADirectory(f"{path} is a file: remove it with unlink")
@@ -131,8 +131,8 @@ class DraftEdits:
             await self.unlink(target.path)
 
     async def rename(self, old: str, new: str, *, replace: bool = True) -> None:
-        source_target = self._drafts.target(old)
-        target = self._drafts.target(new)
+        source_target = await self._drafts.owned_target(old)
+        target = await self._drafts.owned_target(new)
         if source_target.dandiset_id != target.dandiset_id:
             raise errors.CannotMove(
                 f"{old} -> {new}: a rename stays in one dandiset (copy, then delete)"
@@ -201,7 +201,7 @@ class DraftEdits:
         )
 
     async def copy(self, source_path: str, target_path: str, *, replace: bool = True) -> None:
-        target = self._drafts.target(target_path)
+        target = await self._drafts.owned_target(target_path)
         source = await self._stat(source_path)
         if source.path.rstrip("/") == target.path:
             raise errors.AlreadyExists(f"{target.path}: a copy onto itself")
@@ -213,7 +213,7 @@ class DraftEdits:
         if source.is_folder:
             self._drafts.add_folder(target.path)
             for child in await self._listdir(source.path):
-                await self._copy(child, self._drafts.target(join_path(target.path, child.name)))
+                await self._copy(child, await self._drafts.owned_target(join_path(target.path, child.name)))
             return
         if source.upload is None and source.asset_id is not None:
             asset = await self._archive.get_asset(

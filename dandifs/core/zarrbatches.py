@@ -53,16 +53,19 @@ class ZarrBatches:
         spool: Spool,
         tasks: anyio.abc.TaskGroup,
         finished: Callable[[UploadRecord], None],
+        pushed: Callable[[str, str], None],
         *,
         quiet: float = QUIET_SECONDS,
     ) -> None:
         """`finished(record)` is told of each file's row once its batch is in (DONE) or
-        has failed (FAILED, with the reason)."""
+        has failed (FAILED, with the reason); `pushed(dandiset_id, zarr_path)` of each
+        batch the archive took (deletions included)."""
         self._sync = sync
         self._journal = journal
         self._spool = spool
         self._tasks = tasks
         self._finished = finished
+        self._pushed = pushed
         self._quiet = quiet
         self._batches: dict[ZarrKey, _Batch] = {}
         self._locks: dict[str, UploadLock] = {}
@@ -195,6 +198,8 @@ class ZarrBatches:
                         self._done(record_id)
                 if failure is not None:
                     self._fail(files, failure, batch)
+                else:
+                    self._pushed(dandiset_id, zarr_path)
         finally:
             batch.running = False
             if not batch.files and not batch.deletions:

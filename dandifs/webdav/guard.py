@@ -19,7 +19,8 @@ from dandifs import errors
 from dandifs.namespace import routes
 from dandifs.webdav.errors import to_dav_error
 from dandifs.webdav.html import METADATA_ROUTE
-from dandifs.webdav.writes import WRITE_METHODS, destination_path, read_only_reason
+from dandifs.namespace.writable import is_in_draft, read_only_reason
+from dandifs.webdav.writes import WRITE_METHODS, destination_path
 
 READ_METHODS = frozenset({"GET", "HEAD", "PROPFIND", "OPTIONS"})
 ENCODED_SEPARATOR = re.compile(r"%(2f|5c|00)", re.IGNORECASE)
@@ -72,7 +73,9 @@ def check(environ: dict) -> None:
         route = routes.parse_path(path)
     except errors.InvalidPath as exc:
         raise to_dav_error(exc) from None
-    if isinstance(route, routes.InVersion) and route.never_exists:
+    if isinstance(route, routes.InVersion) and route.never_exists and not is_in_draft(path):
+        # In a draft such a name may be a file kept on this machine (Finder's `._x`,
+        # `.DS_Store`): the core answers it from what it wrote, still without the archive.
         raise to_dav_error(errors.NotFound(f"{path}: no archive object has this name"))
 
 

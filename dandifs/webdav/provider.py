@@ -40,6 +40,7 @@ from dandifs.core.portal import CorePortal
 from dandifs.webdav.remotefile import RemoteFile
 from dandifs.webdav.resources import FileResource, FolderResource
 from dandifs.webdav.responses import json_value, read_body, send_body, validators
+from dandifs.namespace.writable import is_in_draft
 from dandifs.webdav.writes import (
     READ_ALLOW,
     WRITE_ALLOW,
@@ -47,10 +48,12 @@ from dandifs.webdav.writes import (
     BodySink,
     destination_path,
     expected_length,
-    in_draft,
     mtime_from,
     short_body,
 )
+
+
+Resource = FolderResource | FileResource
 
 
 class DandiProvider(DAVProvider):
@@ -127,8 +130,9 @@ class DandiProvider(DAVProvider):
         dandiset that does not exist alike, so nothing leaks) is what makes clients that send
         credentials only when challenged (davfs2, cadaver) retry with the user's token.
         """
-        dandiset_id = dandiset_of(routes.parse_path(path))
-        if dandiset_id is None:
+        route = routes.parse_path(path)
+        dandiset_id = dandiset_of(route)
+        if dandiset_id is None or (isinstance(route, routes.InVersion) and route.never_exists):
             return
         dandiset_path = f"/dandisets/{dandiset_id}"
         if dandiset_path != path:
@@ -216,7 +220,7 @@ class DandiProvider(DAVProvider):
     def _options(start_response, path: str) -> Iterable[bytes]:
         """Class 2 where writes can work (a draft): Finder and Windows mount a class 1
         server read-only, and one claiming class 2 everywhere read-write."""
-        draft = in_draft(path)
+        draft = is_in_draft(path)
         start_response(
             "200 OK",
             [
@@ -307,7 +311,7 @@ class DandiProvider(DAVProvider):
         """Dead properties (kept in memory, drafts only) and, when named, validation errors."""
         extras: dict[str, propfind.Extra] = {}
         for path, entry in items:
-            if not in_draft(path):
+            if not is_in_draft(path):
                 continue
             found: propfind.Extra = {}
             if self.prop_manager is not None:
@@ -375,11 +379,8 @@ class DandiProvider(DAVProvider):
 
     def new_file(self, path: str, environ: dict) -> FileResource:
         """The resource a PUT writes (its body makes it), or a LOCK's empty file."""
-        if environ["REQUEST_METHOD"] == "PUT":
-            name = path.rstrip("/").rsplit("/", 1)[-1]
-            placeholder = Entry(path=path, kind=EntryKind.FILE, size=0)
-            assert name
-            return FileResource(path, environ, placeholder, self)
+        if environ["REQUEST_METHOD"] == "PUT":  # begin_write creates it, with the body
+            return FileResource(path, environ, Entry(path=path, kind=EntryKind.FILE), self)
 
         async def empty(core: Core) -> None:
             writer = await core.create(path, exclusive=True)
@@ -390,20 +391,26 @@ class DandiProvider(DAVProvider):
         return self.resource(path, environ)
 
     def begin_put(self, path: str, environ: dict) -> BodySink:
+        header = environ.get("HTTP_X_OC_MTIME")  # rclone, ownCloud clients: the file's time
+        mtime = mtime_from(header) if header is not None else None
         writer = self._call(environ, lambda core: core.create(path))
-        return BodySink(self.portal, writer)
+        return BodySink(self.portal, writer, mtime)
 
-    def end_put(self, path: str, sink: BodySink, environ: dict, *, with_errors: bool) -> Entry:
+    def end_put(
+        self, path: str, sink: BodySink, environ: dict, *, with_errors: bool
+    ) -> Entry | None:
         """Keep the body (wait until it is an asset) or, if it broke off, nothing."""
         expected = expected_length(environ)
         if with_errors or (expected is not None and sink.received != expected):
             self._call(environ, lambda core: sink.writer.abort())
             if with_errors:
-                raise DAVError(400, context_info="the request body broke off; nothing was kept")
+                return None  # WsgiDAV answers with the error that ended the body
             raise short_body(sink.received, expected)
 
         async def keep(core: Core) -> None:
             try:
+                if sink.mtime is not None:
+                    sink.writer.set_mtime(sink.mtime)
                 await sink.writer.sync()
             finally:
                 await sink.writer.close()
@@ -416,12 +423,19 @@ class DandiProvider(DAVProvider):
         self._call(environ, lambda core: core.mkdir(path))
         self.forget(environ, path)
 
-    def remove(self, path: str, environ: dict) -> None:
-        """DELETE: a file, or a folder with everything in it (RFC 4918 §9.6.1)."""
+    def remove(self, resource: Resource, environ: dict) -> None:
+        """DELETE: a file, or a folder with everything in it (RFC 4918 §9.6.1), with its
+        dead properties and locks."""
+        check_unlocked(resource, environ, "infinity")
+        path = resource.path
         self._call(environ, lambda core: remove_tree(core, path))
         self.forget(environ, path)
+        resource.remove_all_properties(recursive=True)
+        resource.remove_all_locks(recursive=True)
 
-    def rename(self, path: str, destination: str, environ: dict) -> None:
+    def rename(self, resource: Resource, destination: str, environ: dict) -> None:
+        """MOVE (WsgiDAV has checked the locks on both sides); dead properties follow."""
+        path = resource.path
         replace = environ.get("HTTP_OVERWRITE", "T") == "T"
 
         async def rename(core: Core) -> None:
@@ -431,25 +445,52 @@ class DandiProvider(DAVProvider):
 
         self._call(environ, rename)
         self.forget(environ, path, destination)
+        if self.prop_manager is not None:
+            self.prop_manager.move_properties(
+                resource.get_ref_url(), self.ref_url(destination, resource.is_collection),
+                with_children=resource.is_collection,
+            )
+        resource.remove_all_locks(recursive=True)
 
-    def copy(self, path: str, destination: str, environ: dict, *, recursive: bool) -> None:
+    def copy(self, resource: Resource, destination: str, environ: dict, *, recursive: bool) -> None:
         """COPY: the same blobs under a new path; `Depth: 0` of a folder copies the folder only."""
+        path = resource.path
         replace = environ.get("HTTP_OVERWRITE", "T") == "T"
 
         async def copy(core: Core) -> None:
             if replace:
                 await clear_for(core, path, destination)
-            if recursive or not (await core.stat(path)).is_folder:
+            if recursive or not resource.is_collection:
                 await core.copy(path, destination, replace=replace)
             else:
                 await core.mkdir(destination)
 
         self._call(environ, copy)
         self.forget(environ, destination)
+        if self.prop_manager is not None:
+            self.prop_manager.copy_properties(
+                resource.get_ref_url(), self.ref_url(destination, resource.is_collection)
+            )
 
     def set_mtime(self, path: str, moment: object, environ: dict) -> None:
         self._call(environ, lambda core: core.set_mtime(path, mtime_from(moment)))
         self.forget(environ, path)
+
+
+def check_unlocked(resource: Resource, environ: dict, depth: str) -> None:
+    """423 unless the request holds every lock on `resource` (and below it, with depth
+    infinity): before a native delete WsgiDAV checks only the parent."""
+    manager = resource.provider.lock_manager
+    if manager is None:
+        return
+    if "wsgidav.conditions.if" not in environ:
+        util.parse_if_header_dict(environ)
+    manager.check_write_permission(
+        url=resource.get_ref_url(),
+        depth=depth,
+        token_list=environ["wsgidav.ifLockTokenList"],
+        principal=environ["wsgidav.user_name"],
+    )
 
 
 async def clear_for(core: Core, source: str, destination: str) -> None:

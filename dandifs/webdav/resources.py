@@ -16,7 +16,6 @@ import mimetypes
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from wsgidav import util
 from wsgidav.dav_provider import DAVCollection, DAVNonCollection
 
 from dandifs.core import Entry
@@ -91,46 +90,16 @@ class EntryProperties:
 
     # -- changes (draft paths only: the guard and the core refuse the rest) -------------
 
-    def check_unlocked(self, depth: str) -> None:
-        """423 unless the request holds every lock on this resource (and, with depth
-        infinity, below it): WsgiDAV checks only the parent before `handle_delete`."""
-        manager = self.provider.lock_manager  # type: ignore[attr-defined]
-        if manager is None:
-            return
-        if "wsgidav.conditions.if" not in self.environ:  # type: ignore[attr-defined]
-            util.parse_if_header_dict(self.environ)  # type: ignore[attr-defined]
-        manager.check_write_permission(
-            url=self.get_ref_url(),  # type: ignore[attr-defined]
-            depth=depth,
-            token_list=self.environ["wsgidav.ifLockTokenList"],  # type: ignore[attr-defined]
-            principal=self.environ["wsgidav.user_name"],  # type: ignore[attr-defined]
-        )
-
     def handle_delete(self) -> bool:
-        self.check_unlocked("infinity")
-        self.dandi.remove(self.path, self.environ)
-        self.remove_all_properties(recursive=True)  # type: ignore[attr-defined]
-        self.remove_all_locks(recursive=True)  # type: ignore[attr-defined]
+        self.dandi.remove(self, self.environ)  # type: ignore[arg-type]
         return True
 
     def handle_move(self, dest_path: str) -> bool:
-        self.dandi.rename(self.path, dest_path, self.environ)
-        manager = self.provider.prop_manager  # type: ignore[attr-defined]
-        if manager is not None:
-            manager.move_properties(
-                self.get_ref_url(), self.dandi.ref_url(dest_path, self.is_collection),  # type: ignore[attr-defined]
-                with_children=self.is_collection,  # type: ignore[attr-defined]
-            )
-        self.remove_all_locks(recursive=True)  # type: ignore[attr-defined]
+        self.dandi.rename(self, dest_path, self.environ)  # type: ignore[arg-type]
         return True
 
     def handle_copy(self, dest_path: str, *, depth_infinity: bool) -> bool:
-        self.dandi.copy(self.path, dest_path, self.environ, recursive=depth_infinity)
-        manager = self.provider.prop_manager  # type: ignore[attr-defined]
-        if manager is not None:
-            manager.copy_properties(
-                self.get_ref_url(), self.dandi.ref_url(dest_path, self.is_collection)  # type: ignore[attr-defined]
-            )
+        self.dandi.copy(self, dest_path, self.environ, recursive=depth_infinity)  # type: ignore[arg-type]
         return True
 
     def set_last_modified(self, dest_path: str, time_stamp, *, dry_run: bool) -> bool:
@@ -203,4 +172,5 @@ class FileResource(EntryProperties, DAVNonCollection):
         sink = getattr(self, "sink", None)
         if sink is not None:
             self.sink = None
-            self.entry = self.dandi.end_put(self.path, sink, self.environ, with_errors=with_errors)
+            written = self.dandi.end_put(self.path, sink, self.environ, with_errors=with_errors)
+            self.entry = written or self.entry

@@ -1,14 +1,16 @@
 """What the WebDAV front end needs to change drafts, before and around the core's write API.
 
-Which paths may be written is decided twice: here from the path alone (so a PUT to a
-published version is a 403 before any credentials are asked for or any archive request is
-made), and by the core (`Core.check_writable`: token, the archive's path rules).  A PUT
+Which paths may be written is decided on the path alone by `namespace.writable` (so a PUT
+to a published version is a 403 before any credentials are asked for or any archive
+request is made), then by the core (`Core.check_writable`: token, the archive's path
+rules).  A PUT
 body streams into a `FileWriter` one block per portal hop; a body shorter than its
 Content-Length is discarded, so a client that stopped half-way leaves nothing behind.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING
@@ -18,7 +20,6 @@ from wsgidav.dav_error import DAVError
 
 from dandifs import errors
 from dandifs.core.portal import CorePortal
-from dandifs.namespace import routes
 from dandifs.webdav.errors import to_dav_error
 
 if TYPE_CHECKING:
@@ -27,38 +28,6 @@ if TYPE_CHECKING:
 WRITE_METHODS = frozenset({"PUT", "DELETE", "MKCOL", "MOVE", "COPY", "PROPPATCH", "LOCK", "UNLOCK"})
 READ_ALLOW = "OPTIONS, GET, HEAD, PROPFIND"
 WRITE_ALLOW = f"{READ_ALLOW}, PUT, DELETE, MKCOL, MOVE, COPY, PROPPATCH, LOCK, UNLOCK"
-
-
-def read_only_reason(path: str) -> str | None:
-    """Why `path` can never be written (None: it is inside a draft)."""
-    try:
-        route = routes.parse_path(path)
-    except errors.InvalidPath as exc:
-        return str(exc)
-    if isinstance(route, routes.InVersion) and route.address.is_draft and not route.address.via_releases:
-        return None
-    if isinstance(route, routes.DandisetYaml):
-        return (
-            f"{path}: dandiset.yaml is rendered from the dandiset's metadata; change the "
-            "metadata on the archive's web site instead"
-        )
-    if isinstance(route, routes.VersionRoot) and route.address.is_draft:
-        return f"{path}: the draft folder itself cannot be changed; write inside it"
-    return f"{path}: only /dandisets/<id>/draft/ can be written; published versions never change"
-
-
-def in_draft(path: str) -> bool:
-    """A draft's folder or anything in it: where class 2 (locking) is advertised."""
-    try:
-        route = routes.parse_path(path)
-    except errors.InvalidPath:
-        return False
-    address = getattr(route, "address", None)
-    return (
-        isinstance(route, (routes.VersionRoot, routes.InVersion))
-        and address.is_draft
-        and not address.via_releases
-    )
 
 
 def destination_path(environ: dict) -> str | None:
@@ -99,9 +68,13 @@ class BodySink:
     """The file WsgiDAV's PUT writes the request body into: each block goes straight to
     the core's `FileWriter`, and the bytes received are counted for the length check."""
 
-    def __init__(self, portal: CorePortal, writer: FileWriter) -> None:
+    def __init__(
+        self, portal: CorePortal, writer: FileWriter, mtime: datetime | None = None
+    ) -> None:
         self.portal = portal
         self.writer = writer
+        self.mtime = mtime
+        """The file's time given with the request (X-OC-Mtime), kept at commit."""
         self.received = 0
 
     def write(self, data: bytes) -> int:
@@ -112,8 +85,18 @@ class BodySink:
         self.received += len(data)
         return len(data)
 
-    def writelines(self, blocks) -> None:
-        for block in blocks:
+    def writelines(self, blocks: Iterable[bytes]) -> None:
+        """Write every block; a body that cannot be read to its end is the client's 400."""
+        iterator = iter(blocks)
+        while True:
+            try:
+                block = next(iterator)
+            except StopIteration:
+                return
+            except (OSError, ValueError) as exc:  # cheroot: a chunk cut short, a timeout
+                raise DAVError(
+                    400, context_info=f"the request body broke off ({exc}); nothing was kept"
+                ) from None
             self.write(block)
 
     def close(self) -> None:
