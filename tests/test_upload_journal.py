@@ -61,3 +61,32 @@ def test_an_unknown_field_is_refused(tmp_path) -> None:
     else:
         raise AssertionError("the owner of a row must not change")
     journal.close()
+
+
+def test_a_full_disk_is_no_space_and_the_rows_already_there_stay(tmp_path):
+    import pytest
+
+    from dandifs.errors import NoSpace
+
+    disk = tmp_path / "small-disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)]).returncode:
+        pytest.skip("SKIPPED LOUDLY: cannot mount a tmpfs here (not root?): the full-disk case is untested")
+    try:
+        journal = Journal(disk / "journal.sqlite")
+        kept = journal.add(owner="o", dandiset_id="000001", path="kept.bin", spool="/s/kept", size=1)
+        with open(disk / "filler", "wb") as filler:
+            try:
+                while True:
+                    filler.write(b"\0" * 65536)
+                    filler.flush()
+            except OSError:
+                pass
+        with pytest.raises(NoSpace, match="upload journal"):
+            for index in range(1000):
+                journal.add(owner="o", dandiset_id="000001", path=f"p{index}" * 50,
+                            spool="/s/" + "x" * 2000, size=index)
+        assert journal.get(kept.id).path == "kept.bin"
+        journal.close()
+    finally:
+        subprocess.run(["umount", "-l", str(disk)])

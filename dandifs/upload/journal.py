@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 import sqlite3
 import threading
 import time
@@ -17,6 +19,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dandifs.errors import NoSpace
 from dandifs.upload.state import Phase, UploadState
 
 _SCHEMA = """
@@ -105,10 +108,25 @@ class Journal:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # an acknowledged upload survives power loss
         self._db.execute(_SCHEMA)
+        self._path = path
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    @contextmanager
+    def _changing(self) -> Iterator[sqlite3.Connection]:
+        """One change under the lock; a full disk is `NoSpace`, as for spooled bytes."""
+        with self._lock:
+            try:
+                yield self._db
+            except sqlite3.OperationalError as exc:
+                if "full" in str(exc) or "disk I/O" in str(exc):
+                    raise NoSpace(
+                        f"no room for the upload journal {self._path}: free some space there; "
+                        "nothing written so far is lost"
+                    ) from exc
+                raise
 
     def add(
         self, *, owner: str, dandiset_id: str, path: str, spool: str, size: int,
@@ -120,8 +138,8 @@ class Journal:
             id=str(uuid.uuid4()), owner=owner, dandiset_id=dandiset_id, path=path, spool=spool,
             size=size, phase=Phase.SPOOLED, zarr=zarr, created=now, updated=now,
         )
-        with self._lock:
-            self._db.execute(
+        with self._changing() as db:
+            db.execute(
                 "INSERT INTO uploads (id, owner, dandiset, path, spool, size, phase, zarr,"
                 " created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (record.id, owner, dandiset_id, path, spool, size, record.phase.value, zarr,
@@ -141,8 +159,8 @@ class Journal:
             raise ValueError(f"not journal fields: {sorted(unknown)}")
         values = {name: _column(value) for name, value in changes.items()}
         assignments = ", ".join(f"{name} = ?" for name in values)
-        with self._lock:
-            self._db.execute(
+        with self._changing() as db:
+            db.execute(
                 f"UPDATE uploads SET {assignments}, updated = ? WHERE id = ?",
                 (*values.values(), time.time(), record_id),
             )
@@ -150,22 +168,22 @@ class Journal:
 
     def part_done(self, record_id: str, number: int, etag: str) -> None:
         """Record one part the archive's S3 has, so a resumed upload does not send it again."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")  # parts finish at once: no lost update
+        with self._changing() as db:
+            db.execute("BEGIN IMMEDIATE")  # parts finish at once: no lost update
             try:
-                (parts,) = self._db.execute(
+                (parts,) = db.execute(
                     "SELECT parts FROM uploads WHERE id = ?", (record_id,)
                 ).fetchone()
                 recorded = json.loads(parts)
                 recorded[str(number)] = etag
-                self._db.execute(
+                db.execute(
                     "UPDATE uploads SET parts = ?, updated = ? WHERE id = ?",
                     (json.dumps(recorded, sort_keys=True), time.time(), record_id),
                 )
             except BaseException:
-                self._db.execute("ROLLBACK")
+                db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
+            db.execute("COMMIT")
 
     def get(self, record_id: str) -> UploadRecord:
         rows = self._select("WHERE id = ?", (record_id,))
@@ -189,8 +207,8 @@ class Journal:
         return self._select("ORDER BY created", ())
 
     def remove(self, record_id: str) -> None:
-        with self._lock:
-            self._db.execute("DELETE FROM uploads WHERE id = ?", (record_id,))
+        with self._changing() as db:
+            db.execute("DELETE FROM uploads WHERE id = ?", (record_id,))
 
     def _select(self, where: str, parameters: tuple[object, ...]) -> list[UploadRecord]:
         with self._lock:
