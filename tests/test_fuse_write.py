@@ -395,9 +395,6 @@ def test_mkdir_and_cp_r_of_a_folder(archive, api, draft, dandiset, tmp_path) -> 
         assert (downloaded / name).read_bytes() == (local / name.removeprefix("sub-05/")).read_bytes()
 
 
-@pytest.mark.xfail(strict=False, reason="a file whose upload just finished is sometimes 'not "
-                   "found' for a moment (stat after the pending entry is dropped answers from a "
-                   "draft listing that does not have the new asset yet); about 1 run in 4")
 def test_cp_r_of_a_folder_of_many_small_files_makes_each_an_asset(
     archive, api, draft, dandiset, tmp_path
 ) -> None:

@@ -152,8 +152,11 @@ class Core:
     async def open(self, entry: Entry) -> FileReader:
         """A reader of a file entry's bytes, for one handle (HDF5-aware prefetch included);
         a file written here and not yet in the archive is read from the spool."""
-        if entry.upload is not None and self._drafts is not None:
+        if self._drafts is not None and entry.kind is EntryKind.FILE and entry.content_url is None:
             pending = self._drafts.pending(entry.path)
+            if pending is None:  # listed as written here, uploaded since: the archive has it
+                entry = await self.stat(entry.path)
+                pending = self._drafts.pending(entry.path) if entry.content_url is None else None
             if pending is not None:
                 if pending.untouched and pending.base_entry is not None:
                     return await self._open(pending.base_entry)

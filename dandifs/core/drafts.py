@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 COPY_CHUNK = 8 * 1024 * 1024
 """Bytes copied at a time into a spool from an archive file opened for writing."""
 
+RETIRE_TRIES, RETIRE_PAUSE = 40, 0.25
+"""How long an uploaded file stays shown from here while the archive's listing lacks it."""
+
 ReaderOpener = Callable[[Entry], Awaitable["Reader"]]
 
 
@@ -287,7 +290,7 @@ class Drafts:
             ctime=pending.mtime,
             dandiset_id=pending.target.dandiset_id,
             version=names.DRAFT,
-            upload=self._state(pending),
+            upload=self._state(pending) if not self._uploaded(pending) else None,
         )
 
     def _folder_entry(self, route: InVersion) -> Entry:
@@ -324,7 +327,14 @@ class Drafts:
 
     def upload_state(self, path: str) -> UploadState | None:
         pending = self._pending.get(path)
-        return self._state(pending) if pending is not None else None
+        if pending is None or self._uploaded(pending):
+            return None
+        return self._state(pending)
+
+    @staticmethod
+    def _uploaded(pending: Pending) -> bool:
+        """In the archive, and still here for a handle open on it."""
+        return pending.phase is Phase.DONE and pending.upload is None and not pending.dirty
 
     # -- writing files --------------------------------------------------------------------
 
@@ -402,6 +412,8 @@ class Drafts:
             nothing_here = spool is None and pending.upload is None
             if pending.writers == 0 and nothing_here:
                 self._forget(pending)  # opened and not written, or uploaded already
+                if pending.phase is Phase.DONE:
+                    self._changed(pending.target.path)
             return
         await anyio.to_thread.run_sync(spool.commit)
         digest = spool.digest() if spool.hashed_as_written and spool.size else None
@@ -463,7 +475,11 @@ class Drafts:
             return
         try:
             with upload.scope:
-                upload.final = await self._uploader.run(upload.record_id)
+                final = await self._uploader.run(upload.record_id)
+                if final.phase is Phase.DONE:
+                    self._journal.remove(final.id)
+                    await self._retire(upload, final)
+                upload.final = final
         except KeyError:
             pass  # its row was removed: a newer version or a delete replaced this upload
         except Exception:
@@ -474,18 +490,34 @@ class Drafts:
             if not self._running:
                 self._idle.set()
             upload.finished.set()
-        final = upload.final
-        if final is None or final.phase is not Phase.DONE:
-            return
-        self._journal.remove(final.id)
+
+    async def _retire(self, upload: Upload, final: UploadRecord) -> None:
+        """An upload is in the archive: stop showing its file from here, once the
+        archive's listing has it (a listing fetched, or answered, from before the asset
+        was registered would otherwise find neither for a moment).  Waiters of `sync`
+        return after this, so what they see next is the archive's asset."""
         path = parse_path(f"/dandisets/{final.dandiset_id}/draft/{final.path}").path
-        current = self._pending.get(path)
-        if current is not None and current.upload is upload:
-            current.upload = None
-            current.phase = Phase.DONE
-            if current.spool is None and current.writers == 0:
-                self._forget(current)
-        self._changed(path)
+        self._resolver.invalidate(path)
+        pending = self._pending.get(path)
+        if pending is None or pending.upload is not upload:
+            self._changed(path)
+            return
+        pending.phase = Phase.REGISTERING  # to its watchers, until the listing has it
+        for _ in range(RETIRE_TRIES):
+            try:
+                await self._resolver.stat(path)
+                break
+            except errors.NotFound:
+                self._resolver.invalidate(path)
+                await anyio.sleep(RETIRE_PAUSE)
+        else:
+            log.warning("%s: uploaded, but the archive does not list it yet", path)
+        if self._pending.get(path) is pending and pending.upload is upload:
+            pending.upload = None
+            pending.phase = Phase.DONE
+            if pending.spool is None and pending.writers == 0:
+                self._forget(pending)
+        self._changed(path)  # what front ends cached of it was the file shown from here
 
     def _lock_of(self, record_id: str) -> UploadLock | None:
         try:
@@ -501,14 +533,19 @@ class Drafts:
             self._changed(path)
             return
         upload = pending.upload
-        upload.final = record
-        upload.finished.set()
-        if record.phase is Phase.DONE:
-            pending.upload = None
-            pending.phase = Phase.DONE
-            if pending.spool is None and pending.writers == 0:
-                self._forget(pending)
-            self._changed(path)
+        if record.phase is not Phase.DONE:
+            upload.final = record
+            upload.finished.set()
+            return
+
+        async def retire() -> None:
+            try:
+                await self._retire(upload, record)
+            finally:
+                upload.final = record
+                upload.finished.set()
+
+        self._tasks.start_soon(retire)
 
     async def flush_zarr(self, target: Target) -> None:
         """Send what waits for the Zarr `target` is (or is in) and wait for it."""
