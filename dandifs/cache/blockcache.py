@@ -14,6 +14,12 @@ never delays a read, and claims its blocks only once it holds a slot, so a read 
 there first fetches them itself.  Read-ahead can be kept off the network (it then only
 loads blocks the disk holds): readers use that when their own reads are served locally.
 
+With a disk store, processes sharing its directory fetch a block once between them: a
+flight claims the blocks the disk lacks before fetching them, and waits (polling, so the
+event loop runs) for blocks another process claimed, then reads them from the disk
+(`claims.py`).  Blocks fetched under a claim keep it until they are on disk; the flush
+starts at once when another process waits for them.
+
 `CacheConfig.memory_bytes` bounds the block bytes the cache keeps alive as a whole (see
 `MemoryStore`): blocks in memory, the bytes of every flight (reserved when it starts,
 released as its blocks are stored or when it fails), and blocks waiting for the disk that
@@ -54,6 +60,8 @@ Block = bytes | memoryview
 DISK_BACKLOG_FLUSHES = 4  # blocks waiting for the disk: at most this many flushes' worth,
 DISK_BACKLOG_SHARE = 2  # and at most this share (1/n) of the memory bound
 MIN_READAHEAD_BLOCKS = 4  # the fewest blocks a read-ahead GET carries
+CLAIM_POLL_FIRST = 0.005  # seconds before looking again at a block another process fetches,
+CLAIM_POLL_MAX = 0.1  # doubling up to this
 
 
 def as_bytes(block: Block) -> bytes:
@@ -168,6 +176,7 @@ class BlockCache:
         )
         self._flush_at = min(config.disk_flush_bytes, self._disk_backlog // 2)
         self._room = anyio.Event()  # set (and replaced) when reserved or held bytes go
+        self._flush_soon = False  # another process waits for blocks queued for the disk
         self._counters = CacheStatistics()
 
     def layout(self, ref: ObjectRef) -> BlockLayout:
@@ -504,7 +513,9 @@ class BlockCache:
 
     def _forget_readahead(self, key: BlockKey) -> None:
         self._unread_readahead.pop(key, None)
-        self._unqueued.pop(key, None)
+        ref = self._unqueued.pop(key, None)
+        if ref is not None and self._disk is not None:
+            self._disk.object(ref).release([key[1]])  # never stored: others fetch it
 
     # -- fetching ---------------------------------------------------------------------------
 
@@ -515,14 +526,20 @@ class BlockCache:
         fetched: dict[int, Block] = {}
         data: dict[int, Block] = {}
         error: BaseException | None = None
+        remaining: list[int] = []
         try:
             found = await self._from_disk(ref, flight)
-            remaining = [index for index in flight.blocks if index not in found]
-            if not flight.ahead:
-                self._counters.disk_hits += len(found)
-                self._counters.misses += len(remaining)
+            missing = [index for index in flight.blocks if index not in found]
+            remaining = missing
             if not flight.network:
                 remaining = [index for index in remaining if index in flight.claimed]
+            stored: dict[int, Block] = {}
+            if remaining:
+                stored, remaining = await self._claim(ref, remaining)
+                found |= stored
+            if not flight.ahead:
+                self._counters.disk_hits += len(found)
+                self._counters.misses += len(missing) - len(stored)
             for run in runs(remaining, self.config.request_blocks):
                 fetched.update(await self._fetch(ref, run, slots, ahead=flight.ahead))
             flight.fetched = set(fetched)
@@ -543,6 +560,8 @@ class BlockCache:
             error = Unavailable(f"reading {ref.url} was cancelled: the cache is closing")
             raise
         finally:
+            if error is not None and remaining and self._disk is not None and ref.persistent:
+                self._disk.object(ref).release(remaining)
             for index in flight.blocks:
                 if self._flights.get((ref.key, index)) is flight:
                     del self._flights[(ref.key, index)]
@@ -570,6 +589,35 @@ class BlockCache:
         except OSError as exc:
             log.warning("cache disk unreadable, fetching %s instead: %s", ref.url, exc)
             return {}
+
+    async def _claim(self, ref: ObjectRef, indices: list[int]) -> tuple[dict[int, Block], list[int]]:
+        """Claim the fetch of blocks the disk lacks, for every process sharing it (see
+        `claims.py`), waiting for the blocks another process fetches: the blocks then found
+        on disk, and the blocks this process is to fetch (it holds their claims)."""
+        if self._disk is None or not ref.persistent:
+            return {}, indices
+        disk = self._disk.object(ref)
+        stored: dict[int, Block] = {}
+        mine: list[int] = []
+        asked = indices
+        delay = CLAIM_POLL_FIRST
+        try:
+            while True:
+                found, taken, asked = await anyio.to_thread.run_sync(disk.claim_missing, asked)
+                stored |= found
+                mine += taken
+                if not asked:
+                    return stored, mine
+                await anyio.sleep(delay)
+                delay = min(2 * delay, CLAIM_POLL_MAX)
+        except OSError as exc:
+            log.warning("cache disk claims unusable, fetching %s alone: %s", ref.url, exc)
+            return stored, [index for index in indices if index not in stored]
+        except BaseException:
+            disk.release(indices)
+            raise
+        finally:
+            disk.stop_waiting()
 
     async def _fetch(
         self, ref: ObjectRef, run: range, slots: anyio.Semaphore | None, *, ahead: bool
@@ -617,7 +665,10 @@ class BlockCache:
             key = (ref.key, index)
             if self._unqueued or not self._hold_for_disk(key, disk, index, data):
                 self._unqueued[key] = ref
-        if self._queued and self._memory.held_bytes >= self._flush_at:
+        if disk.awaited(list(blocks)):
+            self._flush_soon = True
+            self._start_flush()
+        elif self._queued and self._memory.held_bytes >= self._flush_at:
             self._start_flush()
 
     def _hold_for_disk(self, key: BlockKey, disk: DiskObject, index: int, data: Block) -> bool:
@@ -637,9 +688,9 @@ class BlockCache:
         assert disk is not None
         for key, ref in list(self._unqueued.items()):
             data = self._memory.peek(key)
-            if data is not None and not self._hold_for_disk(
-                key, disk.object(ref), key[1], data
-            ):
+            if data is None:
+                disk.object(ref).release([key[1]])  # memory let it go unstored
+            elif not self._hold_for_disk(key, disk.object(ref), key[1], data):
                 return
             del self._unqueued[key]
 
@@ -654,6 +705,7 @@ class BlockCache:
             return
         async with self._flush_lock:
             while True:
+                self._flush_soon = False
                 try:
                     try:
                         await anyio.to_thread.run_sync(disk.flush)
@@ -666,6 +718,8 @@ class BlockCache:
                     log.warning(
                         "could not write the cache disk (blocks kept in memory only): %s", exc
                     )
+                if self._flush_soon:
+                    continue
                 if not self._unqueued or self._memory.held_bytes < self._flush_at:
                     return
 
