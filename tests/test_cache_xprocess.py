@@ -9,6 +9,7 @@ arrive while the first one's GETs are still under way.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -28,11 +29,18 @@ MiB = 1 << 20
 BLOCK = 256 * KiB  # the default block size
 # Whole blocks far apart: no read-ahead joins them, no small read takes a fragment instead.
 RANGES = [(8 * BLOCK, 12 * BLOCK), (40 * BLOCK, 41 * BLOCK), (64 * BLOCK, 70 * BLOCK)]
+# Blocks apart, more than the requests one process makes at once: rounds of GETs, time to
+# kill the fetcher between them.
+SCATTERED = [(index * BLOCK, (index + 1) * BLOCK) for index in range(200, 392, 4)]
+FETCHED = re.compile(r"fetched \S+ bytes \d+-\d+ \(blocks (\d+)-(\d+)")  # one line a GET
 REPOSITORY = Path(__file__).resolve().parent.parent
 READER = textwrap.dedent(
     """
-    import sys
+    import logging, sys
     from dandifs.fsspec import DandiFileSystem
+
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("dandifs.cache.blockcache").setLevel(logging.DEBUG)
 
     api_url, cache_dir, path, out = sys.argv[1:5]
     ranges = [tuple(map(int, pair.split("-"))) for pair in sys.argv[5:]]
@@ -50,17 +58,29 @@ READER = textwrap.dedent(
 
 
 class Reader:
-    """An fsspec reader in a process of its own, waiting for `go` to read `RANGES`."""
+    """An fsspec reader in a process of its own, waiting for `go` to read its ranges."""
 
-    def __init__(self, local_archive, cache_dir: Path, path: str, out: Path) -> None:
+    def __init__(
+        self, local_archive, cache_dir: Path, path: str, out: Path,
+        ranges: list[tuple[int, int]] = RANGES,
+    ) -> None:
         self.out = out
+        self.log_path = out.with_suffix(".log")
         environment = {**os.environ, "DANDI_NO_ET": "1", "PYTHONPATH": str(REPOSITORY)}
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", READER, local_archive.api_url, str(cache_dir), path,
-             str(out), *(f"{a}-{b}" for a, b in RANGES)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=environment, text=True,
-        )
-        assert self.process.stdout.readline().strip() == "ready"
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", READER, local_archive.api_url, str(cache_dir), path,
+                 str(out), *(f"{a}-{b}" for a, b in ranges)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=environment,
+                text=True,
+            )
+        assert self.process.stdout.readline().strip() == "ready", self.log()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def fetched(self) -> list[int]:
+        return fetched_blocks(self.log())
 
     def go(self) -> None:
         self.process.stdin.write("go\n")
@@ -76,20 +96,34 @@ class Reader:
         self.process.wait()
 
 
+def fetched_blocks(log_text: str) -> list[int]:
+    """Every block a process's debug log says it fetched, as often as it did."""
+    return [index for first, last in FETCHED.findall(log_text)
+            for index in range(int(first), int(last) + 1)]
+
+
+def blocks_of(ranges: list[tuple[int, int]]) -> set[int]:
+    return {index for a, b in ranges for index in range(a // BLOCK, -(-b // BLOCK))}
+
+
 def nwb_path(published: str) -> str:
     return f"dandisets/000001/{published}/{NWB}"
 
 
-@pytest.fixture(scope="module")
-def direct(local_archive, published) -> bytes:
-    """The bytes of `RANGES`, read by a core with no disk cache."""
+def read_directly(local_archive, published: str, ranges: list[tuple[int, int]]) -> bytes:
+    """The bytes of `ranges`, read by a core with no disk cache."""
     fs = DandiFileSystem(local_archive.api_url, anonymous=True, memory_size=64 * MiB)
     try:
         path = nwb_path(published)
-        return b"".join(fs.cat_ranges([path] * len(RANGES), [a for a, _ in RANGES],
-                                      [b for _, b in RANGES]))
+        return b"".join(fs.cat_ranges([path] * len(ranges), [a for a, _ in ranges],
+                                      [b for _, b in ranges]))
     finally:
         fs.close()
+
+
+@pytest.fixture(scope="module")
+def direct(local_archive, published) -> bytes:
+    return read_directly(local_archive, published, RANGES)
 
 
 def s3_bytes_once_quiet(local_archive) -> int:
@@ -119,7 +153,11 @@ def test_two_fsspec_readers_fetch_each_block_once_between_them(
         together, results = bytes_read_by(local_archive, pair)
     assert only == direct and results == [direct, direct]
     assert alone >= sum(b - a for a, b in RANGES)
-    assert together == alone  # not twice: the second read what the first stored
+    first, second = (set(reader.fetched()) for reader in pair)
+    assert not first & second  # no block fetched by both
+    assert blocks_of(RANGES) <= first | second
+    # Not twice the bytes (fragments, read by each process itself, may differ a little).
+    assert together < 1.5 * alone
 
 
 def test_a_mount_and_an_fsspec_reader_fetch_each_block_once_between_them(
@@ -129,7 +167,8 @@ def test_a_mount_and_an_fsspec_reader_fetch_each_block_once_between_them(
     path = nwb_path(published)
 
     def through_mount(cache: Path, reader: Reader | None) -> tuple[int, bytes, bytes | None]:
-        with MountProcess(tmp_path / f"mnt-{cache.name}", local_archive.api_url, cache) as mount:
+        mountpoint = tmp_path / f"mnt-{cache.name}"
+        with MountProcess(mountpoint, local_archive.api_url, cache, ["debug"]) as mount:
             mounted = mount.mountpoint / path
             mounted.stat()
             before = s3_bytes_once_quiet(local_archive)
@@ -141,15 +180,18 @@ def test_a_mount_and_an_fsspec_reader_fetch_each_block_once_between_them(
                 reader.go()
             thread.join()
             theirs = reader.finish() if reader is not None else None
-            return s3_bytes_once_quiet(local_archive) - before, got[0], theirs
+            s3_requests_once_quiet(local_archive)
+            return fetched_blocks(mount.log()), got[0], theirs
 
     with local_archive.s3_faults(latency_ms=300):
-        alone, mine, _ = through_mount(tmp_path / "alone", None)
-        shared = tmp_path / "shared"
-        reader = Reader(local_archive, shared, path, tmp_path / "fsspec")
-        together, ours, theirs = through_mount(shared, reader)
-    assert mine == ours == theirs == direct
-    assert together == alone
+        reader = Reader(local_archive, tmp_path / "shared", path, tmp_path / "fsspec")
+        by_mount, ours, theirs = through_mount(tmp_path / "shared", reader)
+    assert ours == theirs == direct
+    by_reader = reader.fetched()
+    assert len(set(by_mount)) == len(by_mount) and len(set(by_reader)) == len(by_reader)
+    assert not set(by_mount) & set(by_reader)  # no block fetched by both
+    assert blocks_of(RANGES) <= set(by_mount) | set(by_reader)
+    assert not blocks_of(RANGES) <= set(by_reader)  # the reader read some the mount fetched
 
 
 def read_ranges(path: Path) -> bytes:
@@ -165,23 +207,24 @@ def test_a_reader_killed_mid_fetch_leaves_the_other_fetching_what_is_missing(
     local_archive, published, direct, tmp_path
 ) -> None:
     path = nwb_path(published)
+    expected = read_directly(local_archive, published, SCATTERED)
     shared = tmp_path / "shared"
-    with local_archive.s3_faults(latency_ms=3000):
-        first = Reader(local_archive, shared, path, tmp_path / "first")
-        second = Reader(local_archive, shared, path, tmp_path / "second")
-        before = local_archive.s3_stats()["requests"].get("GET", 0)
+    with local_archive.s3_faults(latency_ms=700):
+        first = Reader(local_archive, shared, path, tmp_path / "first", SCATTERED)
+        second = Reader(local_archive, shared, path, tmp_path / "second", SCATTERED)
         first.go()
         deadline = time.monotonic() + 30
-        while local_archive.s3_stats()["requests"].get("GET", 0) == before:
+        while not blocks_of(SCATTERED) & set(first.fetched()):
             assert time.monotonic() < deadline, "the first reader never fetched"
             time.sleep(0.02)
-        time.sleep(0.3)  # every GET of the first is out, none answered yet
-        second.go()
-        time.sleep(0.5)  # the second waits on the first's claims
-        waiting = local_archive.s3_stats()["requests"].get("GET", 0)
+        second.go()  # a round of the first's GETs is done, the next under way
+        time.sleep(1.2)  # the second waits on the first's claims: the next round is stored
+        assert first.process.poll() is None, "the first finished before it was killed"
+        stored = first.fetched()
         first.kill()
-        assert second.finish() == direct
-        after = local_archive.s3_stats()["requests"].get("GET", 0)
-    assert not first.out.exists()
-    assert waiting - before >= 1  # the first was fetching, the second waited
-    assert after > waiting  # the second fetched what the first never stored
+        got = second.finish()
+    assert got == expected
+    assert stored and not first.out.exists()
+    by_second = blocks_of(SCATTERED) & set(second.fetched())
+    assert by_second  # it fetched what the first never stored
+    assert len(by_second) < len(blocks_of(SCATTERED))  # and read the rest from the disk
