@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from dandifs.cache import ObjectRef
+from dandifs.cache.disk import DiskStore
 from dandifs.fsspec import DandiFileSystem
 from fuse_support import MountProcess, require_fuse
 from test_fuse_index_prefetch import NWB, s3_requests_once_quiet
@@ -228,3 +230,53 @@ def test_a_reader_killed_mid_fetch_leaves_the_other_fetching_what_is_missing(
     by_second = blocks_of(SCATTERED) & set(second.fetched())
     assert by_second  # it fetched what the first never stored
     assert len(by_second) < len(blocks_of(SCATTERED))  # and read the rest from the disk
+
+
+# -- claims and eviction, on the disk store alone ---------------------------------------------
+
+CLAIMER = textwrap.dedent(
+    """
+    import sys, time
+    from dandifs.cache import ObjectRef
+    from dandifs.cache.disk import DiskStore
+    store = DiskStore(sys.argv[1], block_size=int(sys.argv[2]), capacity=1 << 30)
+    found, mine, busy = store.object(ObjectRef("https://s3/claimed", 4 * int(sys.argv[2]), "e")
+                                     ).claim_missing([0, 1])
+    assert not found and mine == [0, 1] and not busy
+    print("ready", flush=True)
+    time.sleep(600)
+    """
+)
+
+
+def test_a_claim_holds_off_other_fetchers_and_eviction_until_its_holder_dies(tmp_path) -> None:
+    block = 64 * KiB
+    claimed = ObjectRef("https://s3/claimed", 4 * block, "e")
+    other = ObjectRef("https://s3/other", 4 * block, "e")
+    store = DiskStore(tmp_path, block_size=block, capacity=6 * block)
+    for ref in (claimed, other):
+        obj = store.object(ref)
+        obj.claim_missing([3])
+        obj.add(3, bytes(block))  # one block each on disk, the claimed object's the older
+    store.flush()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", CLAIMER, str(tmp_path), str(block)], stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(REPOSITORY)}, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        found, mine, busy = store.object(claimed).claim_missing([0, 1, 2])
+        assert (found, mine, busy) == ({}, [2], [0, 1])
+        store.object(claimed).release([2])
+        store.object(claimed).stop_waiting()
+        store.capacity = 0  # everything must go: all but the claimed object does
+        assert store.evict() == [other.key]
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    found, mine, busy = store.object(claimed).claim_missing([0, 1])
+    assert (found, mine, busy) == ({}, [0, 1], [])  # the kernel dropped the dead one's claims
+    store.object(claimed).release([0, 1])
+    assert store.evict() == [claimed.key]
+    assert not any(tmp_path.rglob("*.fetching"))
+    store.close()
