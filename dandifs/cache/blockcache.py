@@ -522,11 +522,15 @@ class BlockCache:
     async def _complete(
         self, ref: ObjectRef, flight: _Flight, slots: anyio.Semaphore | None
     ) -> None:
-        """Fill a flight from disk, then the network; never raises, the waiters do."""
+        """Fill a flight from disk, then the network; never raises, the waiters do.
+
+        Blocks another process is fetching are waited for after this flight fetched (and
+        queued for the disk) the ones it claimed itself: holding claims while waiting on
+        another process's could leave two processes waiting on each other."""
         fetched: dict[int, Block] = {}
         data: dict[int, Block] = {}
         error: BaseException | None = None
-        remaining: list[int] = []
+        claimed: list[int] = []  # claimed blocks not yet handed to the disk queue
         try:
             found = await self._from_disk(ref, flight)
             missing = [index for index in flight.blocks if index not in found]
@@ -534,24 +538,27 @@ class BlockCache:
             if not flight.network:
                 remaining = [index for index in remaining if index in flight.claimed]
             stored: dict[int, Block] = {}
-            if remaining:
-                stored, remaining = await self._claim(ref, remaining)
-                found |= stored
+            delay = CLAIM_POLL_FIRST
+            while remaining:
+                more, claimed, remaining = await self._claim(ref, remaining)
+                stored |= more
+                arrived: dict[int, Block] = {}
+                for run in runs(claimed, self.config.request_blocks):
+                    arrived.update(await self._fetch(ref, run, slots, ahead=flight.ahead))
+                fetched |= arrived
+                self._keep(ref, flight, arrived, Origin.NETWORK)
+                self._queue_for_disk(ref, arrived)
+                claimed = []
+                if remaining:
+                    await anyio.sleep(delay)
+                    delay = min(2 * delay, CLAIM_POLL_MAX)
+            found |= stored
             if not flight.ahead:
                 self._counters.disk_hits += len(found)
                 self._counters.misses += len(missing) - len(stored)
-            for run in runs(remaining, self.config.request_blocks):
-                fetched.update(await self._fetch(ref, run, slots, ahead=flight.ahead))
             flight.fetched = set(fetched)
+            self._keep(ref, flight, found, Origin.DISK)
             data = found | fetched
-            for index, block in data.items():
-                key = (ref.key, index)
-                self._memory.put(key, block, reserved=len(block))
-                flight.reserved -= len(block)
-                if flight.ahead and index not in flight.claimed:
-                    self._unread_readahead[key] = (
-                        Origin.NETWORK if index in fetched else Origin.DISK
-                    )
         except Exception as exc:
             error = exc
             if flight.ahead and not flight.claimed:
@@ -560,8 +567,10 @@ class BlockCache:
             error = Unavailable(f"reading {ref.url} was cancelled: the cache is closing")
             raise
         finally:
-            if error is not None and remaining and self._disk is not None and ref.persistent:
-                self._disk.object(ref).release(remaining)
+            if self._disk is not None and ref.persistent:
+                disk = self._disk.object(ref)
+                disk.release(claimed)
+                disk.stop_waiting()
             for index in flight.blocks:
                 if self._flights.get((ref.key, index)) is flight:
                     del self._flights[(ref.key, index)]
@@ -574,8 +583,17 @@ class BlockCache:
                 flight.outcome.succeed(data)
             else:
                 flight.outcome.fail(error)
-        if fetched:
-            self._queue_for_disk(ref, fetched)
+
+    def _keep(
+        self, ref: ObjectRef, flight: _Flight, blocks: dict[int, Block], origin: Origin
+    ) -> None:
+        """Put a flight's blocks in memory, in the bytes reserved for them."""
+        for index, block in blocks.items():
+            key = (ref.key, index)
+            self._memory.put(key, block, reserved=len(block))
+            flight.reserved -= len(block)
+            if flight.ahead and index not in flight.claimed:
+                self._unread_readahead[key] = origin
 
     async def _from_disk(self, ref: ObjectRef, flight: _Flight) -> dict[int, Block]:
         if self._disk is None or not ref.persistent:
@@ -590,34 +608,24 @@ class BlockCache:
             log.warning("cache disk unreadable, fetching %s instead: %s", ref.url, exc)
             return {}
 
-    async def _claim(self, ref: ObjectRef, indices: list[int]) -> tuple[dict[int, Block], list[int]]:
+    async def _claim(
+        self, ref: ObjectRef, indices: list[int]
+    ) -> tuple[dict[int, Block], list[int], list[int]]:
         """Claim the fetch of blocks the disk lacks, for every process sharing it (see
-        `claims.py`), waiting for the blocks another process fetches: the blocks then found
-        on disk, and the blocks this process is to fetch (it holds their claims)."""
+        `claims.py`): the blocks found on disk once claimed, the blocks this process is to
+        fetch (it holds their claims), and the blocks another process is fetching (marked
+        as awaited until `DiskObject.stop_waiting`)."""
         if self._disk is None or not ref.persistent:
-            return {}, indices
+            return {}, indices, []
         disk = self._disk.object(ref)
-        stored: dict[int, Block] = {}
-        mine: list[int] = []
-        asked = indices
-        delay = CLAIM_POLL_FIRST
         try:
-            while True:
-                found, taken, asked = await anyio.to_thread.run_sync(disk.claim_missing, asked)
-                stored |= found
-                mine += taken
-                if not asked:
-                    return stored, mine
-                await anyio.sleep(delay)
-                delay = min(2 * delay, CLAIM_POLL_MAX)
+            return await anyio.to_thread.run_sync(disk.claim_missing, indices)
         except OSError as exc:
             log.warning("cache disk claims unusable, fetching %s alone: %s", ref.url, exc)
-            return stored, [index for index in indices if index not in stored]
+            return {}, indices, []
         except BaseException:
             disk.release(indices)
             raise
-        finally:
-            disk.stop_waiting()
 
     async def _fetch(
         self, ref: ObjectRef, run: range, slots: anyio.Semaphore | None, *, ahead: bool
