@@ -93,6 +93,7 @@ class DiskObject:
         self._pending_size = 0
         self._flushing: dict[int, Block] = {}
         self._refreshed_at = float("-inf")
+        self._record_seen: tuple[int, int, int] | None = None  # the record last loaded
         self._touched_at = float("-inf")
 
     # -- questions answered without I/O ----------------------------------------------------
@@ -163,9 +164,18 @@ class DiskObject:
             except FileNotFoundError:
                 return
             self._inode = os.fstat(self._fd).st_ino
-        claimed = self._store.load_record(self.ref, self.record_path, self._inode)
-        if claimed is not None:
-            self._present.update(claimed)
+        try:
+            seen = os.stat(self.record_path)
+            # Each write renames a new file into place.  Mistaking a new record for the one
+            # loaded costs at worst a fetch: it can only claim more blocks, never other ones.
+            mark: tuple[int, int, int] | None = (seen.st_ino, seen.st_mtime_ns, seen.st_size)
+        except FileNotFoundError:
+            mark = None
+        if mark is not None and mark != self._record_seen:
+            claimed = self._store.load_record(self.ref, self.record_path, self._inode)
+            if claimed is not None:
+                self._present.update(claimed)
+            self._record_seen = mark
         if now - self._touched_at >= TOUCH_INTERVAL:
             self._touched_at = now
             with contextlib.suppress(OSError):
@@ -207,6 +217,7 @@ class DiskObject:
         if self._fd is not None:
             os.close(self._fd)
         self._fd = self._inode = None
+        self._record_seen = None
         self._present = BlockBitmap(self.layout.block_count)
 
     def close(self) -> None:
