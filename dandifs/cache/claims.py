@@ -47,18 +47,12 @@ class ObjectClaims:
         self._fd: int | None = None
 
     def _descriptor(self) -> int:
-        """The open claim file, reopened if it was removed (eviction) since."""
-        if self._fd is not None:
-            if self.held or self.waiting:
-                return self._fd
-            try:
-                if os.stat(self.path).st_ino == os.fstat(self._fd).st_ino:
-                    return self._fd
-            except FileNotFoundError:
-                pass
-            self.close()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        """The open claim file.  It is opened when the first claim or wait is taken and
+        closed when the last goes (`FetchClaims`), so it is never one that eviction removed
+        while this process held nothing on it."""
+        if self._fd is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         return self._fd
 
     def claim(self, indices: list[int]) -> list[int]:

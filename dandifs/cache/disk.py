@@ -26,7 +26,9 @@ Rules that make it safe for several processes at once and across crashes:
   record; others wait for the claim and then read the disk.  Eviction skips an object
   whose blocks are claimed or awaited.
 
-Every method here blocks on disk I/O; the async cache calls them in worker threads.
+Every method here blocks on disk I/O; the async cache calls them in worker threads.  Only
+giving up claims (`release`, `stop_waiting`) and `awaited` are called from the event loop:
+they are non-blocking lock calls on a descriptor already open.
 """
 
 from __future__ import annotations
