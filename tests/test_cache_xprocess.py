@@ -280,3 +280,42 @@ def test_a_claim_holds_off_other_fetchers_and_eviction_until_its_holder_dies(tmp
     assert store.evict() == [claimed.key]
     assert not any(tmp_path.rglob("*.fetching"))
     store.close()
+
+
+FORKING_CLAIMER = textwrap.dedent(
+    """
+    import os, sys, time
+    from dandifs.cache import ObjectRef
+    from dandifs.cache.disk import DiskStore
+    store = DiskStore(sys.argv[1], block_size=int(sys.argv[2]), capacity=1 << 30)
+    obj = store.object(ObjectRef("https://s3/claimed", 4 * int(sys.argv[2]), "e"))
+    assert obj.claim_missing([0])[1] == [0]
+    child = os.fork()
+    if child == 0:
+        time.sleep(600)
+        os._exit(0)
+    print(child, flush=True)
+    time.sleep(600)
+    """
+)
+
+
+def test_a_forked_child_does_not_keep_its_parents_claims(tmp_path) -> None:
+    """A child inherits the parent's claim descriptors; they must not outlive the parent."""
+    block = 64 * KiB
+    parent = subprocess.Popen(
+        [sys.executable, "-c", FORKING_CLAIMER, str(tmp_path), str(block)],
+        stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(REPOSITORY)}, text=True,
+    )
+    child = int(parent.stdout.readline())
+    try:
+        store = DiskStore(tmp_path, block_size=block, capacity=1 << 30)
+        obj = store.object(ObjectRef("https://s3/claimed", 4 * block, "e"))
+        assert obj.claim_missing([0]) == ({}, [], [0])  # the parent holds it
+        obj.stop_waiting()
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        assert obj.claim_missing([0]) == ({}, [0], [])  # gone with it, the child alive
+        store.close()
+    finally:
+        os.kill(child, signal.SIGKILL)

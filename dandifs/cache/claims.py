@@ -8,7 +8,10 @@ block `i`".  Why byte-range locks on one file rather than a lock file per block:
 blocks cost nothing more, and the kernel drops every lock when the holder's descriptor
 closes, which includes its process dying (SIGKILL too): no stale claim outlives a fetcher,
 so no timeouts.  Open file description locks rather than classic `fcntl` locks because
-those belong to the process and vanish when *any* descriptor of the file is closed.
+those belong to the process and vanish when *any* descriptor of the file is closed (and
+two disk stores in one process, e.g. two cores, then exclude each other as processes do).
+A forked child closes the descriptors it inherited, which would otherwise keep its
+parent's claims alive after the parent died.
 
 A claim is held from before the fetch until its blocks are durable and claimed in the
 record (or the fetch failed, or the block was dropped unstored).  A waiter polls with
@@ -26,6 +29,7 @@ import fcntl
 import os
 import struct
 import threading
+import weakref
 from pathlib import Path
 
 # struct flock on Linux: l_type, l_whence, l_start, l_len, l_pid (0 for OFD locks), padding
@@ -117,6 +121,17 @@ class FetchClaims:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._objects: dict[Path, ObjectClaims] = {}
+        _every.add(self)
+
+    def _forget_after_fork(self) -> None:
+        """In a forked child: close the inherited descriptors, which share the parent's
+        locks (the parent's claims must end with the parent, not live on in the child)."""
+        self._lock = threading.Lock()
+        for found in self._objects.values():
+            if found._fd is not None:
+                os.close(found._fd)
+                found._fd = None
+        self._objects = {}
 
     def _of(self, path: Path, block_count: int) -> ObjectClaims:
         found = self._objects.get(path)
@@ -175,3 +190,7 @@ def claimed_by_anyone(path: Path) -> bool:
         return _FLOCK.unpack(answer)[0] != fcntl.F_UNLCK
     finally:
         os.close(fd)
+
+
+_every: weakref.WeakSet[FetchClaims] = weakref.WeakSet()
+os.register_at_fork(after_in_child=lambda: [claims._forget_after_fork() for claims in _every])
