@@ -89,8 +89,13 @@ class Reader:
         self.process.stdin.flush()
 
     def finish(self, timeout: float = 120) -> bytes:
-        assert self.process.stdout.readline().strip() == "done"
-        assert self.process.wait(timeout) == 0
+        """Its bytes, once it is done; a reader that hangs fails the test."""
+        try:
+            said, _ = self.process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"the reader hung:\n{self.log()[-3000:]}") from None
+        assert self.process.returncode == 0 and said.strip() == "done", self.log()[-3000:]
         return self.out.read_bytes()
 
     def kill(self) -> None:
