@@ -741,8 +741,20 @@ class BlockCache:
             self._room_made()
 
     async def _flush_periodically(self) -> None:
+        """Flush every `disk_flush_interval`, and sooner once another process waits for
+        blocks this one claimed (it began waiting after they were queued)."""
+        disk = self._disk
+        assert disk is not None
+        interval = self.config.disk_flush_interval
+        due = anyio.current_time() + interval
         while True:
-            await anyio.sleep(self.config.disk_flush_interval)
+            if self._queued:
+                await anyio.sleep(min(CLAIM_POLL_MAX, max(0.0, due - anyio.current_time())))
+                if anyio.current_time() < due and not disk.claims.awaited_any():
+                    continue
+            else:
+                await anyio.sleep(max(0.0, due - anyio.current_time()))
+            due = anyio.current_time() + interval
             if self._queued or self._unqueued:
                 await self.flush()
 

@@ -171,6 +171,12 @@ class FetchClaims:
             found = self._objects.get(path)
             return found is not None and found.awaited(indices)
 
+    def awaited_any(self) -> bool:
+        """Whether another process waits for any block this process claims."""
+        with self._lock:
+            return any(found.held and found.awaited(sorted(found.held))
+                       for found in self._objects.values())
+
     def close(self) -> None:
         with self._lock:
             objects, self._objects = list(self._objects.values()), {}
