@@ -14,6 +14,12 @@ never delays a read, and claims its blocks only once it holds a slot, so a read 
 there first fetches them itself.  Read-ahead can be kept off the network (it then only
 loads blocks the disk holds): readers use that when their own reads are served locally.
 
+With a disk store, processes sharing its directory fetch a block once between them: a
+flight claims the blocks the disk lacks before fetching them, and waits (polling, so the
+event loop runs) for blocks another process claimed, then reads them from the disk
+(`claims.py`).  Blocks fetched under a claim keep it until they are on disk; the flush
+starts at once when another process waits for them.
+
 `CacheConfig.memory_bytes` bounds the block bytes the cache keeps alive as a whole (see
 `MemoryStore`): blocks in memory, the bytes of every flight (reserved when it starts,
 released as its blocks are stored or when it fails), and blocks waiting for the disk that
@@ -54,6 +60,8 @@ Block = bytes | memoryview
 DISK_BACKLOG_FLUSHES = 4  # blocks waiting for the disk: at most this many flushes' worth,
 DISK_BACKLOG_SHARE = 2  # and at most this share (1/n) of the memory bound
 MIN_READAHEAD_BLOCKS = 4  # the fewest blocks a read-ahead GET carries
+CLAIM_POLL_FIRST = 0.005  # seconds before looking again at a block another process fetches,
+CLAIM_POLL_MAX = 0.1  # doubling up to this
 
 
 def as_bytes(block: Block) -> bytes:
@@ -168,6 +176,7 @@ class BlockCache:
         )
         self._flush_at = min(config.disk_flush_bytes, self._disk_backlog // 2)
         self._room = anyio.Event()  # set (and replaced) when reserved or held bytes go
+        self._flush_soon = False  # another process waits for blocks queued for the disk
         self._counters = CacheStatistics()
 
     def layout(self, ref: ObjectRef) -> BlockLayout:
@@ -504,37 +513,52 @@ class BlockCache:
 
     def _forget_readahead(self, key: BlockKey) -> None:
         self._unread_readahead.pop(key, None)
-        self._unqueued.pop(key, None)
+        ref = self._unqueued.pop(key, None)
+        if ref is not None and self._disk is not None:
+            self._disk.object(ref).release([key[1]])  # never stored: others fetch it
 
     # -- fetching ---------------------------------------------------------------------------
 
     async def _complete(
         self, ref: ObjectRef, flight: _Flight, slots: anyio.Semaphore | None
     ) -> None:
-        """Fill a flight from disk, then the network; never raises, the waiters do."""
+        """Fill a flight from disk, then the network; never raises, the waiters do.
+
+        Blocks another process is fetching are waited for after this flight fetched (and
+        queued for the disk) the ones it claimed itself: holding claims while waiting on
+        another process's could leave two processes waiting on each other."""
         fetched: dict[int, Block] = {}
         data: dict[int, Block] = {}
         error: BaseException | None = None
+        claimed: list[int] = []  # claimed blocks not yet handed to the disk queue
         try:
             found = await self._from_disk(ref, flight)
-            remaining = [index for index in flight.blocks if index not in found]
-            if not flight.ahead:
-                self._counters.disk_hits += len(found)
-                self._counters.misses += len(remaining)
+            missing = [index for index in flight.blocks if index not in found]
+            remaining = missing
             if not flight.network:
                 remaining = [index for index in remaining if index in flight.claimed]
-            for run in runs(remaining, self.config.request_blocks):
-                fetched.update(await self._fetch(ref, run, slots, ahead=flight.ahead))
+            stored: dict[int, Block] = {}
+            delay = CLAIM_POLL_FIRST
+            while remaining:
+                more, claimed, remaining = await self._claim(ref, remaining)
+                stored |= more
+                arrived: dict[int, Block] = {}
+                for run in runs(claimed, self.config.request_blocks):
+                    arrived.update(await self._fetch(ref, run, slots, ahead=flight.ahead))
+                fetched |= arrived
+                self._keep(ref, flight, arrived, Origin.NETWORK)
+                self._queue_for_disk(ref, arrived)
+                claimed = []
+                if remaining:
+                    await anyio.sleep(delay)
+                    delay = min(2 * delay, CLAIM_POLL_MAX)
+            found |= stored
+            if not flight.ahead:
+                self._counters.disk_hits += len(found)
+                self._counters.misses += len(missing) - len(stored)
             flight.fetched = set(fetched)
+            self._keep(ref, flight, found, Origin.DISK)
             data = found | fetched
-            for index, block in data.items():
-                key = (ref.key, index)
-                self._memory.put(key, block, reserved=len(block))
-                flight.reserved -= len(block)
-                if flight.ahead and index not in flight.claimed:
-                    self._unread_readahead[key] = (
-                        Origin.NETWORK if index in fetched else Origin.DISK
-                    )
         except Exception as exc:
             error = exc
             if flight.ahead and not flight.claimed:
@@ -543,6 +567,10 @@ class BlockCache:
             error = Unavailable(f"reading {ref.url} was cancelled: the cache is closing")
             raise
         finally:
+            if self._disk is not None and ref.persistent:
+                disk = self._disk.object(ref)
+                disk.release(claimed)
+                disk.stop_waiting()
             for index in flight.blocks:
                 if self._flights.get((ref.key, index)) is flight:
                     del self._flights[(ref.key, index)]
@@ -555,8 +583,17 @@ class BlockCache:
                 flight.outcome.succeed(data)
             else:
                 flight.outcome.fail(error)
-        if fetched:
-            self._queue_for_disk(ref, fetched)
+
+    def _keep(
+        self, ref: ObjectRef, flight: _Flight, blocks: dict[int, Block], origin: Origin
+    ) -> None:
+        """Put a flight's blocks in memory, in the bytes reserved for them."""
+        for index, block in blocks.items():
+            key = (ref.key, index)
+            self._memory.put(key, block, reserved=len(block))
+            flight.reserved -= len(block)
+            if flight.ahead and index not in flight.claimed:
+                self._unread_readahead[key] = origin
 
     async def _from_disk(self, ref: ObjectRef, flight: _Flight) -> dict[int, Block]:
         if self._disk is None or not ref.persistent:
@@ -570,6 +607,25 @@ class BlockCache:
         except OSError as exc:
             log.warning("cache disk unreadable, fetching %s instead: %s", ref.url, exc)
             return {}
+
+    async def _claim(
+        self, ref: ObjectRef, indices: list[int]
+    ) -> tuple[dict[int, Block], list[int], list[int]]:
+        """Claim the fetch of blocks the disk lacks, for every process sharing it (see
+        `claims.py`): the blocks found on disk once claimed, the blocks this process is to
+        fetch (it holds their claims), and the blocks another process is fetching (marked
+        as awaited until `DiskObject.stop_waiting`)."""
+        if self._disk is None or not ref.persistent:
+            return {}, indices, []
+        disk = self._disk.object(ref)
+        try:
+            return await anyio.to_thread.run_sync(disk.claim_missing, indices)
+        except OSError as exc:
+            log.warning("cache disk claims unusable, fetching %s alone: %s", ref.url, exc)
+            return {}, indices, []
+        except BaseException:
+            disk.release(indices)
+            raise
 
     async def _fetch(
         self, ref: ObjectRef, run: range, slots: anyio.Semaphore | None, *, ahead: bool
@@ -617,7 +673,10 @@ class BlockCache:
             key = (ref.key, index)
             if self._unqueued or not self._hold_for_disk(key, disk, index, data):
                 self._unqueued[key] = ref
-        if self._queued and self._memory.held_bytes >= self._flush_at:
+        if disk.awaited(list(blocks)):
+            self._flush_soon = True
+            self._start_flush()
+        elif self._queued and self._memory.held_bytes >= self._flush_at:
             self._start_flush()
 
     def _hold_for_disk(self, key: BlockKey, disk: DiskObject, index: int, data: Block) -> bool:
@@ -637,9 +696,9 @@ class BlockCache:
         assert disk is not None
         for key, ref in list(self._unqueued.items()):
             data = self._memory.peek(key)
-            if data is not None and not self._hold_for_disk(
-                key, disk.object(ref), key[1], data
-            ):
+            if data is None:
+                disk.object(ref).release([key[1]])  # memory let it go unstored
+            elif not self._hold_for_disk(key, disk.object(ref), key[1], data):
                 return
             del self._unqueued[key]
 
@@ -654,6 +713,7 @@ class BlockCache:
             return
         async with self._flush_lock:
             while True:
+                self._flush_soon = False
                 try:
                     try:
                         await anyio.to_thread.run_sync(disk.flush)
@@ -666,6 +726,8 @@ class BlockCache:
                     log.warning(
                         "could not write the cache disk (blocks kept in memory only): %s", exc
                     )
+                if self._flush_soon:
+                    continue
                 if not self._unqueued or self._memory.held_bytes < self._flush_at:
                     return
 
@@ -679,8 +741,20 @@ class BlockCache:
             self._room_made()
 
     async def _flush_periodically(self) -> None:
+        """Flush every `disk_flush_interval`, and sooner once another process waits for
+        blocks this one claimed (it began waiting after they were queued)."""
+        disk = self._disk
+        assert disk is not None
+        interval = self.config.disk_flush_interval
+        due = anyio.current_time() + interval
         while True:
-            await anyio.sleep(self.config.disk_flush_interval)
+            if self._queued:
+                await anyio.sleep(min(CLAIM_POLL_MAX, max(0.0, due - anyio.current_time())))
+                if anyio.current_time() < due and not disk.claims.awaited_any():
+                    continue
+            else:
+                await anyio.sleep(max(0.0, due - anyio.current_time()))
+            due = anyio.current_time() + interval
             if self._queued or self._unqueued:
                 await self.flush()
 

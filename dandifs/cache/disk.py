@@ -4,6 +4,7 @@ Layout under the cache directory::
 
     blocks-v1-<block size>/<key[:2]>/<key>.data     sparse file, the object's size
     blocks-v1-<block size>/<key[:2]>/<key>.blocks   record: which blocks are present
+    blocks-v1-<block size>/<key[:2]>/<key>.fetching fetch claims (`claims.py`), no bytes
     blocks-v1-<block size>/evict.lock               one evictor at a time
 
 Rules that make it safe for several processes at once and across crashes:
@@ -20,8 +21,14 @@ Rules that make it safe for several processes at once and across crashes:
   writers merge their claims and an evictor never removes a file while it is being claimed.
 - A record names the inode of its data file: a record can never vouch for a data file that
   was deleted and created again.
+- A block is fetched by one process at a time: before fetching blocks the disk lacks, a
+  process claims them (`claims.py`), and keeps the claim until they are durable and in the
+  record; others wait for the claim and then read the disk.  Eviction skips an object
+  whose blocks are claimed or awaited.
 
-Every method here blocks on disk I/O; the async cache calls them in worker threads.
+Every method here blocks on disk I/O; the async cache calls them in worker threads.  Only
+giving up claims (`release`, `stop_waiting`) and `awaited` are called from the event loop:
+they are non-blocking lock calls on a descriptor already open.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ from pathlib import Path
 
 from dandifs.cache import record as records
 from dandifs.cache.blocks import BlockLayout
+from dandifs.cache.claims import FetchClaims, claimed_by_anyone
 from dandifs.cache.objectref import ObjectRef
 from dandifs.cache.record import BlockBitmap, BlockRecord, RecordError
 
@@ -75,6 +83,7 @@ class DiskObject:
         shard = store.root / ref.key[:2]
         self.data_path = shard / f"{ref.key}.data"
         self.record_path = shard / f"{ref.key}.blocks"
+        self.claims_path = shard / f"{ref.key}.fetching"
         self._store = store
         self._file_lock = threading.Lock()  # the open data file and what it holds
         self._queue_lock = threading.Lock()  # blocks waiting to be written
@@ -86,6 +95,7 @@ class DiskObject:
         self._pending_size = 0
         self._flushing: dict[int, Block] = {}
         self._refreshed_at = float("-inf")
+        self._record_seen: tuple[int, int, int] | None = None  # the record last loaded
         self._touched_at = float("-inf")
 
     # -- questions answered without I/O ----------------------------------------------------
@@ -112,8 +122,9 @@ class DiskObject:
 
     # -- reading -----------------------------------------------------------------------------
 
-    def read(self, indices: Iterable[int]) -> dict[int, Block]:
-        """The requested blocks that are on disk (or waiting to be written)."""
+    def read(self, indices: Iterable[int], *, fresh: bool = False) -> dict[int, Block]:
+        """The requested blocks that are on disk (or waiting to be written); `fresh` looks
+        at the record again for blocks not known to be there, however recently it did."""
         wanted = list(indices)
         found: dict[int, Block] = {}
         with self._queue_lock:
@@ -127,7 +138,7 @@ class DiskObject:
         with self._file_lock:
             if not self._loaded or (
                 any(index not in self._present for index in rest)
-                and time.monotonic() - self._refreshed_at >= REFRESH_INTERVAL
+                and (fresh or time.monotonic() - self._refreshed_at >= REFRESH_INTERVAL)
             ):
                 self._refresh()
             for index in rest:
@@ -155,18 +166,60 @@ class DiskObject:
             except FileNotFoundError:
                 return
             self._inode = os.fstat(self._fd).st_ino
-        claimed = self._store.load_record(self.ref, self.record_path, self._inode)
-        if claimed is not None:
-            self._present.update(claimed)
+        try:
+            seen = os.stat(self.record_path)
+            # Each write renames a new file into place.  Mistaking a new record for the one
+            # loaded costs at worst a fetch: it can only claim more blocks, never other ones.
+            mark: tuple[int, int, int] | None = (seen.st_ino, seen.st_mtime_ns, seen.st_size)
+        except FileNotFoundError:
+            mark = None
+        if mark is not None and mark != self._record_seen:
+            claimed = self._store.load_record(self.ref, self.record_path, self._inode)
+            if claimed is not None:
+                self._present.update(claimed)
+            self._record_seen = mark
         if now - self._touched_at >= TOUCH_INTERVAL:
             self._touched_at = now
             with contextlib.suppress(OSError):
                 os.utime(self.data_path)
 
+    # -- fetch claims (see `claims.py`) -------------------------------------------------------
+
+    def claim_missing(self, indices: list[int]) -> tuple[dict[int, Block], list[int], list[int]]:
+        """Claim the fetch of blocks the disk lacks: the blocks found on disk once claimed
+        (another process stored them meanwhile), the blocks now this process's to fetch,
+        and the blocks another process is fetching (this process waits on them)."""
+        claims = self._store.claims
+        count = self.layout.block_count
+        mine = claims.claim(self.claims_path, count, indices)
+        taken = set(mine)
+        busy = [index for index in indices if index not in taken]
+        if busy:
+            claims.wait_on(self.claims_path, count, busy)
+        found: dict[int, Block] = {}
+        try:
+            if mine:
+                found = self.read(mine, fresh=True)
+        finally:
+            claims.release(self.claims_path, list(found))
+        return found, [index for index in mine if index not in found], busy
+
+    def release(self, indices: Iterable[int]) -> None:
+        """Give up the fetch claims of blocks this process will not store."""
+        self._store.claims.release(self.claims_path, list(indices))
+
+    def stop_waiting(self) -> None:
+        self._store.claims.stop_waiting(self.claims_path)
+
+    def awaited(self, indices: list[int]) -> bool:
+        """Whether another process waits for blocks this process fetched."""
+        return self._store.claims.awaited(self.claims_path, indices)
+
     def _close_file(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
         self._fd = self._inode = None
+        self._record_seen = None
         self._present = BlockBitmap(self.layout.block_count)
 
     def close(self) -> None:
@@ -182,6 +235,7 @@ class DiskObject:
             raise ValueError(f"block {index} of {self.ref.url} has {len(data)} bytes")
         with self._queue_lock:
             if self.has(index):
+                self.release([index])
                 return 0
             self._pending[index] = data
             self._pending_size += len(data)
@@ -203,6 +257,7 @@ class DiskObject:
             with self._queue_lock:
                 for index in batch:
                     self._flushing.pop(index, None)
+            self.release(batch)  # stored, dropped or failed: others may look (and fetch)
 
     def _store_durably(self, batch: dict[int, Block]) -> int:
         self.data_path.parent.mkdir(parents=True, exist_ok=True)
@@ -276,6 +331,7 @@ class DiskStore:
             ) from exc
         self._lock = threading.Lock()
         self._objects: OrderedDict[str, DiskObject] = OrderedDict()
+        self.claims = FetchClaims()
         self._usage = sum(entry.allocated for entry in self.scan())
 
     @property
@@ -330,6 +386,7 @@ class DiskStore:
             self._objects.clear()
         for obj in objects:
             obj.close()
+        self.claims.close()
 
     # -- records -----------------------------------------------------------------------------
 
@@ -380,6 +437,13 @@ class DiskStore:
                         entry.path[: -len(".blocks")] + ".data"
                     ):
                         os.unlink(entry.path)
+                    elif (
+                        name.endswith(".fetching")
+                        and now - entry.stat().st_mtime > STALE_TEMPORARY
+                        and not os.path.exists(entry.path[: -len(".fetching")] + ".data")
+                        and not claimed_by_anyone(Path(entry.path))
+                    ):
+                        os.unlink(entry.path)  # a fetch that stored nothing, long ago
                 except FileNotFoundError:
                     continue
 
@@ -441,6 +505,9 @@ class DiskStore:
     @staticmethod
     def _remove(data_path: Path) -> bool:
         record_path = data_path.with_suffix(".blocks")
+        claims_path = data_path.with_suffix(".fetching")
+        if claimed_by_anyone(claims_path):
+            return False  # being fetched: its blocks are about to be stored
         try:
             fd = os.open(data_path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
@@ -454,6 +521,8 @@ class DiskStore:
                 return False
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(record_path)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(claims_path)
             os.unlink(data_path)
             return True
         finally:
