@@ -381,8 +381,10 @@ def test_a_zarr_written_into_a_draft_becomes_one_zarr_asset_and_one_chunk_change
         async with opened(local_archive, tmp_path) as core:
             await core.mkdir(f"{draft}/written.zarr")
             await core.mkdir(f"{draft}/written.zarr/data")
-            for key, data in store.items():
-                await write_file(core, f"{draft}/written.zarr/{key}", data)
+            for key, data in store.items():  # as zarr-python 3: a `.partial`, then a rename
+                partial = f"{draft}/written.zarr/{key}.1f2e3d.partial"
+                await write_file(core, partial, data)
+                await core.rename(partial, f"{draft}/written.zarr/{key}")
             assert {e.name for e in await core.listdir(f"{draft}/written.zarr")} == {".zgroup", "data"}
             assert await core.drain_uploads(120)
             assert core.uploads() == []

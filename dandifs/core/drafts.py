@@ -486,6 +486,22 @@ class Drafts:
         if zarr is not None:
             await self._zarrs.flush(target.dandiset_id, zarr)
 
+    def move_in_zarr(self, old: Target, new: Target) -> bool:
+        """Move a pending file of a Zarr to another key of it without sending anything:
+        True if it was here only (written, or waiting in its batch)."""
+        pending = self._pending.get(old.path)
+        if pending is None or old.zarr is None or new.zarr != old.zarr:
+            return False
+        if pending.upload is not None:
+            if not self._zarrs.rekey(pending.upload.record_id, old.zarr, new.key):
+                return False
+        elif pending.phase is not Phase.LOCAL and not pending.dirty and pending.writers == 0:
+            return False
+        del self._pending[old.path]
+        pending.target = new
+        self._pending[new.path] = pending
+        return True
+
     def delete_in_zarr(self, target: Target) -> None:
         assert target.zarr is not None
         self._zarrs.delete(target.dandiset_id, target.zarr, target.key)

@@ -141,11 +141,10 @@ class DraftEdits:
             return
         if target.path.startswith(source_target.path + "/"):
             raise errors.NameRefused(f"{new}: a folder cannot move into itself")
+        source = await self._stat(source_target.path)
         if source_target.zarr is not None or target.zarr is not None:
-            raise errors.NameRefused(
-                f"{old} -> {new}: the archive cannot rename files into, out of or inside a "
-                "Zarr; copy them, then delete the originals"
-            )
+            await self._rename_with_zarr(source, source_target, target, replace)
+            return
         await self._drafts.flush_zarr(source_target)
         source = await self._stat(source_target.path)
         await self._clear_destination(source, target, replace)
@@ -170,6 +169,27 @@ class DraftEdits:
         log.info("renamed %s to %s", source_target.path, target.path)
         self._drafts.changed(source_target.path)
         self._drafts.changed(target.path)
+
+    async def _rename_with_zarr(
+        self, source: Entry, old: Target, new: Target, replace: bool
+    ) -> None:
+        """A rename into, out of or inside a Zarr.  The archive renames no Zarr file, so a
+        file written here moves before it is sent (zarr-python's `.partial` then rename),
+        and any other moves as a copy and a delete."""
+        if source.is_folder:
+            raise errors.NameRefused(
+                f"{old.path} -> {new.path}: the archive cannot move folders into, out of or "
+                "inside a Zarr; copy them, then delete the originals"
+            )
+        await self._clear_destination(source, new, replace)
+        if self._drafts.move_in_zarr(old, new):
+            await self._drafts.upload_renamed(new.path)
+        else:
+            await self._drafts.flush_zarr(old)
+            await self._copy(await self._stat(old.path), new)
+            await self.unlink(old.path)
+        self._drafts.changed(old.path)
+        self._drafts.changed(new.path)
 
     async def _move(self, dandiset_id: str, asset: Asset, new_path: str) -> None:
         """The archive's rename: the same blob or Zarr under a new path."""

@@ -101,6 +101,28 @@ class ZarrBatches:
                     return True
         return True
 
+    def rekey(self, record_id: str, zarr_path: str, new_key: str) -> bool:
+        """Send a waiting file under another key of its Zarr (zarr-python writes each key
+        as `<key>.<uuid>.partial` and renames it into place); False if it is being sent."""
+        for (dandiset_id, zarr), batch in self._batches.items():
+            if zarr != zarr_path:
+                continue
+            for key, waiting in list(batch.files.items()):
+                if waiting != record_id:
+                    continue
+                if record_id in batch.in_flight:
+                    return False
+                del batch.files[key]
+                earlier = batch.files.get(new_key)
+                if earlier is not None and earlier not in batch.in_flight:
+                    self._forget_row(earlier)
+                batch.files[new_key] = record_id
+                batch.deletions.discard(new_key)
+                self._journal.update(record_id, path=f"{zarr_path}/{new_key}")
+                self._touch((dandiset_id, zarr), batch)
+                return True
+        return False
+
     async def flush(self, dandiset_id: str, zarr_path: str) -> None:
         """Send the Zarr's waiting changes now and wait until they are in (or failed)."""
         batch = self._batches.get((dandiset_id, zarr_path))
