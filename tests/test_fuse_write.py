@@ -446,8 +446,25 @@ def test_pynwb_writes_straight_into_the_draft(archive, api, draft, dandiset, tmp
     assert digest_of(assets(api, dandiset)["sub-06/sub-06_ses-1.nwb"]) == dandi_etag(path)
 
 
-@pytest.mark.xfail(strict=True, reason="zarr-python 3 writes each key as `<key>.<uuid>.partial` "
-                   "and renames it into place; the core refuses renames inside a Zarr (EINVAL)")
+def test_cp_r_of_a_zarr_folder_is_one_zarr_asset_dandi_download_reads_back(
+    archive, api, draft, dandiset, tmp_path
+) -> None:
+    import zarr
+
+    local = tmp_path / "image.zarr"
+    values = np.arange(64 * 64, dtype="uint16").reshape(64, 64)
+    zarr.create_array(str(local), shape=values.shape, chunks=(16, 16), dtype="uint16",
+                      zarr_format=2)[:] = values
+    (draft / "sub-08").mkdir()
+    subprocess.run(["cp", "-r", str(local), str(draft / "sub-08")], check=True)
+    for path in sorted(p for p in (draft / "sub-08" / "image.zarr").rglob("*") if p.is_file()):
+        settle(path)
+    found = assets(api, dandiset)
+    assert set(found) == {"sub-08/image.zarr"}  # one Zarr asset, not one per chunk
+    downloaded = download_draft(archive, dandiset, tmp_path / "download") / "sub-08" / "image.zarr"
+    assert (zarr.open_array(str(downloaded), mode="r")[:] == values).all()
+
+
 def test_zarr_python_writes_a_zarr_into_the_draft_and_dandi_download_reads_it_back(
     archive, api, draft, dandiset, tmp_path
 ) -> None:
@@ -521,6 +538,17 @@ def test_truncate_and_times_of_a_draft_file(api, draft, dandiset) -> None:
     settle(path)
     assert path.read_bytes() == b"x" * 10 + b"end"
     assert assets(api, dandiset)["cut.bin"]["size"] == 13
+
+
+def test_cp_p_keeps_the_time_as_the_assets_blob_date_modified(api, draft, dandiset, tmp_path) -> None:
+    from datetime import datetime, timezone
+
+    source = write_nwb(tmp_path / "dated.nwb", seed=19)
+    os.utime(source, (1_600_000_000, 1_600_000_000))
+    subprocess.run(["cp", "-p", str(source), str(draft / "dated.nwb")], check=True)  # chown too
+    settle(draft / "dated.nwb")
+    modified = assets(api, dandiset)["dated.nwb"]["metadata"]["blobDateModified"]
+    assert datetime.fromisoformat(modified) == datetime.fromtimestamp(1_600_000_000, timezone.utc)
 
 
 def test_an_empty_file_stays_local_and_never_becomes_an_empty_asset(api, draft, dandiset) -> None:

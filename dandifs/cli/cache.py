@@ -11,22 +11,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-from pathlib import Path
+
+from dandifs.cli.common import add_cache_dir_option, add_json_option
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from dandifs.core import default_cache_dir
-
     parser = argparse.ArgumentParser(prog="dandifs cache", description="Inspect or empty the cache.")
     parser.add_argument("action", choices=("stats", "clear"))
-    parser.add_argument(
-        "--cache-dir", type=Path,
-        default=Path(os.environ.get("DANDIFS_CACHE_DIR") or default_cache_dir()),
-        help="the cache directory (default: the mount's)",
-    )
-    parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+    add_cache_dir_option(parser)
+    add_json_option(parser)
     return parser
 
 

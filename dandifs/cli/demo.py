@@ -5,7 +5,9 @@
 Each part runs as its own process, exactly as a user would start it (`dandifs
 local-archive`, `dandifs serve`, `dandifs mount -f`), so the demo shows the real commands
 and stops them all, the mount first, on Ctrl-C or SIGTERM.  `--check` starts everything,
-reads a listing through each front end, prints what it saw and stops: a smoke test.
+reads a listing through each front end, copies a file into a fresh dandiset's draft
+through the mount and waits until the archive has it as an asset, prints what it saw and
+stops: a smoke test.  The mount has the demo token, so its drafts are writable.
 """
 
 from __future__ import annotations
@@ -122,7 +124,8 @@ def running_demo(options: argparse.Namespace, workdir: Path) -> Iterator[dict[st
         parts.append(archive)
         wait_until(ready_file.exists, archive, "no ready file", STARTUP_TIMEOUT)
         endpoints = json.loads(ready_file.read_text())
-        facts.update(api_url=endpoints["api_url"], token=endpoints["token"], s3_url=endpoints["s3_url"])
+        facts.update(api_url=endpoints["api_url"], token=endpoints["token"], s3_url=endpoints["s3_url"],
+                     token_env=endpoints["token_env"])
 
         port = free_port(options.port)
         webdav_url = f"http://127.0.0.1:{port}/"
@@ -137,8 +140,10 @@ def running_demo(options: argparse.Namespace, workdir: Path) -> Iterator[dict[st
         if reason is None:
             mountpoint = Path(options.mountpoint or Path(tempfile.gettempdir()) / "dandifs-demo")
             mountpoint.mkdir(parents=True, exist_ok=True)
+            with_token = {**os.environ, facts["token_env"]: facts["token"]}
             mount = Part("FUSE mount", subprocess.Popen(
-                dandifs_command("mount", str(mountpoint), "-i", facts["api_url"], "-f")
+                dandifs_command("mount", str(mountpoint), "-i", facts["api_url"], "-f"),
+                env=with_token,
             ))
             parts.append(mount)
             wait_until(lambda: os.path.ismount(mountpoint), mount, "not mounted", 60)
@@ -178,6 +183,8 @@ def describe(facts: dict[str, str]) -> str:
             f"  python -c \"import h5py; f = h5py.File('{mp}/dandisets/000001/latest/"
             "sub-mouse01/sub-mouse01_ses-20240101_ecephys.nwb'); "
             "print(f['acquisition/ElectricalSeries/data'][500000:500005, :4])\"",
+            f"  cp results.nwb {mp}/dandisets/000001/draft/      # becomes an asset",
+            f"  getfattr -n user.dandifs.upload {mp}/dandisets/000001/draft/results.nwb",
         ]
     lines += ["", "Ctrl-C stops everything."]
     return "\n".join(lines)
@@ -204,7 +211,34 @@ def check(facts: dict[str, str]) -> list[str]:
                 problems.append(f"{folder} has no dandiset.yaml")
         except OSError as error:
             problems.append(f"FUSE {folder}: {error}")
+        problems += check_write(facts)
     return problems
+
+
+def check_write(facts: dict[str, str]) -> list[str]:
+    """Copy a file into a fresh dandiset's draft through the mount; it must become an asset."""
+    api = facts["api_url"].rstrip("/")
+    headers = {"Authorization": f"token {facts['token']}", "Content-Type": "application/json"}
+    body = json.dumps({"name": "dandifs demo write", "metadata": {"description": "demo"}}).encode()
+    try:
+        request = urllib.request.Request(f"{api}/dandisets/", data=body, headers=headers)
+        with urllib.request.urlopen(request, timeout=30) as response:
+            dandiset = json.load(response)["identifier"]
+        target = Path(facts["mountpoint"], "dandisets", dandiset, "draft", "written.txt")
+        data = b"written through the dandifs mount\n"
+        with open(target, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())  # returns once the archive has the asset
+        url = f"{api}/dandisets/{dandiset}/versions/draft/assets/?path=written.txt"
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=30) as response:
+            found = json.load(response)["results"]
+    except OSError as error:
+        return [f"writing into a draft through the mount: {error}"]
+    if [(a["path"], a["size"]) for a in found] != [("written.txt", len(data))]:
+        return [f"{target} did not become an asset: the archive lists {found}"]
+    print(f"FUSE write: {target} became asset {found[0]['asset_id']}")
+    return []
 
 
 def main(argv: list[str]) -> int:

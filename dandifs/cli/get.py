@@ -26,6 +26,7 @@ from pathlib import Path
 
 from collections.abc import Callable
 
+from dandifs.cli.common import add_cache_dir_option, add_instance_option, add_json_option
 from dandifs.core import Core, Entry
 from dandifs.errors import DandiFSError, NoSpace, Stale
 
@@ -50,27 +51,18 @@ class Summary:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from dandifs.core import default_cache_dir
     from dandifs.fuse.options import DEFAULT_CACHE_SIZE, DEFAULT_MEMORY_SIZE, parse_size
 
-    env = os.environ.get
     parser = argparse.ArgumentParser(
         prog="dandifs get", description="Download a file or folder of the archive through the cache."
     )
     parser.add_argument("path", help="archive path, e.g. /dandisets/000026/draft/sub-01")
     parser.add_argument("dest", type=Path, help="where the file or folder is written")
-    parser.add_argument(
-        "-i", "--instance", default=env("DANDIFS_INSTANCE") or env("DANDI_INSTANCE"),
-        help="dandi-cli instance name or API URL (default: dandi)",
-    )
-    parser.add_argument(
-        "--cache-dir", type=Path,
-        default=Path(env("DANDIFS_CACHE_DIR") or default_cache_dir()),
-        help="the cache directory the mount and the fsspec filesystem use too",
-    )
+    add_instance_option(parser)
+    add_cache_dir_option(parser)
     parser.add_argument("--cache-size", type=parse_size, default=DEFAULT_CACHE_SIZE)
     parser.add_argument("--memory-size", type=parse_size, default=DEFAULT_MEMORY_SIZE)
-    parser.add_argument("--json", action="store_true", help="print a JSON summary, no progress bar")
+    add_json_option(parser, "print a JSON summary, no progress bar")
     return parser
 
 

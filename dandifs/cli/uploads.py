@@ -16,28 +16,22 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from datetime import datetime
 from pathlib import Path
 
+from dandifs.cli.common import add_cache_dir_option, add_instance_option, add_json_option
+
 
 def build_parser() -> argparse.ArgumentParser:
-    from dandifs.core import default_cache_dir
-
     parser = argparse.ArgumentParser(
         prog="dandifs uploads", description="List, retry or discard uploads to drafts."
     )
     parser.add_argument("action", nargs="?", default="list", choices=("list", "retry", "discard"))
     parser.add_argument("upload_id", nargs="?", help="the upload (from `dandifs uploads`)")
-    parser.add_argument("-i", "--instance", default=os.environ.get("DANDIFS_INSTANCE"),
-                        help="instance name or API URL (for retry; default: DANDI)")
-    parser.add_argument(
-        "--cache-dir", type=Path,
-        default=Path(os.environ.get("DANDIFS_CACHE_DIR") or default_cache_dir()),
-        help="the cache directory (default: the mount's)",
-    )
-    parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+    add_instance_option(parser)
+    add_cache_dir_option(parser)
+    add_json_option(parser)
     return parser
 
 

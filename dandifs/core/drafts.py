@@ -506,6 +506,17 @@ class Drafts:
         assert target.zarr is not None
         self._zarrs.delete(target.dandiset_id, target.zarr, target.key)
 
+    def abandon(self, pending: Pending) -> None:
+        """Drop uncommitted bytes of a pending file; an upload it has (an earlier version)
+        goes on."""
+        if pending.spool is not None and pending.dirty:
+            pending.spool.close()
+            self._spool.discard(pending.spool.path)
+            pending.spool = None
+            pending.dirty = False
+        if pending.upload is None and pending.phase not in (Phase.EMPTY, Phase.LOCAL):
+            self._forget(pending)
+
     def _forget(self, pending: Pending) -> None:
         pending.release_base()
         if pending.spool is not None:
@@ -729,6 +740,16 @@ class FileWriter:
         """Make what was written an asset now, and wait for it: UploadFailed with the reason."""
         await self._drafts.commit(self._pending)
         await self._drafts.wait_for_upload(self._pending)
+
+    def abort(self) -> None:
+        """Give up what this handle wrote (a PUT whose body ended short, a client that hung
+        up): nothing is uploaded, and the path shows what it showed before."""
+        if self._closed:
+            return
+        self._closed = True
+        self._pending.writers -= 1
+        if self._pending.writers == 0:
+            self._drafts.abandon(self._pending)
 
     async def close(self) -> None:
         if self._closed:

@@ -109,7 +109,13 @@ class ArchiveEndpoints:
     startup_phases: dict[str, float]
 
     def to_json(self) -> dict[str, Any]:
-        return {**vars(self), "startup_phases": dict(self.startup_phases)}
+        """The ready file: the endpoints, and `token_env`, the variable dandi-cli and
+        dandifs read the token from (`env '<token_env>=<token>' dandi upload ...`)."""
+        return {
+            **vars(self),
+            "startup_phases": dict(self.startup_phases),
+            "token_env": _token_variable(self.api_url),
+        }
 
 
 class DataDirectory:
