@@ -42,11 +42,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -185,10 +187,29 @@ class Run:
     seconds: float
     s3_received: int
     counts: dict[str, int]
+    phases: dict[str, float]  # seconds of a part of the run (the mount: until cp returned)
+    kinds: Counter[str] = field(default_factory=Counter)  # API requests by kind (access log)
 
 
-Upload = Callable[[str, Payload], float]
-"""(dandiset id, payload) -> seconds until the archive has every asset."""
+Upload = Callable[[str, Payload], tuple[float, dict[str, float]]]
+"""(dandiset id, payload) -> seconds until the archive has every asset, and of its parts."""
+
+ACCESS_LINE = re.compile(r'"(?P<method>[A-Z]+) (?P<path>\S+) HTTP/[\d.]+" (?P<status>\d{3})')
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def request_kind(method: str, path: str, status: str) -> str:
+    """A logged API request with its ids and query left out."""
+    path = UUID.sub("{id}", path.split("?", 1)[0])
+    return f"{method} {re.sub(r'/dandisets/[0-9]{6}/', '/dandisets/{d}/', path)} {status}"
+
+
+def logged_kinds(log_path: Path, start: int) -> Counter[str]:
+    with open(log_path, "rb") as log:
+        log.seek(start)
+        text = log.read().decode(errors="replace")
+    return Counter(request_kind(m["method"], m["path"], m["status"])
+                   for m in ACCESS_LINE.finditer(text))
 
 
 @dataclass
@@ -217,7 +238,7 @@ class Contenders:
             env |= {name: self.archive.ca_file for name in trust.values()}
         return env | self.token_env | {"DANDI_NO_ET": "1"}
 
-    def mount(self, identifier: str, payload: Payload) -> float:
+    def mount(self, identifier: str, payload: Payload) -> tuple[float, dict[str, float]]:
         place = self.place("mount")
         mountpoint = place / "mnt"
         command = [str(BIN / "dandifs"), "mount", str(mountpoint), "-f", "-i",
@@ -228,9 +249,10 @@ class Contenders:
             started = time.perf_counter()
             subprocess.run(["cp", "-r", str(payload.root / payload.top), str(draft) + "/"],
                            check=True)
+            copied = time.perf_counter()
             done = self.target.wait_for(identifier, payload)
         shutil.rmtree(place, ignore_errors=True)
-        return done - started
+        return done - started, {"cp": copied - started}
 
     @contextmanager
     def serving(self) -> Iterator[str]:
@@ -255,7 +277,7 @@ class Contenders:
             stop_process(process)
             shutil.rmtree(place, ignore_errors=True)
 
-    def webdav(self, identifier: str, payload: Payload) -> float:
+    def webdav(self, identifier: str, payload: Payload) -> tuple[float, dict[str, float]]:
         with self.serving() as url:
             source = payload.root / payload.top
             remote = f":webdav:/dandisets/{identifier}/draft/{payload.top}"
@@ -264,10 +286,11 @@ class Contenders:
                        "-q"]
             started = time.perf_counter()
             subprocess.run(command, check=True, env=peer_environment())
+            copied = time.perf_counter()
             done = self.target.wait_for(identifier, payload)
-        return done - started
+        return done - started, {"rclone": copied - started}
 
-    def dandi(self, identifier: str, payload: Payload) -> float:
+    def dandi(self, identifier: str, payload: Payload) -> tuple[float, dict[str, float]]:
         (payload.root / "dandiset.yaml").write_text(f"identifier: '{identifier}'\n")
         command = [str(BIN / "dandi"), "upload", "-i", self.archive.api_url,
                    "--allow-any-path", "--validation", "skip", payload.top]
@@ -280,7 +303,7 @@ class Contenders:
             raise RuntimeError(f"dandi upload exited {result.returncode}:\n"
                                f"{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
         self.target.wait_for(identifier, payload, timeout=10)
-        return ended - started
+        return ended - started, {}
 
 
 def dandi_start_up() -> float:
@@ -311,15 +334,19 @@ class Bench:
     target: Target
     contenders: Contenders
     repeat: int
+    requests: bool = False  # tally the API requests of each run by kind (the access log)
     results: dict[str, list[Series]] = field(default_factory=dict)
 
     def one(self, upload: Upload, payload: Payload, label: str) -> Run:
         """One fresh run: a new dandiset, new bytes, the upload, what the fronts counted."""
         identifier = self.target.new_dandiset(label)
         payload.renew()
+        log = self.archive.log_path
+        offset = log.stat().st_size if log else 0
         before, polls = self.archive.front_stats(), self.target.polls
-        seconds = upload(identifier, payload)
+        seconds, phases = upload(identifier, payload)
         after, polls = self.archive.front_stats(), self.target.polls - polls
+        kinds = logged_kinds(log, offset) if log and self.requests else Counter()
         self.target.check_assets(identifier, payload)
         counts = {"S3 req": after["S3"]["total_requests"] - before["S3"]["total_requests"],
                   "API req": after["API"]["total_requests"] - before["API"]["total_requests"]
@@ -328,7 +355,7 @@ class Bench:
             counts[f"S3 {method}"] = number - before["S3"]["requests"].get(method, 0)
         received = after["S3"]["bytes_received"] - before["S3"]["bytes_received"]
         self.target.delete_dandiset(identifier)
-        return Run(seconds, received, counts)
+        return Run(seconds, received, counts, phases, kinds)
 
     def case(self, scenario: Scenario, payload: Payload,
              rows: list[tuple[str, Upload]], notes: dict[str, str]) -> None:
@@ -344,6 +371,8 @@ class Bench:
                 rate.values.append(payload.size / run.seconds / 1e6)
                 print(f"   {name}: {run.seconds:.2f} s, S3 received "
                       f"{run.s3_received / 1e6:.1f} MB", flush=True)
+        if self.requests:
+            print(request_table(case, runs), flush=True)
         for name, _ in rows:
             note = describe(runs[name], payload.size)
             if notes.get(name):
@@ -364,9 +393,26 @@ def describe(runs: list[Run], payload_size: int) -> str:
                   key=lambda key: (not key.endswith(" req"), key))
     counted = " ".join(f"{key} {span([run.counts.get(key, 0) for run in runs])}"
                        for key in keys)
+    phases = "".join(f"; {name} returned after {span([run.phases[name] for run in runs], '{:.1f}')} s"
+                     for name in runs[0].phases)
     return (f"{'!! ' if short else ''}S3 received "
             f"{span([value / 1e6 for value in received], '{:.1f}')} MB of "
-            f"{payload_size / 1e6:.1f}; {counted}")
+            f"{payload_size / 1e6:.1f}; {counted}{phases}")
+
+
+def request_table(case: str, runs: dict[str, list[Run]]) -> str:
+    """API requests by kind, per contender (the median over its runs); the bench's own
+    (creating, polling and listing the dandiset) included, the same for every contender."""
+    names = list(runs)
+    kinds = sorted({kind for name in names for run in runs[name] for kind in run.kinds})
+    def median(name: str, kind: str) -> str:
+        values = sorted(run.kinds.get(kind, 0) for run in runs[name])
+        return str(values[len(values) // 2])
+    rows = [("API requests: " + case, *names)]
+    rows += [(kind, *(median(name, kind) for name in names)) for kind in kinds]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
+                     for row in rows)
 
 
 def report(bench: Bench, printed: dict[str, int]) -> None:
@@ -391,6 +437,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="MB/s per connection in the second scenario (default 100)")
     parser.add_argument("--contenders", default="mount,webdav,dandi",
                         help="any of mount, webdav, dandi (default: all)")
+    parser.add_argument("--requests", action="store_true",
+                        help="also print each case's API requests by kind per contender "
+                        "(the archive's access log on)")
     args = parser.parse_args(argv or [])
     cases = [case for case in args.cases.split(",") if case]
     wanted = set(args.contenders.split(","))
@@ -409,14 +458,15 @@ def main(argv: list[str] | None = None) -> int:
         scratch = Path(scratch_name)
         payloads = make_payloads(scratch / "dandiset", args.big_mib, args.small_count)
         start_up = dandi_start_up()
-        with running_archive("none", scratch / "archive", "--tls") as archive:
+        with running_archive("none", scratch / "archive", "--tls",
+                             access_log=args.requests) as archive:
             target = Target(archive)
             contenders = Contenders(archive, target, scratch / "runs")
             rows = [(name, upload) for key, name, upload in (
                 ("mount", MOUNT, contenders.mount), ("webdav", WEBDAV, contenders.webdav),
                 ("dandi", DANDI, contenders.dandi)) if key in wanted]
             notes = {DANDI: f"its start-up (imports) {start_up:.1f} s included"}
-            bench = Bench(archive, target, contenders, args.repeat)
+            bench = Bench(archive, target, contenders, args.repeat, args.requests)
             try:
                 for scenario in scenarios:
                     scenario.apply(archive)
