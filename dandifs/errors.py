@@ -40,6 +40,12 @@ class NameRefused(DandiFSError):
     """A name the archive's path rules refuse, for a new asset or folder (EINVAL / 400)."""
 
 
+class CannotMove(NameRefused):
+    """A rename the archive cannot make in one step (into another dandiset; a folder into,
+    out of or inside a Zarr): it is a copy and a delete, which `mv` does by itself on
+    EXDEV (EXDEV / 400)."""
+
+
 class NoSpace(DandiFSError):
     """No room to keep written bytes until the archive has them: a full spool disk, or
     the archive's quota (ENOSPC / 507)."""

@@ -312,7 +312,7 @@ trio.run(main)
 """
 
 
-def test_an_upload_killed_half_way_is_finished_by_the_next_core_without_resending_parts(
+def test_an_upload_killed_half_way_is_finished_once_by_the_next_cores_without_resending_parts(
     local_archive, dandiset, tmp_path
 ):
     import subprocess
@@ -339,11 +339,17 @@ def test_an_upload_killed_half_way_is_finished_by_the_next_core_without_resendin
     puts_before = local_archive.s3_stats()["requests"].get("PUT", 0)
 
     async def main() -> None:
-        async with opened(local_archive, tmp_path) as core:  # the same spool_dir
+        # Two cores on the same cache directory (a mount beside a server): one sends it.
+        async with opened(local_archive, tmp_path) as core, opened(local_archive, tmp_path) as other:
             entry = await core.stat(path)
             assert entry.upload is not None and entry.size == size
-            assert await core.drain_uploads(300)
-            assert core.uploads() == []
+            assert await core.drain_uploads(300) and await other.drain_uploads(300)
+            for _ in range(600):
+                if not core.uploads():
+                    break
+                await trio.sleep(0.5)
+            assert core.uploads() == [] and other.uploads() == []
+            assert (await other.stat(path)).upload is None
 
     run(main)
     puts = local_archive.s3_stats()["requests"].get("PUT", 0) - puts_before

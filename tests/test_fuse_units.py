@@ -119,6 +119,7 @@ def test_child_and_parent_paths(parent: str, name: str, joined: str) -> None:
         (errors.AlreadyExists("x"), errno.EEXIST),
         (errors.NotEmpty("x"), errno.ENOTEMPTY),
         (errors.NameRefused("x"), errno.EINVAL),
+        (errors.CannotMove("x"), errno.EXDEV),
         (errors.NoSpace("x"), errno.ENOSPC),
         (errors.UploadFailed("x"), errno.EIO),
     ],

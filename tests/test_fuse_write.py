@@ -223,6 +223,31 @@ def test_cp_of_an_nwb_file_is_an_asset_dandi_download_returns_byte_identical(
     assert os.getxattr(target, "user.dandi.validation").decode().splitlines() == expected
 
 
+def test_cp_p_through_the_mount_gives_the_asset_metadata_dandi_upload_gives(
+    archive, api, draft, dandiset, tmp_path
+) -> None:
+    from test_upload_metadata import comparable
+
+    root = tmp_path / dandiset
+    (root / "sub-10").mkdir(parents=True)
+    (root / "dandiset.yaml").write_text(f"identifier: '{dandiset}'\n")
+    uploaded = write_nwb(root / "sub-10" / "sub-10_ses-1.nwb", seed=20)
+    result = subprocess.run(
+        [str(DANDI), "upload", "--validation", "skip", "-i", archive.api_url,
+         "sub-10/sub-10_ses-1.nwb"],
+        env=dandi_cli_env(archive), cwd=root, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (draft / "sub-11").mkdir()
+    subprocess.run(["cp", "-p", str(uploaded), str(draft / "sub-11" / "sub-10_ses-1.nwb")],
+                   check=True)
+    settle(draft / "sub-11" / "sub-10_ses-1.nwb")
+    found = assets(api, dandiset)
+    sent = found["sub-10/sub-10_ses-1.nwb"]["metadata"]
+    ours = {**found["sub-11/sub-10_ses-1.nwb"]["metadata"], "path": sent["path"]}
+    assert ours["wasAttributedTo"][0]["schemaKey"] == "Participant"  # extracted from the file
+    assert comparable(ours) == comparable(sent)
+
+
 def test_a_second_copy_of_the_same_bytes_sends_no_part_to_s3(
     archive, api, draft, dandiset, tmp_path
 ) -> None:
@@ -235,6 +260,20 @@ def test_a_second_copy_of_the_same_bytes_sends_no_part_to_s3(
     assert archive.s3_stats()["requests"].get("PUT", 0) == 0  # the archive had the blob
     found = assets(api, dandiset)
     assert found["first.nwb"]["blob"] == found["second.nwb"]["blob"]
+
+
+def test_a_file_of_several_parts_sends_each_part_once(archive, api, draft, dandiset, tmp_path) -> None:
+    from dandischema.digests.dandietag import DandiETag
+
+    source = tmp_path / "parts.bin"
+    source.write_bytes(np.random.default_rng(21).bytes(150 * MiB))
+    parts = len(list(DandiETag(source.stat().st_size).get_parts()))
+    assert parts > 1
+    archive.reset_s3_stats()
+    subprocess.run(["cp", str(source), str(draft / "parts.bin")], check=True)
+    settle(draft / "parts.bin")
+    assert archive.s3_stats()["requests"].get("PUT", 0) == parts
+    assert digest_of(assets(api, dandiset)["parts.bin"]) == dandi_etag(source)
 
 
 def test_overwrite_replaces_the_asset_at_that_path(archive, api, draft, dandiset, tmp_path) -> None:
@@ -322,6 +361,25 @@ def test_vim_edits_a_draft_file_in_place(archive, api, draft, dandiset) -> None:
     assert path.read_text() == "first line\nadded line\n"
     assert set(assets(api, dandiset)) == {"notes.txt"}  # no swap or backup file uploaded
     assert assets(api, dandiset)["notes.txt"]["size"] == len("first line\nadded line\n")
+
+
+def test_mv_into_another_dandiset_is_a_copy_and_a_delete(
+    archive, api, mount, draft, dandiset, tmp_path
+) -> None:
+    other = create_dandiset(api, "the other end of a move")
+    other_draft = version_path(mount.mountpoint, other, "draft")
+    source = write_nwb(tmp_path / "x.nwb", seed=22)
+    shutil.copyfile(source, draft / "moving.nwb")
+    settle(draft / "moving.nwb")
+    with pytest.raises(OSError) as refused:
+        os.rename(draft / "moving.nwb", other_draft / "moving.nwb")
+    assert refused.value.errno == errno.EXDEV  # so mv copies and deletes by itself:
+    archive.reset_s3_stats()
+    subprocess.run(["mv", str(draft / "moving.nwb"), str(other_draft)], check=True)
+    settle(other_draft / "moving.nwb")
+    assert assets(api, dandiset) == {}
+    assert digest_of(assets(api, other)["moving.nwb"]) == dandi_etag(source)
+    assert archive.s3_stats()["requests"].get("PUT", 0) == 0  # the archive had the blob
 
 
 def test_mkdir_and_cp_r_of_a_folder(archive, api, draft, dandiset, tmp_path) -> None:
@@ -485,6 +543,18 @@ def test_zarr_python_writes_a_zarr_into_the_draft_and_dandi_download_reads_it_ba
 
 
 # -- fsync, xattrs, truncate, unmount ----------------------------------------------------------
+
+
+def test_df_shows_the_spool_disks_free_space_and_an_anonymous_mount_none(
+    archive, mount, tmp_path
+) -> None:
+    mounted, spool = os.statvfs(mount.mountpoint), os.statvfs(mount.cache_dir)
+    assert mounted.f_blocks * mounted.f_frsize == pytest.approx(
+        spool.f_blocks * spool.f_frsize, rel=0.01)
+    assert mounted.f_bavail > 0
+    base = tmp_path / "anonymous"
+    with MountProcess(base / "mnt", archive.api_url, base / "cache", env=no_token(archive)) as anonymous:
+        assert os.statvfs(anonymous.mountpoint).f_blocks == 0
 
 
 def test_fsync_of_the_writing_handle_returns_once_the_archive_has_the_asset(

@@ -267,10 +267,11 @@ def test_cadaver_lists_and_gets(server, published, reference, tmp_path):
 # -- litmus ----------------------------------------------------------------------------------
 
 
-def test_litmus_basic_and_props_on_a_read_only_server(server, published, tmp_path):
+def test_litmus_basic_and_props_on_a_published_version(server, published, tmp_path):
     """litmus needs a writable collection: each suite's `begin` does MKCOL `litmus/` and
-    stops the suite when that fails.  On a read-only server what applies is `init`; `begin`
-    must be refused with a clear 403 (not a 405 or a 500), which ends each suite."""
+    stops the suite when that fails.  In a published version what applies is `init`; `begin`
+    must be refused with a clear 403 (not a 405 or a 500), which ends each suite.  (Against
+    a draft: tests/test_webdav_write.py.)"""
     result = subprocess.run(
         ["litmus", "-k", version_url(server, published)], env={**os.environ, "TESTS": "basic props",
         "HOME": str(tmp_path)}, capture_output=True, text=True, timeout=300, cwd=tmp_path,
@@ -538,10 +539,14 @@ def test_embargoed_dandiset_needs_a_token(server, local_archive):
         ("GET", "/etc/passwd", 404),
         ("GET", "/robots.txt", 404),
         ("PROPFIND", "/dandisets/000001/draft/.DS_Store", 404),
-        ("PUT", "/dandisets/000001/draft/new.nwb", 403),
+        ("PUT", "/dandisets/000001/draft/new.nwb", 401),  # writable with a token
+        ("PUT", "/dandisets/000001/0.240101.1200/new.nwb", 403),
+        ("PUT", "/dandisets/000001/draft/dandiset.yaml", 403),
         ("DELETE", "/dandisets/000001/draft/", 403),
-        ("MKCOL", "/dandisets/000001/draft/new/", 403),
+        ("MKCOL", "/dandisets/000001/draft/new/", 401),
+        ("MKCOL", "/dandisets/000001/latest/new/", 403),
         ("LOCK", "/dandisets/000001/draft/", 403),
+        ("POST", "/dandisets/000001/draft/", 405),
     ],
 )
 def test_bad_input_is_refused_before_any_archive_request(server, method, target, status):

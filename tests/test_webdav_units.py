@@ -308,3 +308,73 @@ def test_immutable_entries_are_kept_per_caller():
     cache.remember("token", "/q", published)
     cache.remember("token", "/r", published)
     assert cache.get(None, "/p") is None  # bounded: the oldest went first
+
+
+# -- writes ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path, writable",
+    [
+        ("/dandisets/000001/draft/a.nwb", True),
+        ("/dandisets/000001/draft/sub/x.zarr/0/0", True),
+        ("/dandisets/000001/draft/dandiset.yaml", False),
+        ("/dandisets/000001/draft", False),
+        ("/dandisets/000001/latest/a.nwb", False),
+        ("/dandisets/000001/0.240101.1200/a.nwb", False),
+        ("/dandisets/000001/releases/0.240101.1200/a.nwb", False),
+        ("/dandisets/", False),
+        ("/.metadata/dandisets/000001/draft/a.nwb", False),
+    ],
+)
+def test_which_paths_may_be_written(path, writable):
+    from dandifs.namespace.writable import read_only_reason
+
+    reason = read_only_reason(path)
+    assert (reason is None) == writable
+    if not writable:
+        assert path.rstrip("/") in reason or "/.metadata" in reason or "nothing is at" in reason
+
+
+def test_class_2_is_for_drafts_only():
+    from dandifs.namespace.writable import is_in_draft as in_draft
+
+    assert in_draft("/dandisets/000001/draft/") and in_draft("/dandisets/000001/draft/a/b")
+    assert not in_draft("/dandisets/000001/latest/") and not in_draft("/dandisets/000001/")
+    assert not in_draft("/dandisets/000001/releases/0.240101.1200/")
+
+
+def test_destination_and_times():
+    from dandifs.webdav.writes import destination_path, mtime_from
+
+    assert destination_path({"HTTP_DESTINATION": "http://h:1/dandisets/000001/draft/a%20b?q"}) == (
+        "/dandisets/000001/draft/a b"
+    )
+    assert destination_path({"HTTP_DESTINATION": "/x/y"}) == "/x/y"
+    assert destination_path({}) is None
+    moment = datetime(2024, 1, 1, 10, 0, tzinfo=timezone.utc)
+    assert mtime_from("Mon, 01 Jan 2024 10:00:00 GMT") == moment
+    assert mtime_from(str(int(moment.timestamp()))) == moment
+    assert mtime_from(int(moment.timestamp())) == moment
+    with pytest.raises(Exception) as refused:
+        mtime_from("yesterday")
+    assert refused.value.value == 400
+
+
+def test_upload_state_and_extra_properties_render():
+    from dandifs.upload.state import Phase, UploadState
+    from dandifs.webdav.propfind import DANDI, validation_element
+
+    pending = blob(upload=UploadState(Phase.UPLOADING, parts_done=3, parts_total=16), etag=None)
+    allprop = propfind_render("", [(pending.path, pending)], PropfindRequest("allprop")).decode()
+    assert "<dandi:upload>uploading 3/16 parts</dandi:upload>" in allprop
+    assert f'xmlns:dandi="{DANDI}"' in allprop
+    dead = {("urn:x", "colour"): '<z:colour xmlns:z="urn:x">blue</z:colour>'}
+    asked = PropfindRequest("prop", ((DANDI, "validation"), ("urn:x", "colour"), ("urn:x", "size")))
+    extras = {pending.path: {**dead, **validation_element(["path: bad & wrong"])}}
+    text = propfind_render("", [(pending.path, pending)], asked, extras).decode()
+    assert "<dandi:error>path: bad &amp; wrong</dandi:error>" in text
+    assert '<z:colour xmlns:z="urn:x">blue</z:colour>' in text
+    assert "<ns0:size/>" in text and text.count("404 Not Found") == 1
+    names = propfind_render("", [(pending.path, pending)], PropfindRequest("propname"), {pending.path: dead}).decode()
+    assert "<dandi:upload/>" in names and '<x:colour xmlns:x="urn:x"/>' in names

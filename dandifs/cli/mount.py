@@ -195,7 +195,9 @@ async def open_filesystem(options: MountOptions) -> AsyncIterator[DandiOperation
             ttl_immutable=core.ttl_published,
             ttl_mutable=core.ttl_draft,
         )
-        operations = DandiOperations(core, policy, read_only=options.read_only)
+        operations = DandiOperations(
+            core, policy, read_only=options.read_only, spool_dir=config.uploads_dir
+        )
         try:
             yield operations
         finally:
@@ -217,9 +219,11 @@ async def finish_uploads(core: Core, timeout: float) -> None:
     for record in core.uploads():
         if record.state.finished:
             continue
-        log.warning("upload of %s (dandiset %s) stays journalled for the next start (%s)",
-                    record.path, record.dandiset_id, record.state.describe())
+        log.warning(
+            "upload of %s (dandiset %s) stays journalled for the next start (%s; see "
+            "dandifs uploads)", record.path, record.dandiset_id, record.state.describe())
     for record in core.uploads():
         if record.state.phase is Phase.FAILED:
-            log.warning("upload of %s (dandiset %s) failed: %s (its bytes stay spooled)",
-                        record.path, record.dandiset_id, record.state.reason)
+            log.warning(
+                "upload of %s (dandiset %s) failed: %s (its bytes stay spooled; see "
+                "dandifs uploads)", record.path, record.dandiset_id, record.state.reason)

@@ -1,6 +1,7 @@
-"""`dandifs serve`: the archive over WebDAV, read-only.
+"""`dandifs serve`: the archive over WebDAV; drafts are writable with a token.
 
     dandifs serve [-i INSTANCE] [--host H] [--port P] [--redirect s3|api|stream] [--token T]
+                  [--cache-dir D]
 
 Callers authenticate per request (their API token as the Basic-auth password, or
 `Authorization: Bearer <token>`); `--token` only sets what callers *without* credentials
@@ -16,6 +17,7 @@ import ipaddress
 import logging
 import os
 import sys
+from pathlib import Path
 
 from dandifs.errors import DandiFSError
 
@@ -27,7 +29,7 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 def build_parser() -> argparse.ArgumentParser:
     env = os.environ.get
     parser = argparse.ArgumentParser(
-        prog="dandifs serve", description="Serve the DANDI Archive over WebDAV (read-only)."
+        prog="dandifs serve", description="Serve the DANDI Archive over WebDAV (drafts writable with a token)."
     )
     parser.add_argument(
         "-i", "--instance",
@@ -46,6 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="API token used for callers that send no credentials (a personal server)",
     )
     parser.add_argument("--threads", type=int, default=32, help="worker threads (default 32)")
+    parser.add_argument(
+        "--cache-dir", default=env("DANDIFS_CACHE_DIR"),
+        help="cache directory whose uploads/ keeps files written into drafts until the "
+        "archive has them (default: the machine's dandifs cache)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no access log")
     parser.add_argument("-d", "--debug", action="store_true", help="log every archive request")
     return parser
@@ -82,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         log.warning("--token with --host %s: anyone who reaches this port sees that token's data", args.host)
     service = WebDAVService(
         args.instance, redirect=RedirectMode(args.redirect), default_token=args.token,
-        threads=args.threads,
+        threads=args.threads, cache_dir=Path(args.cache_dir) if args.cache_dir else None,
     )
     try:
         service.start(args.host, args.port)

@@ -7,8 +7,8 @@
 `list` reads the journal the mount and the server keep in the cache directory: each
 upload's path, phase and, for a failed one, the archive's reason.  `retry` runs a failed
 upload again in this process, with the token dandi-cli would use, and waits for it (a
-running mount or server on the same directory runs its token's uploads itself and must
-be stopped first).  `discard` gives one up: its spooled bytes are deleted.
+running mount shows its progress and the asset when it is done).  `discard` gives one
+up: its spooled bytes are deleted (not while a running process sends it).
 """
 
 from __future__ import annotations
@@ -72,10 +72,15 @@ def _list(base: Path, as_json: bool) -> int:
 def _discard(base: Path, upload_id: str) -> int:
     from dandifs.core.cachedir import discard_journalled_upload
 
+    from dandifs.errors import DandiFSError
+
     try:
         record = discard_journalled_upload(base, upload_id)
     except KeyError:
         print(f"dandifs uploads: no upload {upload_id} in {base}", file=sys.stderr)
+        return 1
+    except DandiFSError as exc:
+        print(f"dandifs uploads: {exc}", file=sys.stderr)
         return 1
     print(f"discarded {record.dandiset_id}/{record.path} ({record.size} bytes)")
     return 0

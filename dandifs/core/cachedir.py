@@ -8,7 +8,8 @@ from pathlib import Path
 
 from dandifs.cache.disk import stores_in
 from dandifs.upload.journal import JOURNAL_FILE, Journal, UploadRecord
-from dandifs.upload.spool import SPOOL_FOLDER, Spool
+from dandifs.errors import UploadFailed
+from dandifs.upload.spool import SPOOL_FOLDER, Spool, UploadLock
 
 _NO_BOUND = 1 << 62  # a store opened only to be read or cleared never evicts
 
@@ -54,12 +55,20 @@ def journalled_uploads(base: Path) -> list[UploadRecord]:
 
 
 def discard_journalled_upload(base: Path, record_id: str) -> UploadRecord:
-    """Give up an upload: its row and spooled bytes go (KeyError if there is none)."""
+    """Give up an upload: its row and spooled bytes go (KeyError if there is none;
+    UploadFailed while a running process sends it)."""
     journal = Journal(uploads_dir(base) / JOURNAL_FILE)
     try:
         record = journal.get(record_id)
+        lock = UploadLock.take(Path(record.spool))
+        if lock is None and Path(record.spool).exists():
+            raise UploadFailed(
+                f"{record.path}: a running mount or server is sending it now; stop it first"
+            )
         Spool(uploads_dir(base) / SPOOL_FOLDER).discard(Path(record.spool))
         journal.remove(record_id)
+        if lock is not None:
+            lock.release()
         return record
     finally:
         journal.close()

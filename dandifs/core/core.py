@@ -27,6 +27,7 @@ from dandifs.core.drafts import Drafts, FileWriter
 from dandifs.core.edits import DraftEdits
 from dandifs.core.opener import ContentOpener
 from dandifs.core.warmer import ConnectionWarmer
+from dandifs.namespace.writable import read_only_reason
 from dandifs.resolve import Entry, EntryKind, Resolver
 from dandifs.upload.journal import JOURNAL_FILE, Journal, UploadRecord
 from dandifs.upload.metadata import asset_metadata
@@ -175,7 +176,11 @@ class Core:
 
     # -- writing into drafts ---------------------------------------------------------------
 
-    def _writes(self) -> Drafts:
+    def _writes(self, path: str | None = None) -> Drafts:
+        """The write side; a path outside drafts is read-only whoever asks."""
+        reason = read_only_reason(path) if path is not None else None
+        if reason is not None:
+            raise errors.ReadOnly(reason)
         if self._drafts is None:
             raise errors.AuthenticationRequired(
                 "writing to a draft needs an API token (DANDI_API_KEY or the keyring entry "
@@ -183,7 +188,9 @@ class Core:
             )
         return self._drafts
 
-    def _draft_edits(self) -> DraftEdits:
+    def _draft_edits(self, *paths: str) -> DraftEdits:
+        for path in paths:
+            self._writes(path)
         self._writes()
         assert self._edits is not None
         return self._edits
@@ -191,7 +198,7 @@ class Core:
     def check_writable(self, path: str) -> None:
         """Raise ReadOnly / AuthenticationRequired / NameRefused unless a file or folder may
         be made, changed or removed at `path`."""
-        self._writes().target(path)
+        self._writes(path).target(path)
 
     def writable(self, path: str) -> bool:
         try:
@@ -203,7 +210,7 @@ class Core:
     async def create(self, path: str, *, exclusive: bool = False) -> FileWriter:
         """A new empty file at `path` (replacing a file there unless `exclusive`), listed
         at once; the last writer's close starts its upload."""
-        drafts = self._writes()
+        drafts = self._writes(path)
         target = drafts.target(path)
         try:
             existing = await self.stat(target.path)
@@ -222,7 +229,7 @@ class Core:
     async def open_write(self, path: str, *, truncate: bool = False) -> FileWriter:
         """An existing file opened for writing; its bytes are copied into the spool at the
         first write, unless `truncate` empties it at once."""
-        drafts = self._writes()
+        drafts = self._writes(path)
         target = drafts.target(path)
         entry = await self.stat(target.path)
         if entry.is_folder:
@@ -252,21 +259,21 @@ class Core:
             drafts.set_mtime(pending, mtime)
 
     async def unlink(self, path: str) -> None:
-        await self._draft_edits().unlink(path)
+        await self._draft_edits(path).unlink(path)
 
     async def mkdir(self, path: str) -> None:
-        await self._draft_edits().mkdir(path)
+        await self._draft_edits(path).mkdir(path)
 
     async def rmdir(self, path: str) -> None:
-        await self._draft_edits().rmdir(path)
+        await self._draft_edits(path).rmdir(path)
 
     async def rename(self, old: str, new: str, *, replace: bool = True) -> None:
-        await self._draft_edits().rename(old, new, replace=replace)
+        await self._draft_edits(old, new).rename(old, new, replace=replace)
 
     async def copy(self, source: str, target: str, *, replace: bool = True) -> None:
         """A new file or folder at `target` with the bytes of `source` (the same blobs: no
         bytes move for files the archive has)."""
-        await self._draft_edits().copy(source, target, replace=replace)
+        await self._draft_edits(target).copy(source, target, replace=replace)
 
     def upload_state(self, path: str) -> UploadState | None:
         return self._drafts.upload_state(_canonical(path)) if self._drafts is not None else None
@@ -299,6 +306,11 @@ class Core:
     async def drain_uploads(self, timeout: float | None = None) -> bool:
         """Wait for running uploads; True when none is left running."""
         return await self._drafts.drain(timeout) if self._drafts is not None else True
+
+    def invalidate(self, path: str) -> None:
+        """Forget what is cached about the draft path `path` and the folders above it: it
+        was changed through another core (a server's other caller)."""
+        self._resolver.invalidate(path)
 
     def subscribe(self, callback: Callable[[str], None]) -> None:
         """`callback(path)` whenever the archive's content at `path` changed through this

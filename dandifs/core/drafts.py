@@ -29,12 +29,13 @@ import anyio
 from dandifs import errors
 from dandifs.archive.client import ArchiveClient
 from dandifs.namespace import names
-from dandifs.namespace.routes import DandisetYaml, InVersion, parse_path
+from dandifs.namespace.routes import InVersion, parse_path
+from dandifs.namespace.writable import read_only_reason
 from dandifs.resolve import Entry, EntryKind, Resolver
 from dandifs.upload.journal import Journal, UploadRecord, owner_of
 from dandifs.namespace.assetpaths import check_asset_path
 from dandifs.upload.pipeline import Uploader
-from dandifs.upload.spool import Spool, SpoolFile
+from dandifs.upload.spool import Spool, SpoolFile, UploadLock
 from dandifs.upload.state import Phase, UploadState
 from dandifs.upload.zarrsync import ZarrSync
 from dandifs.core.zarrbatches import ZarrBatches
@@ -173,7 +174,6 @@ class Drafts:
         self._folders: set[str] = set()
         self._subscribers: list[Callable[[str], None]] = []
         self._running: set[str] = set()
-        self._runs_uploads = True
         self._zarrs = ZarrBatches(
             ZarrSync(archive), journal, spool, tasks, self._zarr_file_finished
         )
@@ -185,21 +185,16 @@ class Drafts:
     def target(self, path: str) -> Target:
         """The draft path `path` may be written at, or why not (ReadOnly, Authentication-
         Required, NameRefused)."""
-        route = parse_path(path)
-        if isinstance(route, DandisetYaml):
-            raise errors.ReadOnly(
-                f"{path}: dandiset.yaml is rendered from the dandiset's metadata; "
-                "change the metadata on the archive's web site instead"
-            )
-        if not isinstance(route, InVersion) or not route.address.is_draft or route.address.via_releases:
-            raise errors.ReadOnly(
-                f"{path}: only /dandisets/<id>/draft/ can be written; published versions never change"
-            )
+        reason = read_only_reason(path)
+        if reason is not None:
+            raise errors.ReadOnly(reason)
         if not self._archive.authenticated:
             raise errors.AuthenticationRequired(
                 f"{path}: writing to a draft needs an API token (DANDI_API_KEY or the keyring "
                 "entry dandi-cli uses)"
             )
+        route = parse_path(path)
+        assert isinstance(route, InVersion)
         check_asset_path(route.relative)
         return Target.of(route.path, route.address.dandiset_id, route.relative)
 
@@ -438,6 +433,12 @@ class Drafts:
         self._spool.discard(Path(record.spool))
 
     async def _upload(self, pending: Pending, upload: Upload) -> None:
+        lock = self._lock_of(upload.record_id)
+        if lock is None:  # another process sends it; the journal shows how far it got
+            self._running.discard(upload.record_id)
+            if not self._running:
+                self._idle.set()
+            return
         try:
             with upload.scope:
                 upload.final = await self._uploader.run(upload.record_id)
@@ -446,6 +447,7 @@ class Drafts:
         except Exception:
             log.exception("the upload of %s stopped", pending.target.path)
         finally:
+            lock.release()
             self._running.discard(upload.record_id)
             if not self._running:
                 self._idle.set()
@@ -462,6 +464,12 @@ class Drafts:
             if current.spool is None and current.writers == 0:
                 self._forget(current)
         self._changed(path)
+
+    def _lock_of(self, record_id: str) -> UploadLock | None:
+        try:
+            return UploadLock.take(Path(self._journal.get(record_id).spool))
+        except KeyError:
+            return None
 
     def _zarr_file_finished(self, record: UploadRecord) -> None:
         """A file of a Zarr batch is in the archive (DONE) or its batch failed."""
@@ -559,11 +567,9 @@ class Drafts:
     def resume(self) -> None:
         """Show and continue this caller's journalled uploads (failed ones are shown).
 
-        Only one process runs a caller's uploads: a second one (a mount beside a server
-        on the same cache directory) shows them, as the journal says they are going."""
-        self._runs_uploads = self._journal.claim(self._owner)
-        if not self._runs_uploads:
-            log.info("another process runs the journalled uploads of this token; showing them")
+        An upload another live process is sending (a mount beside a server on the same
+        cache directory) is shown as the journal says it goes, and left to that process:
+        each upload's lock (`UploadLock`) lets one process send it."""
         for record in self._journal.owned_by(self._owner):
             if record.phase is Phase.DONE:
                 self._journal.remove(record.id)
@@ -578,7 +584,7 @@ class Drafts:
                 pending.upload.finished.set()
                 pending.upload.final = record
                 log.warning("upload of %s failed earlier: %s", path, record.reason)
-            elif self._runs_uploads:
+            else:
                 log.info("resuming the upload of %s (%s)", path, record.state.describe())
                 if record.zarr is not None:
                     self._journal.update(record.id, phase=Phase.SPOOLED)
@@ -591,11 +597,6 @@ class Drafts:
         record = self._own(record_id)
         if record.id in self._running:
             return
-        if not self._runs_uploads:
-            raise errors.UploadFailed(
-                f"upload {record_id}: another process (a mount or server on this cache "
-                "directory) runs this token's uploads; retry there or stop it first"
-            )
         resume_at = (
             Phase.REGISTERING if record.blob_id
             else Phase.UPLOADING if record.upload_id and record.zarr is None

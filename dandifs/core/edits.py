@@ -134,7 +134,7 @@ class DraftEdits:
         source_target = self._drafts.target(old)
         target = self._drafts.target(new)
         if source_target.dandiset_id != target.dandiset_id:
-            raise errors.NameRefused(
+            raise errors.CannotMove(
                 f"{old} -> {new}: a rename stays in one dandiset (copy, then delete)"
             )
         if target.path == source_target.path:
@@ -177,7 +177,7 @@ class DraftEdits:
         file written here moves before it is sent (zarr-python's `.partial` then rename),
         and any other moves as a copy and a delete."""
         if source.is_folder:
-            raise errors.NameRefused(
+            raise errors.CannotMove(
                 f"{old.path} -> {new.path}: the archive cannot move folders into, out of or "
                 "inside a Zarr; copy them, then delete the originals"
             )

@@ -123,6 +123,10 @@ class CorePool:
             alive.append(self._anonymous)
         return alive
 
+    def cores(self) -> list[Core]:
+        """The cores open now (a change made through one is told to the others)."""
+        return [hosted.core for hosted in self._alive()]
+
     def requests_made(self) -> int:
         """Requests sent by the cores alive now (read without the loop: counters only)."""
         return sum(hosted.core.requests_made for hosted in self._alive())

@@ -21,7 +21,7 @@ from dandifs.archive.retry import Attempts
 from dandifs.archive.retry import TransientFailure
 from dandifs.upload.journal import Journal, UploadRecord
 from dandifs.upload.pipeline import STEP_PATIENCE
-from dandifs.upload.spool import Spool
+from dandifs.upload.spool import Spool, UploadLock
 from dandifs.upload.state import Phase
 from dandifs.upload.zarrsync import ZarrSync
 
@@ -65,13 +65,19 @@ class ZarrBatches:
         self._finished = finished
         self._quiet = quiet
         self._batches: dict[ZarrKey, _Batch] = {}
+        self._locks: dict[str, UploadLock] = {}
 
     def busy(self) -> bool:
         return any(batch.running for batch in self._batches.values())
 
     def add(self, record: UploadRecord) -> None:
-        """A committed file of a Zarr (its row names the Zarr)."""
+        """A committed file of a Zarr (its row names the Zarr); one another process sends
+        (its `UploadLock` is held) is left to it."""
         assert record.zarr is not None
+        lock = UploadLock.take(Path(record.spool))
+        if lock is None:
+            return
+        self._locks[record.id] = lock
         batch = self._batch((record.dandiset_id, record.zarr))
         key = record.path[len(record.zarr) + 1 :]
         earlier = batch.files.get(key)
@@ -148,7 +154,13 @@ class ZarrBatches:
             batch.sent = anyio.Event()
             self._tasks.start_soon(self._run, key, batch)
 
+    def _unlock(self, record_id: str) -> None:
+        lock = self._locks.pop(record_id, None)
+        if lock is not None:
+            lock.release()
+
     def _forget_row(self, record_id: str) -> None:
+        self._unlock(record_id)
         try:
             record = self._journal.get(record_id)
         except KeyError:
@@ -215,6 +227,7 @@ class ZarrBatches:
         return None
 
     def _done(self, record_id: str) -> None:
+        self._unlock(record_id)
         try:
             record = self._journal.update(record_id, phase=Phase.DONE)
         except KeyError:
@@ -227,6 +240,7 @@ class ZarrBatches:
         log.error("upload of a Zarr's files failed: %s", reason)
         for file_key, record_id in files.items():
             batch.files.pop(file_key, None)
+            self._unlock(record_id)
             try:
                 record = self._journal.update(record_id, phase=Phase.FAILED, reason=reason)
             except KeyError:

@@ -28,6 +28,7 @@ ERRNO_TABLE: tuple[tuple[type[BaseException], int], ...] = (
     (errors.NotADirectory, errno.ENOTDIR),
     (errors.AlreadyExists, errno.EEXIST),
     (errors.NotEmpty, errno.ENOTEMPTY),
+    (errors.CannotMove, errno.EXDEV),
     (errors.NameRefused, errno.EINVAL),
     (errors.NoSpace, errno.ENOSPC),
     (errors.ReadOnly, errno.EROFS),
@@ -64,7 +65,10 @@ def fuse_errors(operation: str, target: object = "") -> Iterator[None]:
         code = errno_for(exc)
         assert code is not None, f"{type(exc).__name__} is missing from ERRNO_TABLE"
         level = logging.DEBUG if code in _ROUTINE else logging.WARNING
-        log.log(level, "%s %s: %s -> %s", operation, target, exc, errno.errorcode[code])
+        text = str(exc)
+        if target != "" and not text.startswith(str(target)):  # most messages name their path
+            text = f"{target}: {text}"
+        log.log(level, "%s %s -> %s", operation, text, errno.errorcode[code])
         raise pyfuse3.FUSEError(code) from None
     except Exception:
         log.exception("%s %s: unexpected failure, answering EIO", operation, target)

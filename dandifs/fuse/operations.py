@@ -24,6 +24,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Sequence
 
 import pyfuse3
@@ -84,11 +85,17 @@ class FileHandle:
 class DandiOperations(pyfuse3.Operations):
     """pyfuse3 handlers over the core."""
 
-    def __init__(self, core: Core, policy: AttrPolicy, *, read_only: bool = False) -> None:
+    def __init__(
+        self, core: Core, policy: AttrPolicy, *, read_only: bool = False,
+        spool_dir: Path | None = None,
+    ) -> None:
+        """`spool_dir`: where written files wait for the archive (its disk's free space is
+        the free space `statfs` reports when drafts are writable)."""
         super().__init__()
         self.core = core
         self.policy = policy
         self.read_only = read_only
+        self.spool_dir = spool_dir
         self.ttl_negative = core.ttl_negative
         self.inodes = InodeTable()
         self._dirs: dict[int, _DirSnapshot] = {}
@@ -386,8 +393,11 @@ class DandiOperations(pyfuse3.Operations):
     # -- the filesystem as a whole -------------------------------------------------------
 
     async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
-        """No size and no free space, like other pseudo filesystems: the archive's size is
-        not a disk's, and a full-looking disk would set off monitoring."""
+        """Read-only, no size and no free space, like other pseudo filesystems: the archive's
+        size is not a disk's, and a full-looking disk would set off monitoring.  Where
+        drafts are writable, the disk that written files wait on (the spool's) is what
+        limits writing, so its size and free space are shown: file managers refuse to copy
+        onto a filesystem with no free space."""
         data = pyfuse3.StatvfsData()
         data.f_bsize = PREFERRED_IO_SIZE
         data.f_frsize = PREFERRED_IO_SIZE
@@ -395,6 +405,15 @@ class DandiOperations(pyfuse3.Operations):
         data.f_files = len(self.inodes)
         data.f_ffree = data.f_favail = 0
         data.f_namemax = 255
+        if self.spool_dir is not None and self.policy.drafts_writable:
+            try:
+                disk = await trio.to_thread.run_sync(os.statvfs, self.spool_dir)
+            except OSError as exc:
+                log.debug("statfs of the spool %s: %s", self.spool_dir, exc)
+            else:
+                data.f_blocks = disk.f_blocks * disk.f_frsize // PREFERRED_IO_SIZE
+                data.f_bfree = disk.f_bfree * disk.f_frsize // PREFERRED_IO_SIZE
+                data.f_bavail = disk.f_bavail * disk.f_frsize // PREFERRED_IO_SIZE
         return data
 
     # -- writes (drafts only: the core refuses the rest with its reason) -----------------

@@ -8,10 +8,8 @@ SHA-256 of the token that wrote them: a core resumes only its own caller's uploa
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
-import os
 import sqlite3
 import threading
 import time
@@ -107,28 +105,10 @@ class Journal:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # an acknowledged upload survives power loss
         self._db.execute(_SCHEMA)
-        self._path = path
-        self._claims: list[int] = []
-
-    def claim(self, owner: str) -> bool:
-        """Become the one process that runs `owner`'s uploads (a mount, a server, or
-        `dandifs uploads retry`), until `close`; False if another process is it.  A lock
-        held by a process that died is free again (the kernel drops it)."""
-        fd = os.open(f"{self._path}.{owner[:16]}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        self._claims.append(fd)
-        return True
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
-        for fd in self._claims:
-            os.close(fd)
-        self._claims.clear()
 
     def add(
         self, *, owner: str, dandiset_id: str, path: str, spool: str, size: int,

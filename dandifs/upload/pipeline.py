@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 PARTS_AT_ONCE = 5
 """Parts of one file sent at once: dandi-cli's number of threads per asset."""
 
+FILES_AT_ONCE = 8
+"""Files uploaded at once (`cp -r` of a folder starts one upload per file): enough to
+hide the archive's round trips per file, few enough not to flood it."""
+
 STEP_PATIENCE = RetryPolicy(max_attempts=6, total_time=900.0, base_delay=2.0, max_delay=120.0)
 """How long a step waits out an unavailable archive (each attempt already retried per
 request) before the upload is reported as failed; `dandifs uploads retry` starts it again."""
@@ -58,6 +62,7 @@ class Uploader:
         *,
         registering: anyio.Lock | None = None,
         parts_at_once: int = PARTS_AT_ONCE,
+        files_at_once: int = FILES_AT_ONCE,
         patience: RetryPolicy = STEP_PATIENCE,
     ) -> None:
         """`registering` is held while the asset is made, so that a rename or delete of the
@@ -68,12 +73,16 @@ class Uploader:
         self._describe = describe
         self._registering = registering or anyio.Lock()
         self._parts_at_once = parts_at_once
+        self._files = anyio.CapacityLimiter(files_at_once)
         self._patience = patience
 
     async def run(self, record_id: str, progress: Progress | None = None) -> UploadRecord:
         """Drive the upload to DONE (spool removed) or FAILED (spool kept, reason given);
         `progress` sees the row after every step and part."""
-        notify = progress or (lambda record: None)
+        async with self._files:
+            return await self._run(record_id, progress or (lambda record: None))
+
+    async def _run(self, record_id: str, notify: Progress) -> UploadRecord:
         record = self._journal.get(record_id)
         attempts = Attempts(self._patience, f"upload of {record.path}")
         while record.phase not in (Phase.DONE, Phase.FAILED):

@@ -10,6 +10,7 @@ before the journal says they are there.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import shutil
 import uuid
@@ -101,3 +102,37 @@ class Spool:
         """Remove a spooled file once the archive has it (or a person gave it up)."""
         if path.parent.parent == self.root:
             shutil.rmtree(path.parent, ignore_errors=True)
+            _lock_path(path.parent).unlink(missing_ok=True)
+
+
+class UploadLock:
+    """Held by the one process that sends an upload: an `flock` on `<its folder>.lock`,
+    beside the folder (inside, its name could be the asset's).  Any process may resume a journalled upload (a new mount, `dandifs uploads
+    retry`); the lock keeps two from sending it at once, and the kernel drops it when its
+    holder dies, so an upload killed half-way is free for the next process at once."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd: int | None = fd
+
+    @classmethod
+    def take(cls, spooled: Path) -> UploadLock | None:
+        """The lock of the upload whose spooled file is `spooled`; None if another process
+        holds it (or the upload's folder is gone)."""
+        if not spooled.exists():
+            return None
+        fd = os.open(_lock_path(spooled.parent), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        return cls(fd)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def _lock_path(folder: Path) -> Path:
+    return folder.with_name(folder.name + ".lock")

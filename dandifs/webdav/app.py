@@ -2,9 +2,14 @@
 
 In front of WsgiDAV: the access log, then the request guard (refusals that need no I/O).
 Inside it, the middleware stack is WsgiDAV's own error printer, the token authenticator
-and WsgiDAV's request resolver.  WsgiDAV's directory browser, lock manager and property
-manager are left out: listings are rendered by the provider, and a read-only archive has
-nothing to lock and no dead properties.
+and WsgiDAV's request resolver.  WsgiDAV's directory browser is left out (listings are
+rendered by the provider).  Its lock manager and property manager are kept in memory:
+locks (class 2, which Finder, Windows and davfs2 need to write) last as long as the server,
+and dead properties set by PROPPATCH (Windows' Win32 times, litmus's) are kept for the
+server's lifetime but never reach the archive, which has no place for them; a PROPPATCH of
+`getlastmodified` (or Win32LastModifiedTime) sets the written file's time, which becomes
+its asset's blobDateModified.  One server process: in-memory locks are not shared between
+processes.
 """
 
 from __future__ import annotations
@@ -31,8 +36,10 @@ def wsgidav_config(provider: DandiProvider) -> dict:
     return {
         "provider_mapping": {"/": provider},
         "middleware_stack": [ErrorPrinter, TokenAuthenticator, RequestResolver],
-        "lock_storage": None,
-        "property_manager": None,
+        "lock_storage": True,
+        "property_manager": True,
+        "mutable_live_props": ["{DAV:}getlastmodified"],
+        "hotfixes": {"emulate_win32_lastmod": True},
         "block_size": STREAM_BLOCK_SIZE,
         "add_header_MS_Author_Via": True,
         "suppress_version_info": True,

@@ -1,4 +1,4 @@
-"""Requests refused before any I/O: path tricks, names that cannot exist, writes.
+"""Requests refused before any I/O: path tricks, names that cannot exist, writes outside drafts.
 
 Runs outside WsgiDAV, before authentication and before any archive request, so a
 malformed or hostile request costs nothing but this check (and WsgiDAV never sees a path
@@ -19,6 +19,8 @@ from dandifs import errors
 from dandifs.namespace import routes
 from dandifs.webdav.errors import to_dav_error
 from dandifs.webdav.html import METADATA_ROUTE
+from dandifs.namespace.writable import read_only_reason
+from dandifs.webdav.writes import WRITE_METHODS, destination_path
 
 READ_METHODS = frozenset({"GET", "HEAD", "PROPFIND", "OPTIONS"})
 ENCODED_SEPARATOR = re.compile(r"%(2f|5c|00)", re.IGNORECASE)
@@ -55,25 +57,39 @@ def namespace_path(path: str) -> str:
 def check(environ: dict) -> None:
     """Raise the `DAVError` that refuses this request, if any."""
     method = environ["REQUEST_METHOD"]
-    if method not in READ_METHODS:
-        raise to_dav_error(
-            errors.ReadOnly(
-                f"{method} refused: this WebDAV server is read-only; change drafts with "
-                "dandi-cli, the web interface or the FUSE mount"
-            )
-        )
+    if method not in READ_METHODS | WRITE_METHODS:
+        raise DAVError(405, context_info=f"{method} is not a WebDAV method this server answers")
     reason = refusal(environ)
     if reason:
         raise DAVError(400, context_info=reason)
     if method == "OPTIONS":
         return
-    path = namespace_path(environ.get("PATH_INFO") or "/")
+    path = environ.get("PATH_INFO") or "/"
+    if method in WRITE_METHODS:
+        check_write(environ, method, path)
+        return
+    path = namespace_path(path)
     try:
         route = routes.parse_path(path)
     except errors.InvalidPath as exc:
         raise to_dav_error(exc) from None
     if isinstance(route, routes.InVersion) and route.never_exists:
         raise to_dav_error(errors.NotFound(f"{path}: no archive object has this name"))
+
+
+def check_write(environ: dict, method: str, path: str) -> None:
+    """Writes go to draft paths only: the target, and for MOVE/COPY the destination
+    (COPY may read from anywhere)."""
+    targets = [] if method == "COPY" else [path]
+    if method in ("MOVE", "COPY"):
+        destination = destination_path(environ)
+        if destination is None:
+            raise DAVError(400, context_info=f"{method} needs a Destination header with a path")
+        targets.append(destination)
+    for target in targets:
+        reason = read_only_reason(target)
+        if reason is not None:
+            raise to_dav_error(errors.ReadOnly(f"{method} refused: {reason}"))
 
 
 class RequestGuard:

@@ -25,6 +25,11 @@ from dandifs.core import Entry
 from dandifs.webdav.resources import content_type_of, plain_etag
 
 DAV = "DAV:"
+DANDI = "https://dandiarchive.org/ns"
+"""Properties of this server: `upload` (where a written file is on its way to becoming
+an asset) and `validation` (the archive's validation errors, asked only when named)."""
+UPLOAD = (DANDI, "upload")
+VALIDATION = (DANDI, "validation")
 LIVE = (
     "resourcetype",
     "creationdate",
@@ -117,6 +122,31 @@ def element(name: str, content: str, prefix: str = "D") -> str:
     return f"<{prefix}:{name}>{content}</{prefix}:{name}>" if content else f"<{prefix}:{name}/>"
 
 
+Extra = dict[tuple[str, str], str]
+"""Properties beside the live ones, by (namespace, name): each a whole XML element."""
+
+
+def upload_element(entry: Entry) -> Extra:
+    if entry.upload is None:
+        return {}
+    return {UPLOAD: element("upload", text(entry.upload.describe()), "dandi")}
+
+
+def validation_element(problems: list[str]) -> Extra:
+    content = "".join(element("error", text(problem), "dandi") for problem in problems)
+    return {VALIDATION: element("validation", content, "dandi")}
+
+
+def empty_element(namespace: str, name: str, prefixes: dict[str, str]) -> str:
+    if namespace == DAV:
+        return f"<D:{name}/>"
+    if namespace in prefixes:
+        return f"<{prefixes[namespace]}:{name}/>"
+    if namespace:
+        return f'<x:{name} xmlns:x="{escape(namespace)}"/>'
+    return f"<{name}/>"
+
+
 def href_for(base: str, path: str, is_folder: bool) -> str:
     href = quote(base + path, safe=HREF_SAFE)
     if is_folder and not href.endswith("/"):
@@ -124,22 +154,28 @@ def href_for(base: str, path: str, is_folder: bool) -> str:
     return text(href)
 
 
-def response(href: str, entry: Entry, request: PropfindRequest, prefixes: dict[str, str]) -> str:
+def response(
+    href: str, entry: Entry, request: PropfindRequest, prefixes: dict[str, str], extra: Extra
+) -> str:
     values = live_values(entry)
+    others = {**upload_element(entry), **extra}
     if request.mode == "propname":
         found = "".join(f"<D:{name}/>" for name in LIVE if name in values)
+        found += "".join(empty_element(ns, name, prefixes) for ns, name in others)
         missing = ""
     elif request.mode == "allprop":
         found = "".join(element(name, values[name]) for name in LIVE if name in values)
+        found += "".join(others.values())
         missing = ""
     else:
         found_parts, missing_parts = [], []
         for namespace, name in request.names:
             if namespace == DAV and name in values:
                 found_parts.append(element(name, values[name]))
+            elif (namespace, name) in others:
+                found_parts.append(others[(namespace, name)])
             else:
-                prefix = prefixes.get(namespace, "D")
-                missing_parts.append(f"<{prefix}:{name}/>" if namespace else f"<{name}/>")
+                missing_parts.append(empty_element(namespace, name, prefixes))
         found, missing = "".join(found_parts), "".join(missing_parts)
     parts = [f"<D:response><D:href>{href}</D:href>"]
     if found or not missing:
@@ -153,15 +189,21 @@ def response(href: str, entry: Entry, request: PropfindRequest, prefixes: dict[s
 
 
 def render(
-    base: str, items: Iterable[tuple[str, Entry]], request: PropfindRequest
+    base: str,
+    items: Iterable[tuple[str, Entry]],
+    request: PropfindRequest,
+    extras: dict[str, Extra] | None = None,
 ) -> bytes:
-    """The 207 body for (path, entry) pairs; `base` is the mount prefix (SCRIPT_NAME)."""
-    namespaces = sorted({ns for ns, _ in request.names if ns and ns != DAV})
+    """The 207 body for (path, entry) pairs; `base` is the mount prefix (SCRIPT_NAME);
+    `extras` are further properties by path (dead properties, validation errors)."""
+    extras = extras or {}
+    namespaces = sorted({ns for ns, _ in request.names if ns and ns not in (DAV, DANDI)})
     prefixes = {namespace: f"ns{index}" for index, namespace in enumerate(namespaces)}
+    prefixes[DANDI] = "dandi"
     declarations = "".join(f' xmlns:{prefix}="{escape(ns)}"' for ns, prefix in prefixes.items())
     body = [f'<?xml version="1.0" encoding="utf-8"?>\n<D:multistatus xmlns:D="DAV:"{declarations}>']
     body.extend(
-        response(href_for(base, path, entry.is_folder), entry, request, prefixes)
+        response(href_for(base, path, entry.is_folder), entry, request, prefixes, extras.get(path, {}))
         for path, entry in items
     )
     body.append("</D:multistatus>\n")

@@ -2,6 +2,9 @@
 
 A resource is a thin view of one `Entry`: every property PROPFIND asks for is already in
 the entry, so rendering a listing of N children costs one `listdir`, never N lookups.
+The write hooks WsgiDAV calls (PUT's begin/end_write, MKCOL, DELETE, MOVE, COPY, a
+PROPPATCH of the modification time) are handed to the provider, which calls the core;
+WsgiDAV has checked locks, If headers and Overwrite before any of them runs.
 """
 
 from __future__ import annotations
@@ -13,10 +16,12 @@ import mimetypes
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from wsgidav import util
 from wsgidav.dav_provider import DAVCollection, DAVNonCollection
 
 from dandifs.core import Entry
 from dandifs.namespace import join_path
+from dandifs.webdav.writes import BodySink
 
 if TYPE_CHECKING:
     from dandifs.webdav.provider import DandiProvider
@@ -84,6 +89,55 @@ class EntryProperties:
             return f'"{self.get_etag()}"'
         return super().get_property_value(name)  # type: ignore[misc]
 
+    # -- changes (draft paths only: the guard and the core refuse the rest) -------------
+
+    def check_unlocked(self, depth: str) -> None:
+        """423 unless the request holds every lock on this resource (and, with depth
+        infinity, below it): WsgiDAV checks only the parent before `handle_delete`."""
+        manager = self.provider.lock_manager  # type: ignore[attr-defined]
+        if manager is None:
+            return
+        if "wsgidav.conditions.if" not in self.environ:  # type: ignore[attr-defined]
+            util.parse_if_header_dict(self.environ)  # type: ignore[attr-defined]
+        manager.check_write_permission(
+            url=self.get_ref_url(),  # type: ignore[attr-defined]
+            depth=depth,
+            token_list=self.environ["wsgidav.ifLockTokenList"],  # type: ignore[attr-defined]
+            principal=self.environ["wsgidav.user_name"],  # type: ignore[attr-defined]
+        )
+
+    def handle_delete(self) -> bool:
+        self.check_unlocked("infinity")
+        self.dandi.remove(self.path, self.environ)
+        self.remove_all_properties(recursive=True)  # type: ignore[attr-defined]
+        self.remove_all_locks(recursive=True)  # type: ignore[attr-defined]
+        return True
+
+    def handle_move(self, dest_path: str) -> bool:
+        self.dandi.rename(self.path, dest_path, self.environ)
+        manager = self.provider.prop_manager  # type: ignore[attr-defined]
+        if manager is not None:
+            manager.move_properties(
+                self.get_ref_url(), self.dandi.ref_url(dest_path, self.is_collection),  # type: ignore[attr-defined]
+                with_children=self.is_collection,  # type: ignore[attr-defined]
+            )
+        self.remove_all_locks(recursive=True)  # type: ignore[attr-defined]
+        return True
+
+    def handle_copy(self, dest_path: str, *, depth_infinity: bool) -> bool:
+        self.dandi.copy(self.path, dest_path, self.environ, recursive=depth_infinity)
+        manager = self.provider.prop_manager  # type: ignore[attr-defined]
+        if manager is not None:
+            manager.copy_properties(
+                self.get_ref_url(), self.dandi.ref_url(dest_path, self.is_collection)  # type: ignore[attr-defined]
+            )
+        return True
+
+    def set_last_modified(self, dest_path: str, time_stamp, *, dry_run: bool) -> bool:
+        if not dry_run:
+            self.dandi.set_mtime(self.path, time_stamp, self.environ)
+        return True
+
 
 class FolderResource(EntryProperties, DAVCollection):
     """A folder: the root, a dandiset, a version, an asset folder, a Zarr or a Zarr prefix."""
@@ -111,6 +165,14 @@ class FolderResource(EntryProperties, DAVCollection):
     def get_used_bytes(self) -> int | None:
         return None
 
+    def create_collection(self, name: str) -> None:
+        self.dandi.mkdir(join_path(self.path, name), self.environ)
+
+    def create_empty_resource(self, name: str) -> FileResource:
+        """PUT's new file (made by its body), or a LOCK's on an unmapped URL: an empty
+        file, which stays on this machine until bytes are written to it."""
+        return self.dandi.new_file(join_path(self.path, name), self.environ)
+
 
 class FileResource(EntryProperties, DAVNonCollection):
     """A blob asset, an object inside a Zarr, or `dandiset.yaml`."""
@@ -132,3 +194,13 @@ class FileResource(EntryProperties, DAVNonCollection):
     def get_content(self) -> io.RawIOBase:
         """The bytes, read through the core's block reader (stream-through mode only)."""
         return self.dandi.open(self.entry, self.environ)
+
+    def begin_write(self, *, content_type: str | None = None) -> BodySink:
+        self.sink = self.dandi.begin_put(self.path, self.environ)
+        return self.sink
+
+    def end_write(self, *, with_errors: bool) -> None:
+        sink = getattr(self, "sink", None)
+        if sink is not None:
+            self.sink = None
+            self.entry = self.dandi.end_put(self.path, sink, self.environ, with_errors=with_errors)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from contextlib import AbstractAsyncContextManager
+from dataclasses import replace
+from pathlib import Path
 
-from dandifs.core import CacheConfig, Core, CoreConfig, CorePool, open_core
+from dandifs.core import CacheConfig, Core, CoreConfig, CorePool, default_cache_dir, open_core
+from dandifs.core.cachedir import uploads_dir
 from dandifs.webdav.app import make_app
 from dandifs.webdav.delivery import RedirectMode
 from dandifs.core.portal import CorePortal
@@ -32,6 +35,7 @@ class WebDAVService:
         redirect: RedirectMode = RedirectMode.S3,
         default_token: str | None = None,
         threads: int = 32,
+        cache_dir: Path | None = None,
     ) -> None:
         self.instance = instance
         """A dandi-cli instance name or an API URL (None: the DANDI Archive)."""
@@ -39,6 +43,9 @@ class WebDAVService:
         self.redirect = redirect
         self.default_token = default_token
         self.threads = threads
+        self.token_core = replace(TOKEN_CORE, spool_dir=uploads_dir(cache_dir or default_cache_dir()))
+        """Files written into drafts wait in `uploads/` of the cache directory, where
+        `dandifs uploads` and a later server or mount find what was not uploaded yet."""
         self.portal = CorePortal()
         self.cores: CorePool | None = None
         self.server = None
@@ -50,7 +57,7 @@ class WebDAVService:
         if token is None:
             return open_core(self.instance, anonymous=True, config=ANONYMOUS_CORE)
         source = "--token" if token == self.default_token else "the caller's credentials"
-        return open_core(self.instance, token=token, token_source=source, config=TOKEN_CORE)
+        return open_core(self.instance, token=token, token_source=source, config=self.token_core)
 
     async def _make_pool(self) -> CorePool:
         return CorePool(self._open)  # made on the loop: its events belong to it
