@@ -557,6 +557,35 @@ def test_df_shows_the_spool_disks_free_space_and_an_anonymous_mount_none(
         assert os.statvfs(anonymous.mountpoint).f_blocks == 0
 
 
+def test_a_full_spool_disk_is_enospc_and_leaves_no_asset(archive, api, dandiset, tmp_path) -> None:
+    small = tmp_path / "small-disk"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(small)]).returncode:
+        pytest.skip("SKIPPED LOUDLY: cannot mount a tmpfs here (not root?): ENOSPC is untested")
+    try:
+        with MountProcess(tmp_path / "mnt", archive.api_url, small / "cache",
+                          env={**no_token(archive), "DANDI_API_KEY": OWNER_TOKEN},
+                          log_path=tmp_path / "mnt.log") as full:
+            draft = version_path(full.mountpoint, dandiset, "draft")
+            assert os.statvfs(full.mountpoint).f_blocks * MiB <= 4 * MiB  # df: the small disk
+            fd = os.open(draft / "too-big.bin", os.O_WRONLY | os.O_CREAT, 0o644)
+            try:
+                with pytest.raises(OSError) as refused:
+                    for _ in range(16):
+                        os.write(fd, b"x" * MiB)
+                assert refused.value.errno == errno.ENOSPC
+                with pytest.raises(OSError) as unsynced:
+                    os.fsync(fd)
+                assert unsynced.value.errno == errno.EIO
+            finally:
+                os.close(fd)  # gives up what was written: no file cut short goes to the archive
+            assert "no room in the spool" in full.log() and "not uploaded" in full.log()
+            assert not (draft / "too-big.bin").exists()
+    finally:
+        subprocess.run(["umount", "-l", str(small)])
+    assert "too-big.bin" not in assets(api, dandiset)
+
+
 def test_fsync_of_the_writing_handle_returns_once_the_archive_has_the_asset(
     api, draft, dandiset, tmp_path
 ) -> None:

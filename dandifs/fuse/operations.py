@@ -69,6 +69,8 @@ class FileHandle:
     then what it wrote is committed and its upload starts, so close(2) reports a full disk
     and `getfattr` right after `cp` shows the upload.  Should the handle be used again
     after that (a descriptor dup'd or inherited before the close), it gets a new writer.
+    After a write failed (a full spool disk), what the handle wrote is given up at close,
+    not uploaded: the archive never gets a file cut short.
     """
 
     path: str
@@ -76,6 +78,7 @@ class FileHandle:
     reader: FileReader | None = None
     writes: bool = False
     writer: FileWriter | None = None
+    write_failed: str | None = None
     unavailable_until: float = 0.0
     """After the archive stayed unavailable (retries exhausted), reads fail at once until
     then: the kernel re-asks for every page its failed read-ahead covered, and each would
@@ -290,7 +293,11 @@ class DandiOperations(pyfuse3.Operations):
         with fuse_errors("write", f"{handle.path} [{off}, +{len(buf)})"):
             if not handle.writes:
                 raise pyfuse3.FUSEError(errno.EBADF)  # the kernel checks the open mode first
-            written = await (await self._writer(handle)).write(off, buf)
+            try:
+                written = await (await self._writer(handle)).write(off, buf)
+            except errors.DandiFSError as exc:
+                handle.write_failed = str(exc)
+                raise
             self._writes += 1
             self._write_bytes += written
             return written
@@ -303,7 +310,7 @@ class DandiOperations(pyfuse3.Operations):
             return
         with fuse_errors("flush", handle.path):
             writer, handle.writer = handle.writer, None
-            await self._close_writer(handle.path, writer)
+            await self._close_writer(handle, writer)
 
     async def release(self, fh: int) -> None:
         handle = self._files.pop(fh, None)
@@ -311,12 +318,20 @@ class DandiOperations(pyfuse3.Operations):
             return
         with fuse_errors("release", handle.path):
             if handle.writer is not None:  # not flushed: the kernel's last word on it
-                await self._close_writer(handle.path, handle.writer)
+                await self._close_writer(handle, handle.writer)
             elif handle.reader is not None:
                 await handle.reader.aclose()
 
-    async def _close_writer(self, path: str, writer: FileWriter) -> None:
-        """Commit what `writer` wrote and let the core start its upload."""
+    async def _close_writer(self, handle: FileHandle | None, writer: FileWriter) -> None:
+        """Commit what `writer` wrote and let the core start its upload (give it up if a
+        write of its handle failed)."""
+        path = writer.path
+        if handle is not None and handle.write_failed is not None:
+            writer.abort()
+            log.warning("%s: not uploaded, a write to it failed (%s); it shows what it showed "
+                        "before it was opened", path, handle.write_failed)
+            self._forget_told(path)
+            return
         self._closing[path] += 1
         try:
             await writer.close()
@@ -335,6 +350,9 @@ class DandiOperations(pyfuse3.Operations):
         if handle is None:
             raise pyfuse3.FUSEError(errno.EBADF)
         with fuse_errors("fsync", handle.path):
+            if handle.write_failed is not None:
+                raise errors.UploadFailed(
+                    f"{handle.path}: not uploaded, a write to it failed ({handle.write_failed})")
             if handle.writer is not None:
                 await handle.writer.sync()
             elif not handle.entry.immutable:  # read-only, or its writer committed already
@@ -361,7 +379,7 @@ class DandiOperations(pyfuse3.Operations):
             assert handle.writer is not None
             try:
                 with fuse_errors("release at unmount", handle.path):
-                    await self._close_writer(handle.path, handle.writer)
+                    await self._close_writer(handle, handle.writer)
             except pyfuse3.FUSEError:
                 pass  # logged with its reason; the core's journal keeps what it could
 
@@ -428,7 +446,7 @@ class DandiOperations(pyfuse3.Operations):
             try:
                 entry = await self.core.stat(path)  # listed at once, as the core promises
             except BaseException:
-                await self._close_writer(path, writer)
+                writer.abort()
                 raise
             return self._open_writer(entry, writer), self._reply(path, entry)
 
@@ -452,7 +470,7 @@ class DandiOperations(pyfuse3.Operations):
                 raise refusal(errno.EPERM, "mknod", path,
                               "the archive holds regular files only (no devices, FIFOs or sockets)")
             writer = await self.core.create(path, exclusive=True)
-            await self._close_writer(path, writer)
+            await self._close_writer(None, writer)
             return self._reply(path, await self.core.stat(path))
 
     async def mkdir(
