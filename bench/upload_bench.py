@@ -191,6 +191,10 @@ class Run:
     kinds: Counter[str] = field(default_factory=Counter)  # API requests by kind (access log)
 
 
+class ContenderFailed(RuntimeError):
+    """A contender's client reported failure: its run has no figure, the reason is noted."""
+
+
 Upload = Callable[[str, Payload], tuple[float, dict[str, float]]]
 """(dandiset id, payload) -> seconds until the archive has every asset, and of its parts."""
 
@@ -285,8 +289,14 @@ class Contenders:
                        "--webdav-url", url, "--webdav-vendor", "other", "--config", "/dev/null",
                        "-q"]
             started = time.perf_counter()
-            subprocess.run(command, check=True, env=peer_environment())
+            result = subprocess.run(command, env=peer_environment(), capture_output=True,
+                                    text=True)
             copied = time.perf_counter()
+            if result.returncode:
+                errors = [line for line in result.stderr.splitlines() if "ERROR" in line]
+                raise ContenderFailed(f"rclone exited {result.returncode} after "
+                                      f"{copied - started:.0f} s, {len(errors)} errors, "
+                                      f"first: {(errors or [''])[0][:160]}")
             done = self.target.wait_for(identifier, payload)
         return done - started, {"rclone": copied - started}
 
@@ -341,6 +351,12 @@ class Bench:
         """One fresh run: a new dandiset, new bytes, the upload, what the fronts counted."""
         identifier = self.target.new_dandiset(label)
         payload.renew()
+        try:
+            return self._measured(upload, payload, identifier)
+        finally:
+            self.target.delete_dandiset(identifier)
+
+    def _measured(self, upload: Upload, payload: Payload, identifier: str) -> Run:
         log = self.archive.log_path
         offset = log.stat().st_size if log else 0
         before, polls = self.archive.front_stats(), self.target.polls
@@ -354,7 +370,6 @@ class Bench:
         for method, number in after["S3"]["requests"].items():
             counts[f"S3 {method}"] = number - before["S3"]["requests"].get(method, 0)
         received = after["S3"]["bytes_received"] - before["S3"]["bytes_received"]
-        self.target.delete_dandiset(identifier)
         return Run(seconds, received, counts, phases, kinds)
 
     def case(self, scenario: Scenario, payload: Payload,
@@ -362,9 +377,15 @@ class Bench:
         case = f"{payload.name} @{scenario.label}"
         series = {name: (Series(case, name), Series(case, name)) for name, _ in rows}
         runs: dict[str, list[Run]] = {name: [] for name, _ in rows}
+        failures: dict[str, list[str]] = {}
         for attempt in range(self.repeat):
             for name, upload in rows:
-                run = self.one(upload, payload, f"{name} {case} #{attempt + 1}")
+                try:
+                    run = self.one(upload, payload, f"{name} {case} #{attempt + 1}")
+                except ContenderFailed as failure:
+                    failures.setdefault(name, []).append(f"#{attempt + 1}: {failure}")
+                    print(f"   {name}: FAILED {failure}", flush=True)
+                    continue
                 runs[name].append(run)
                 seconds, rate = series[name]
                 seconds.values.append(run.seconds)
@@ -374,9 +395,11 @@ class Bench:
         if self.requests:
             print(request_table(case, runs), flush=True)
         for name, _ in rows:
-            note = describe(runs[name], payload.size)
+            note = describe(runs[name], payload.size) if runs[name] else ""
             if notes.get(name):
                 note += f"; {notes[name]}"
+            if failures.get(name):
+                note += f"; FAILED {len(failures[name])} of {self.repeat} runs ({failures[name][0]})"
             for table, s in zip(("seconds", "MB/s"), series[name]):
                 s.note = note
                 self.results.setdefault(table, []).append(s)
@@ -407,7 +430,7 @@ def request_table(case: str, runs: dict[str, list[Run]]) -> str:
     kinds = sorted({kind for name in names for run in runs[name] for kind in run.kinds})
     def median(name: str, kind: str) -> str:
         values = sorted(run.kinds.get(kind, 0) for run in runs[name])
-        return str(values[len(values) // 2])
+        return str(values[len(values) // 2]) if values else "-"
     rows = [("API requests: " + case, *names)]
     rows += [(kind, *(median(name, kind) for name in names)) for kind in kinds]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
