@@ -1,7 +1,9 @@
 """Uploads into a draft: the mount (`cp`), WebDAV (rclone) and `dandi upload`, one archive.
 
-    python -m bench upload_bench [-- --repeat 3 --cases big,small --big-mib 1024
-                                     --small-count 200 --stream-mbps 100 --rtt-ms 30]
+    python -m bench upload_bench [-- --repeat 2 --cases big,small --big-mib 1024
+                                     --small-count 200 --stream-mbps 100 --rtt-ms 30
+                                     --scenarios 0,model --contenders mount,webdav,dandi
+                                     --requests]
 
 An empty local archive runs with `--tls`; every contender uploads the same data to it in
 the same run, taking turns (a busy moment hits them all), each run into a dandiset of its
@@ -36,6 +38,11 @@ runs with min and max, and the ratio to `dandi upload`; the notes give the reque
 front counted during the run (the bench's own polls of the asset list taken off) and the MB
 S3 received.  The wait polls the draft's asset count and size every 50 ms, so a time is late
 by at most that and one request.
+
+Capacity: the archive keeps every run's blobs (deleting the run's dandiset frees none), and
+its SeaweedFS answered part PUTs with 500 once ~17 GB were stored in one run, so the
+default `--repeat 2` keeps a full run (3 contenders x 2 scenarios x 1 GiB per repeat) below
+that; for more repeats run the scenarios one at a time (`--scenarios 0`, `--scenarios model`).
 """
 
 from __future__ import annotations
@@ -451,7 +458,7 @@ def report(bench: Bench, printed: dict[str, int]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench upload_bench")
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--cases", default="big,small", help="big, small (default: both)")
     parser.add_argument("--big-mib", type=int, default=1024, help="size of the big file, MiB")
     parser.add_argument("--small-count", type=int, default=200, help="files in the folder")
@@ -460,6 +467,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="MB/s per connection in the second scenario (default 100)")
     parser.add_argument("--contenders", default="mount,webdav,dandi",
                         help="any of mount, webdav, dandi (default: all)")
+    parser.add_argument("--scenarios", default="0,model",
+                        help="0 (the model off) and/or model (--rtt-ms + --stream-mbps)")
     parser.add_argument("--requests", action="store_true",
                         help="also print each case's API requests by kind per contender "
                         "(the archive's access log on)")
@@ -473,7 +482,10 @@ def main(argv: list[str] | None = None) -> int:
         print("!!! dandifs serve in this tree does not write (or rclone is missing): the "
               "WebDAV rows are left out !!!", file=sys.stderr)
         wanted.discard("webdav")
-    scenarios = [Scenario(0), Scenario(args.rtt_ms, stream_mbps=args.stream_mbps)]
+    chosen = set(args.scenarios.split(","))
+    scenarios = [scenario for key, scenario in (
+        ("0", Scenario(0)), ("model", Scenario(args.rtt_ms, stream_mbps=args.stream_mbps)))
+        if key in chosen]
     load = LoadWatch()
     printed: dict[str, int] = {}
     started = time.monotonic()
