@@ -33,6 +33,7 @@ class Archive:
     bucket: str = "dandi-dandisets"
     ready: dict[str, Any] = field(default_factory=dict)
     client: httpx.Client | None = None  # kept alive: a control request then costs no handshake
+    log_path: Path | None = None  # its output: with `access_log`, one line per API request
 
     @property
     def ca_file(self) -> str | None:
@@ -100,16 +101,17 @@ class Archive:
 
 @contextmanager
 def running_archive(seed: str = "big", data_dir: Path | None = None,
-                    *extra_args: str) -> Iterator[Archive]:
+                    *extra_args: str, access_log: bool = False) -> Iterator[Archive]:
     """A local archive seeded with `seed` (and `extra_args` on its command line), stopped
-    (SIGTERM) when the block ends. Its ready file's fields are in `Archive.ready`."""
+    (SIGTERM) when the block ends. Its ready file's fields are in `Archive.ready`; with
+    `access_log` its log (`Archive.log_path`) has a line per API request."""
     data_dir = data_dir or default_data_dir()
     with tempfile.TemporaryDirectory(prefix="dandifs-bench-") as scratch:
         ready_file = Path(scratch) / "ready.json"
         log_path = Path(scratch) / "archive.log"
         command = [sys.executable, "-m", "dandifs", "local-archive", "--data", str(data_dir),
                    "--port", "0", "--seed", seed, "--ready-file", str(ready_file),
-                   "--no-access-log", *extra_args]
+                   *([] if access_log else ["--no-access-log"]), *extra_args]
         with open(log_path, "wb") as log:
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
                                        stdin=subprocess.DEVNULL)
@@ -121,7 +123,7 @@ def running_archive(seed: str = "big", data_dir: Path | None = None,
             ready = json.loads(ready_file.read_text())
             with httpx.Client(verify=trust(ready.get("ca_file"))) as client:
                 yield Archive(ready["api_url"], ready["s3_url"], ready["s3_proxy_url"],
-                              ready["token"], ready=ready, client=client)
+                              ready["token"], ready=ready, client=client, log_path=log_path)
         finally:
             stop_process(process)
 

@@ -666,6 +666,38 @@ def test_stream_cap_is_per_connection(s3: Stack) -> None:
     assert all(elapsed >= 0.95 * alone for elapsed, _ in results)
 
 
+def test_stream_cap_paces_uploaded_bodies(s3: Stack) -> None:
+    """An upload's body is held to the cap as a download's is (part PUTs cross the same
+    link), and two parts sent at once are each paced on their own."""
+    data = os.urandom(STREAM_BODY)
+    s3.faults(stream_mbps=50)
+    started = time.monotonic()
+    response = httpx.put(s3.store.presign_put("pace/upload"), content=data, timeout=30)
+    elapsed = time.monotonic() - started
+    assert response.status_code == 200
+    assert s3.stats()["bytes_received"] == STREAM_BODY
+    assert elapsed >= 0.95 * STREAM_BODY / 50e6  # a lower bound: 0.168 s at 50 MB/s
+    s3.faults(stream_mbps=0)
+    assert httpx.get(s3.store.object_url("pace/upload"), timeout=30).content == data
+    s3.faults(stream_mbps=16)
+    half = STREAM_BODY // 2
+    results: list[tuple[float, int]] = []
+
+    def put(index: int) -> None:
+        started = time.monotonic()
+        status = httpx.put(s3.store.presign_put(f"pace/part{index}"),
+                           content=data[index * half:(index + 1) * half], timeout=30).status_code
+        results.append((time.monotonic() - started, status))
+
+    threads = [threading.Thread(target=put, args=(index,)) for index in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(status for _, status in results) == [200, 200]
+    assert all(elapsed >= 0.95 * half / 16e6 for elapsed, _ in results)  # 0.26 s each
+
+
 def test_stream_cap_zero_restores_full_speed(s3: Stack) -> None:
     data = os.urandom(STREAM_BODY)
     s3.store.put_bytes("pace/uncapped", data)

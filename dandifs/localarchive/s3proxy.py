@@ -9,9 +9,10 @@ and a loopback one lacks:
   connection plus the TLS handshake's, and bodies sent in rounds of a congestion window per
   connection and direction;
 - latency: a fixed delay before each request is answered (the flat model);
-- bandwidth per connection: each response body is paced to at most `stream_mbps` MB/s, on
-  its own, so N parallel GETs move N times as much (S3 bounds each connection's rate, which
-  is why clients read large objects with parallel ranged GETs);
+- bandwidth per connection: each body, a response's or an uploaded request's, is paced to at
+  most `stream_mbps` MB/s on its own, so N parallel GETs (or part PUTs) move N times as much
+  (S3 bounds each connection's rate, which is why clients read large objects with parallel
+  ranged GETs and upload them in parallel parts);
 - counters of connections, TLS handshakes, requests, rounds and bytes.
 
 `ApiFront` is that in front of the REST API (uvicorn). `S3Proxy` is that in front of
@@ -74,8 +75,8 @@ class UpstreamLost(Exception):
 class FaultConfig:
     """What a front proxy does to requests. Rates are probabilities per request; their sum is
     at most 1. The same `seed` gives the same sequence of faults for the same sequence of
-    requests. `stream_mbps` caps each response body at that many MB (10^6 bytes) per second;
-    0 is no cap. `rtt_ms` > 0 turns the network model on with that round-trip time; its
+    requests. `stream_mbps` caps each body (response, or request: uploads) at that many MB
+    (10^6 bytes) per second; 0 is no cap. `rtt_ms` > 0 turns the network model on with that round-trip time; its
     congestion windows grow up to `window_max_kib` KiB, and fall back to the initial window
     after a connection was idle for `min_rto_ms` plus the RTT (Linux's 200 ms by default).
     """
@@ -135,7 +136,7 @@ class FaultConfig:
         return asdict(self)
 
     def body_pace(self) -> Pace | None:
-        """A fresh pace for one response body, or None when bodies are not capped."""
+        """A fresh pace for one body, or None when bodies are not capped."""
         return Pace(self.stream_mbps * 1e6) if self.stream_mbps else None
 
     @property
@@ -531,7 +532,7 @@ class HttpRelay:
         server = await upstream.connection()
         try:
             server.write(raw)
-            flow = self._flow(link.up) if has_body else None
+            flow = self._flow(link.up, self._faults.body_pace()) if has_body else None
             moved = await _relay_body(client, server, request, flow)
             self.stats.bytes_received += moved
             self._count_rounds(flow, sent=False)
