@@ -20,6 +20,7 @@ EXCEPTION_TABLE: tuple[tuple[type[errors.DandiFSError], type[OSError], int], ...
     (errors.NotADirectory, NotADirectoryError, errno.ENOTDIR),
     (errors.AlreadyExists, FileExistsError, errno.EEXIST),
     (errors.NotEmpty, OSError, errno.ENOTEMPTY),
+    (errors.CannotMove, OSError, errno.EXDEV),
     (errors.NameRefused, OSError, errno.EINVAL),
     (errors.NoSpace, OSError, errno.ENOSPC),
     (errors.ReadOnly, PermissionError, errno.EROFS),
