@@ -89,6 +89,15 @@ def test_a_region_fetches_no_gap_between_its_runs() -> None:
     assert len(fetched & wanted) >= 0.75 * len(wanted)
 
 
+def test_a_walk_after_opening_the_metadata_at_the_end_of_the_order() -> None:
+    """zarr-python opens `.zarray` (sorted after the chunks) before the chunks themselves."""
+    order = files(500)
+    ahead = ZarrReadAhead()
+    ahead.learn("z", order)
+    asked = fetched_ahead(ahead, order, [499, 0, 1, 2, 3])
+    assert asked[:3] == [[], [], [2]] and asked[3] == [3, 4]
+
+
 def test_learning_the_same_order_again_keeps_the_walk() -> None:
     order = files(100)
     ahead = ZarrReadAhead()

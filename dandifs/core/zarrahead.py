@@ -71,14 +71,14 @@ class ZarrReadAhead:
         index = walk.positions.get(entry.content_url or "") if walk else None
         if walk is None or index is None or not self.max_files:
             return ()
-        if walk.last_start <= index < walk.run_start:
+        if 0 <= walk.last_start <= index < walk.run_start:
             # a late open of the run before (readers at once reorder opens): it was longer
             walk.last_run = max(walk.last_run, index - walk.last_start + 1)
             return ()
         behind = walk.front - max(walk.window, OUT_OF_ORDER_FILES)
         if walk.front >= 0 and behind <= index <= walk.front:
             return ()  # a late open of this run: the window is already past it
-        if walk.front >= 0 and index <= walk.front + 1 + OUT_OF_ORDER_FILES:
+        if walk.front >= 0 and walk.front < index <= walk.front + 1 + OUT_OF_ORDER_FILES:
             walk.window = min(max(walk.window * 2, 1), self.max_files)  # the walk goes on
         else:  # a jump: nothing ahead until the next open shows a walk
             if walk.front >= 0:
