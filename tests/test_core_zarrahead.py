@@ -75,6 +75,29 @@ def test_runs_of_neighbours_cost_at_most_one_file_past_each_run() -> None:
     assert len(wasted) <= len(runs)
 
 
+def test_a_region_fetches_no_gap_between_its_runs() -> None:
+    """A region of a 3-D array: runs of nine chunks along x, 32 files apart (one row of
+    chunks in y).  Once a run has shown its length, no file of the gaps is fetched."""
+    order = files(6 * 1024)
+    ahead = ZarrReadAhead()
+    ahead.learn("z", order)
+    runs = [[z * 1024 + y * 32 + x for x in range(12, 21)] for z in range(6) for y in range(12, 21)]
+    asked = fetched_ahead(ahead, order, [index for run in runs for index in run])
+    wanted = {index for run in runs for index in run}
+    fetched = {index for batch in asked for index in batch}
+    assert len(fetched - wanted) <= MAX_FILES, "at most the first run's window is wasted"
+    assert len(fetched & wanted) >= 0.75 * len(wanted)
+
+
+def test_a_walk_after_opening_the_metadata_at_the_end_of_the_order() -> None:
+    """zarr-python opens `.zarray` (sorted after the chunks) before the chunks themselves."""
+    order = files(500)
+    ahead = ZarrReadAhead()
+    ahead.learn("z", order)
+    asked = fetched_ahead(ahead, order, [499, 0, 1, 2, 3])
+    assert asked[:3] == [[], [], [2]] and asked[3] == [3, 4]
+
+
 def test_learning_the_same_order_again_keeps_the_walk() -> None:
     order = files(100)
     ahead = ZarrReadAhead()

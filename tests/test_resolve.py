@@ -457,6 +457,23 @@ async def test_zarr_interior_is_one_walk(local_archive):
                 assert hashlib.md5(body).hexdigest() == entry.etag.strip('"')
 
 
+async def test_a_draft_zarrs_files_live_as_long_as_its_checksum(local_archive):
+    """A Zarr in a draft is not listed again when the draft expires: its files change only
+    with its checksum, which the draft's own (cheap) re-listing names."""
+    async with resolving(local_archive, ttl_draft=1) as (resolver, client):
+        zarr = await find_zarr(resolver)
+        assert zarr.etag and not zarr.immutable
+        files = [e for e in await walk(resolver, zarr.path) if e.kind is EntryKind.FILE]
+        await trio.sleep(1.1)
+        again = await resolver.stat(zarr.path)  # the draft's own lookups, expired
+        assert again.etag == zarr.etag
+        requests = Requests(client)
+        for entry in files[:: max(1, len(files) // 50)]:
+            assert (await resolver.stat(entry.path)).etag == entry.etag
+        assert await resolver.zarr_neighbours(files[0])
+        assert requests.made == 0, "no page of the Zarr's file list again"
+
+
 async def test_cold_stat_inside_a_zarr(local_archive):
     async with resolving(local_archive) as (resolver, client):
         zarr = await find_zarr(resolver)

@@ -5,10 +5,13 @@ them one by one (a few at a time), so through a filesystem every chunk costs a r
 of its own.  Readers walk chunks in key order (C order of the chunk grid: `0/0/0`, `0/0/1`,
 ... with numbers compared as numbers), so when a file of a Zarr is opened right after the
 one before it in that order, the next files are fetched whole in the background, a window
-that starts at one file and doubles while the walk goes on (up to `max_files`).  A jump
-stops it until the next open confirms a new walk, so a lone random chunk costs nothing
-extra, and a region or a plane (runs of neighbouring chunks) at most a file past the end
-of each run.
+that starts at one file and doubles while the walk goes on (up to `max_files`).  An open
+that skips files (more than a few readers at once reorder) is a jump: it stops the walk
+until the next open confirms a new one, so a lone random chunk costs nothing extra.  A
+region or a plane is runs of neighbouring chunks, each as long as the one before it, so a
+run is fetched ahead only as far as the last run went: fetching the full window past the
+end of each run (the files of the gap before the next run) had cost a region three times
+the chunks it read.  A run that goes on past that length lifts the limit.
 """
 
 from __future__ import annotations
@@ -34,6 +37,9 @@ class _Walk:
     window: int = 0
     ahead_until: int = 0  # files before this index are fetched or being fetched
     front: int = -1  # the farthest file opened in this walk
+    run_start: int = 0  # where the walk's current run began (its last jump)
+    last_start: int = -1  # where the run before it began
+    last_run: int = 0  # how many files the run before it went (0: none yet)
 
 
 class ZarrReadAhead:
@@ -65,18 +71,28 @@ class ZarrReadAhead:
         index = walk.positions.get(entry.content_url or "") if walk else None
         if walk is None or index is None or not self.max_files:
             return ()
-        # A walk goes on within what was fetched ahead (or just past it); a few readers at
-        # once open files slightly out of order, so a file a little behind the front counts.
-        lowest = walk.front - max(walk.window, OUT_OF_ORDER_FILES)
-        if walk.front >= 0 and lowest <= index <= max(walk.ahead_until, walk.front + 1):
-            walk.window = min(max(walk.window * 2, 1), self.max_files)
-            walk.front = max(walk.front, index)
+        if 0 <= walk.last_start <= index < walk.run_start:
+            # a late open of the run before (readers at once reorder opens): it was longer
+            walk.last_run = max(walk.last_run, index - walk.last_start + 1)
+            return ()
+        behind = walk.front - max(walk.window, OUT_OF_ORDER_FILES)
+        if walk.front >= 0 and behind <= index <= walk.front:
+            return ()  # a late open of this run: the window is already past it
+        if walk.front >= 0 and walk.front < index <= walk.front + 1 + OUT_OF_ORDER_FILES:
+            walk.window = min(max(walk.window * 2, 1), self.max_files)  # the walk goes on
         else:  # a jump: nothing ahead until the next open shows a walk
+            if walk.front >= 0:
+                walk.last_start, walk.last_run = walk.run_start, walk.front - walk.run_start + 1
             walk.window = 0
-            walk.front = index
+            walk.run_start = index
             walk.ahead_until = index + 1
-        start = max(walk.ahead_until, walk.front + 1)
+        walk.front = index
         stop = min(walk.front + 1 + walk.window, len(walk.order))
+        if walk.last_run:  # as far as the last run went, then twice as far as this one has
+            so_far = walk.front - walk.run_start + 1
+            limit = walk.last_run if so_far <= walk.last_run else 2 * so_far
+            stop = min(stop, walk.run_start + limit)
+        start = max(walk.ahead_until, walk.front + 1)
         if start >= stop:
             return ()
         walk.ahead_until = stop

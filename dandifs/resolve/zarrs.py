@@ -1,8 +1,13 @@
 """Inside Zarr assets: folders derived from the archive's Zarr file list.
 
 The zarr files endpoint lists keys under a prefix with no delimiter, so one walk of a
-whole Zarr yields every folder in it at once; the tree is cached per (version, Zarr) with
-the version's lifetime.  A Zarr bigger than `tree_limit` objects is walked one folder
+whole Zarr yields every folder in it at once; the tree is cached per (version, Zarr).  A
+Zarr whose checksum is known is cached under that checksum for as long as a published
+version's answers, in a draft too: a Zarr's files change only with its checksum (the
+archive computes it when it ingests the change), and the next listing of the draft names
+the new checksum, the key of a new tree.  Re-listing a big Zarr every few seconds of a
+draft's lifetime is most of the time of reading one (tens of pages, and seconds of CPU to
+build the tree).  A Zarr with no checksum yet lives with its version's lifetime.  A Zarr bigger than `tree_limit` objects is walked one folder
 prefix at a time instead (each walk still returns every key below that folder: the
 endpoint has no delimiter), and only that folder's listing is kept.
 """
@@ -10,6 +15,8 @@ endpoint has no delimiter), and only that folder's listing is kept.
 from __future__ import annotations
 
 import re
+
+import anyio
 
 from dandifs.errors import NotFound
 from dandifs.resolve.entries import Listing, tree_from_zarr_files
@@ -51,6 +58,10 @@ class ZarrFolders:
         self._trees = lookups.cache(cache_entries, tree_weight)
         self._orders = lookups.cache(cache_entries, len)
 
+    def _lifetime(self, context: VersionContext, zarr: Entry) -> float:
+        """How long what is cached of `zarr`'s files (keyed by its checksum) lives."""
+        return self.lookups.ttl_published if zarr.etag else context.ttl
+
     async def _tree(self, context: VersionContext, zarr: Entry, key_folder: str) -> Tree:
         whole = zarr.file_count is None or zarr.file_count <= self.tree_limit
         prefix = "" if whole else key_folder
@@ -65,14 +76,19 @@ class ZarrFolders:
                     persistent.zarr_files(*context.key, zarr_id, key_prefix)
                 ),
             )
-            tree = tree_from_zarr_files(files, zarr, context.origin, prefix)
+            # a worker thread builds it (seconds for a big Zarr), so other lookups go on
+            tree = await anyio.to_thread.run_sync(
+                tree_from_zarr_files, files, zarr, context.origin, prefix
+            )
             if whole:
                 return tree
             # A huge Zarr: keep only the folder asked for, so memory follows its width.
             folder = f"{zarr.path}/{prefix}" if prefix else zarr.path
             return {folder: tree[folder]} if tree[folder].entries else {}
 
-        return await self._trees.get((*context.key, zarr.path, prefix), fetch, ttl=context.ttl)
+        return await self._trees.get(
+            (*context.key, zarr.path, prefix, zarr.etag), fetch, ttl=self._lifetime(context, zarr)
+        )
 
     async def folder(self, context: VersionContext, zarr: Entry, key_folder: str) -> Listing:
         """The children of folder `key_folder` ("" = the Zarr's root) of the Zarr asset `zarr`."""
@@ -99,9 +115,13 @@ class ZarrFolders:
                 for entry in listing.entries
                 if not entry.is_folder and (whole or entry.path.startswith(f"{zarr.path}/{scope}"))
             ]
-            return tuple(sorted(files, key=lambda entry: key_order(entry.path)))
+            return await anyio.to_thread.run_sync(
+                lambda: tuple(sorted(files, key=lambda entry: key_order(entry.path)))
+            )
 
-        return await self._orders.get((*context.key, zarr.path, scope), order, ttl=context.ttl)
+        return await self._orders.get(
+            (*context.key, zarr.path, scope, zarr.etag), order, ttl=self._lifetime(context, zarr)
+        )
 
     async def entry(self, context: VersionContext, zarr: Entry, key: str) -> Entry:
         """The object or folder at `key` inside the Zarr asset `zarr`."""
@@ -112,6 +132,8 @@ class ZarrFolders:
         return entry
 
     def forget(self, version_key: tuple[str, str], asset_paths: list[str]) -> None:
-        """Forget the trees of Zarrs at any of `asset_paths` in that version (after a write)."""
+        """Forget the trees of Zarrs at any of `asset_paths` in that version (after a write:
+        the archive may not have a new checksum yet), and their key orders."""
         paths = set(asset_paths)
-        self._trees.forget_where(lambda key: key[:2] == version_key and key[2] in paths)
+        for cache in (self._trees, self._orders):
+            cache.forget_where(lambda key: key[:2] == version_key and key[2] in paths)
