@@ -296,10 +296,10 @@ FORKING_CLAIMER = textwrap.dedent(
     obj = store.object(ObjectRef("https://s3/claimed", 4 * int(sys.argv[2]), "e"))
     assert obj.claim_missing([0])[1] == [0]
     child = os.fork()
-    if child == 0:
+    if child == 0:  # fork's after-child hooks have run once it returns here
+        print("child", os.getpid(), flush=True)
         time.sleep(600)
         os._exit(0)
-    print(child, flush=True)
     time.sleep(600)
     """
 )
@@ -312,7 +312,7 @@ def test_a_forked_child_does_not_keep_its_parents_claims(tmp_path) -> None:
         [sys.executable, "-c", FORKING_CLAIMER, str(tmp_path), str(block)],
         stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(REPOSITORY)}, text=True,
     )
-    child = int(parent.stdout.readline())
+    child = int(parent.stdout.readline().split()[1])  # the child is past its fork hooks
     try:
         store = DiskStore(tmp_path, block_size=block, capacity=1 << 30)
         obj = store.object(ObjectRef("https://s3/claimed", 4 * block, "e"))
