@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import anyio
 
@@ -24,6 +24,7 @@ from dandifs.archive.instances import Instance, object_origins
 from dandifs.cache import BlockCache, open_block_cache
 from dandifs.core.config import CoreConfig
 from dandifs.core.drafts import Drafts, FileWriter
+from dandifs.core.filereader import FileReader
 from dandifs.core.edits import DraftEdits
 from dandifs.core.opener import ContentOpener
 from dandifs.core.warmer import ConnectionWarmer
@@ -36,14 +37,6 @@ from dandifs.upload.spool import SPOOL_FOLDER, Spool
 from dandifs.upload.state import UploadState
 
 log = logging.getLogger(__name__)
-
-
-class FileReader(Protocol):
-    """The bytes of one open file; one per handle, so read-ahead follows that handle alone."""
-
-    async def read(self, offset: int, size: int) -> bytes: ...
-
-    async def aclose(self) -> None: ...
 
 
 class Core:

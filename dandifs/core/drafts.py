@@ -38,6 +38,7 @@ from dandifs.upload.pipeline import Uploader
 from dandifs.upload.spool import Spool, SpoolFile, UploadLock
 from dandifs.upload.state import Phase, UploadState
 from dandifs.upload.zarrsync import ZarrSync
+from dandifs.core.filereader import FileReader
 from dandifs.core.zarrbatches import ZarrBatches
 
 log = logging.getLogger(__name__)
@@ -48,16 +49,7 @@ COPY_CHUNK = 8 * 1024 * 1024
 RETIRE_TRIES, RETIRE_PAUSE = 40, 0.25
 """How long an uploaded file stays shown from here while the archive's listing lacks it."""
 
-ReaderOpener = Callable[[Entry], Awaitable["Reader"]]
-
-
-class Reader:
-    """What the core's opener returns (read/aclose), as far as a copy needs it."""
-
-    async def read(self, offset: int, size: int) -> bytes: ...  # pragma: no cover
-
-    async def aclose(self) -> None: ...  # pragma: no cover
-
+ReaderOpener = Callable[[Entry], Awaitable[FileReader]]
 
 ZARR_EXCLUDED = frozenset({".dandi", ".datalad", ".git", ".gitattributes", ".gitmodules"})
 """Names inside a Zarr that `dandi upload` leaves out (a Zarr's own `.zarray` goes)."""

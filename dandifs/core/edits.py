@@ -17,7 +17,7 @@ from typing import Any
 
 from dandifs import errors
 from dandifs.archive.client import ArchiveClient
-from dandifs.core.drafts import Drafts, FileWriter, Target
+from dandifs.core.drafts import COPY_CHUNK, Drafts, FileWriter, Target
 from dandifs.model import Asset
 from dandifs.namespace import names
 from dandifs.namespace.routes import join_path, parent_path
@@ -30,8 +30,6 @@ Stat = Callable[[str], Awaitable[Entry]]
 Listdir = Callable[[str], Awaitable[list[Entry]]]
 Create = Callable[[str], Awaitable[FileWriter]]
 Open = Callable[[Entry], Awaitable[Any]]
-
-COPY_CHUNK = 8 * 1024 * 1024
 
 
 class DraftEdits:

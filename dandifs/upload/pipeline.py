@@ -47,7 +47,6 @@ request) before the upload is reported as failed; `dandifs uploads retry` starts
 Describe = Callable[[Path, str, int, str], dict[str, Any]]
 """(spooled file, asset path, size, dandi-etag) -> the asset metadata to register."""
 
-Progress = Callable[[UploadRecord], None]
 
 
 class Uploader:
@@ -76,21 +75,20 @@ class Uploader:
         self._files = anyio.CapacityLimiter(files_at_once)
         self._patience = patience
 
-    async def run(self, record_id: str, progress: Progress | None = None) -> UploadRecord:
+    async def run(self, record_id: str) -> UploadRecord:
         """Drive the upload to DONE (spool removed) or FAILED (spool kept, reason given);
         `progress` sees the row after every step and part."""
         async with self._files:
-            return await self._run(record_id, progress or (lambda record: None))
+            return await self._run(record_id)
 
-    async def _run(self, record_id: str, notify: Progress) -> UploadRecord:
+    async def _run(self, record_id: str) -> UploadRecord:
         record = self._journal.get(record_id)
         attempts = Attempts(self._patience, f"upload of {record.path}")
         while record.phase not in (Phase.DONE, Phase.FAILED):
             try:
-                record = await self._step(record, notify)
+                record = await self._step(record)
             except errors.Unavailable as exc:
                 record = self._journal.update(record.id, reason=f"waiting: {exc}")
-                notify(record)
                 try:
                     await attempts.failed(TransientFailure(str(exc)))
                 except errors.Unavailable as final:
@@ -99,7 +97,6 @@ class Uploader:
                 record = self._fail(record, str(exc))
             else:
                 attempts.restart()
-            notify(record)
         return record
 
     def _fail(self, record: UploadRecord, reason: str) -> UploadRecord:
@@ -108,11 +105,11 @@ class Uploader:
             record.id, phase=Phase.FAILED, reason=reason, attempts=record.attempts + 1
         )
 
-    async def _step(self, record: UploadRecord, notify: Progress) -> UploadRecord:
+    async def _step(self, record: UploadRecord) -> UploadRecord:
         if record.phase in (Phase.SPOOLED, Phase.HASHING):
             return await self._hash_and_initialize(record)
         if record.phase is Phase.UPLOADING:
-            return await self._send_parts(record, notify)
+            return await self._send_parts(record)
         if record.phase is Phase.VALIDATING:
             return await self._validate(record)
         if record.phase is Phase.REGISTERING:
@@ -147,7 +144,7 @@ class Uploader:
             parts_total=len(plan), reason=None,
         )
 
-    async def _send_parts(self, record: UploadRecord, notify: Progress) -> UploadRecord:
+    async def _send_parts(self, record: UploadRecord) -> UploadRecord:
         missing = [part for part in record.plan if part.number not in record.parts]
         limiter = anyio.CapacityLimiter(self._parts_at_once)
 
@@ -159,7 +156,6 @@ class Uploader:
                 self._journal.part_done(record.id, part.number, etag)
                 done = self._journal.get(record.id)
                 log.info("%s: %d/%d parts sent", record.path, len(done.parts), done.parts_total)
-                notify(done)
 
         await gather(*(partial(send, part) for part in missing))
         record = self._journal.get(record.id)
