@@ -98,6 +98,20 @@ def test_a_walk_after_opening_the_metadata_at_the_end_of_the_order() -> None:
     assert asked[:3] == [[], [], [2]] and asked[3] == [3, 4]
 
 
+def test_a_walk_after_two_arrays_metadata_opened_crosswise() -> None:
+    """zarr-python opens the metadata of a group's arrays concurrently, in any order: here
+    level 1's `.zarray` (end of the order), level 0's, level 1's `.zattrs`, level 0's, then
+    level 0's chunks.  The stray open between them must not make the whole walk through
+    level 0 look like late opens of an earlier run."""
+    order = files(1156)
+    ahead = ZarrReadAhead()
+    ahead.learn("z", order)
+    walk = list(range(1026, 1154))
+    asked = fetched_ahead(ahead, order, [1154, 1024, 1155, 1025, *walk])
+    fetched = {index for batch in asked for index in batch}
+    assert len(fetched & set(walk)) >= len(walk) - 2 * 4
+
+
 def test_learning_the_same_order_again_keeps_the_walk() -> None:
     order = files(100)
     ahead = ZarrReadAhead()

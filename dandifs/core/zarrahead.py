@@ -40,6 +40,7 @@ class _Walk:
     run_start: int = 0  # where the walk's current run began (its last jump)
     last_start: int = -1  # where the run before it began
     last_run: int = 0  # how many files the run before it went (0: none yet)
+    late_until: int = 0  # opens of the run before up to here are late ones, not a walk
 
 
 class ZarrReadAhead:
@@ -71,7 +72,7 @@ class ZarrReadAhead:
         index = walk.positions.get(entry.content_url or "") if walk else None
         if walk is None or index is None or not self.max_files:
             return ()
-        if 0 <= walk.last_start <= index < walk.run_start:
+        if 0 <= walk.last_start <= index < min(walk.run_start, walk.late_until):
             # a late open of the run before (readers at once reorder opens): it was longer
             walk.last_run = max(walk.last_run, index - walk.last_start + 1)
             return ()
@@ -83,6 +84,7 @@ class ZarrReadAhead:
         else:  # a jump: nothing ahead until the next open shows a walk
             if walk.front >= 0:
                 walk.last_start, walk.last_run = walk.run_start, walk.front - walk.run_start + 1
+                walk.late_until = walk.front + 1 + OUT_OF_ORDER_FILES
             walk.window = 0
             walk.run_start = index
             walk.ahead_until = index + 1
