@@ -1,8 +1,14 @@
 """zarr-python reading an OME-Zarr image through the mount beside zarr over HTTP and over S3.
 
-    python -m bench zarr_bench [-- --repeat 3 --latencies 30,0 --seed demo|big
+    python -m bench zarr_bench [-- --repeat 3 --rtts 30,80 --latencies 30 --seed demo|big
                                    --images demo,big --cases whole,region,plane
                                    --contenders mount,http,s3fs --network JSON]
+
+Over HTTPS (the archive's `--tls`, every contender trusting its CA the ordinary way: the
+mount and fsspec by `SSL_CERT_FILE`, s3fs by `AWS_CA_BUNDLE`), on the local archive's
+network model at each of `--rtts` (both fronts: connection set-up, TLS handshakes and slow
+start cost what they cost on a real network), and in the flat-latency mode at each of
+`--latencies` if given (a fixed delay per S3 request, no model).
 
 Images: `demo` is 000002's `sub-mouse04/sub-mouse04_sample.ome.zarr` (2 levels, 1,152 chunk
 files); `big` (`--seed big`) is 000006's light-sheet volume (3 levels, 23,360 chunk files).
@@ -33,7 +39,8 @@ a whole object), and for the mount its archive API requests.
 Every read is hashed (SHA-256 of the values, their shape and dtype) and compared with the
 same read by zarr over s3fs straight from SeaweedFS (behind the proxy, so neither delayed nor
 counted); a difference stops the benchmark.  `--network '{"field": value}'` adds fields to
-the S3 proxy's fault config (`PUT /__dandifs__/faults`) beside the latency of each run.
+the S3 proxy's fault config (`PUT /__dandifs__/faults`) beside each scenario.  The notes
+end with the model's counters of each front (connections, TLS handshakes, requests, MB).
 """
 
 from __future__ import annotations
@@ -52,6 +59,7 @@ from typing import Any
 
 from bench._localarchive import Archive, running_archive
 from bench._table import Series, render
+from bench.fuse_bench import LoadWatch, Scenario, describe, milliseconds, traffic
 from dandifs.localarchive.demodata import BIG_ZARR_PATH, ZARR_PATH
 from tests.fuse_support import MountProcess, fuse_missing_reason, version_path
 
@@ -157,6 +165,12 @@ def image_levels(url: str, endpoint: str) -> list[Level]:
             for dataset, array in zip(datasets, arrays)]
 
 
+def trusting(ca_file: str | None) -> dict[str, str]:
+    """The environment of a reader or mount that trusts the archive's CA (if it has one)."""
+    trust = {"SSL_CERT_FILE": ca_file, "AWS_CA_BUNDLE": ca_file} if ca_file else {}
+    return {**os.environ, **trust}
+
+
 def s3_options(endpoint: str) -> dict[str, Any]:
     return {"anon": True, "client_kwargs": {"endpoint_url": endpoint}}
 
@@ -164,12 +178,14 @@ def s3_options(endpoint: str) -> dict[str, Any]:
 class Reader:
     """A reading process: each `read()` is one pass (open the image, read the case)."""
 
-    def __init__(self, kind: str, target: str, case: Case, endpoint: str, log: Path) -> None:
+    def __init__(self, kind: str, target: str, case: Case, endpoint: str, log: Path,
+                 ca_file: str | None = None) -> None:
         self.log = log
         self._stderr = open(log, "wb")
         self.process = subprocess.Popen(
             [sys.executable, "-c", READER, kind, target, endpoint, json.dumps(case.reads)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True,
+            env=trusting(ca_file),
         )
 
     def read(self) -> tuple[float, str]:
@@ -213,6 +229,7 @@ class Counts:
     s3: list[int] = field(default_factory=list)
     heads: list[int] = field(default_factory=list)
     api: list[int] = field(default_factory=list)
+    traffics: list[dict[str, dict[str, int]]] = field(default_factory=list)
 
     def note(self, cached: bool) -> str:
         text = f"S3 requests: {self.s3}"
@@ -220,7 +237,9 @@ class Counts:
             text += f" (HEAD: {self.heads})"
         if self.api:
             text += f"; API requests: {self.api}"
-        return text if cached else f"{text}; no cache"
+        if not cached:
+            text += "; no cache"
+        return f"{text}; {describe(self.traffics)}" if self.traffics else text
 
 
 @dataclass
@@ -283,19 +302,23 @@ class Bench:
         mount = None
         if target is None:
             place = self.place("mount")
-            mount = MountProcess(place, self.archive.api_url, place.with_name(place.name + "-cache"))
+            mount = MountProcess(place, self.archive.api_url, place.with_name(place.name + "-cache"),
+                                 env={"SSL_CERT_FILE": self.archive.ca_file or ""}
+                                 if self.archive.ca_file else {})
             mount.start()
             target = str(version_path(place, image.dandiset, "draft") / image.path)
         try:
             reader = Reader(contender.kind, target, case, self.archive.s3_url,
-                            self.place("reader").with_suffix(".log"))
+                            self.place("reader").with_suffix(".log"), self.archive.ca_file)
             try:
                 for phase in ("cold", "warm"):
                     series, counts = rows[phase]
                     s3_before = quiet_s3_requests(self.archive)
+                    fronts_before = self.archive.front_stats()
                     api_before = api_requests(mount) if mount else 0
                     seconds, digest = reader.read()
                     s3_after = quiet_s3_requests(self.archive)
+                    counts.traffics.append(traffic(fronts_before, self.archive.front_stats()))
                     counts.s3.append(s3_after["total_requests"] - s3_before["total_requests"])
                     counts.heads.append(s3_after["requests"].get("HEAD", 0)
                                         - s3_before["requests"].get("HEAD", 0))
@@ -345,7 +368,10 @@ def network_fields(text: str) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench zarr_bench")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--latencies", default="30,0", help="S3 latencies in ms, e.g. 30,0")
+    parser.add_argument("--rtts", type=milliseconds, default=[30, 80],
+                        help="RTTs of the network model in ms, e.g. 30,80 ('' for none)")
+    parser.add_argument("--latencies", type=milliseconds, default=[],
+                        help="flat S3 latencies in ms (no model), e.g. 30,0")
     parser.add_argument("--seed", choices=("demo", "big"), default="demo",
                         help="the local archive's seed; `big` adds the big image")
     parser.add_argument("--images", help="demo,big (default: every image the seed has)")
@@ -361,7 +387,10 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(images) - set(IMAGES) | set(contenders) - set(CONTENDERS)
     if unknown:
         parser.error(f"unknown image(s) or contender(s): {sorted(unknown)}")
-    latencies = [int(value) for value in args.latencies.split(",")]
+    scenarios = [Scenario(rtt_ms=rtt) for rtt in args.rtts]
+    scenarios += [Scenario(latency_ms=latency) for latency in args.latencies]
+    if not scenarios:
+        parser.error("no scenario: give --rtts or --latencies")
     reason = fuse_missing_reason() if "mount" in contenders else None
     if reason:
         print(f"!!! FUSE is not available on this machine ({reason}): zarr_bench cannot run !!!")
@@ -369,23 +398,28 @@ def main(argv: list[str] | None = None) -> int:
     import zarr
 
     started = time.monotonic()
+    load = LoadWatch()
     with tempfile.TemporaryDirectory(prefix="dandifs-zarr-bench-") as scratch, \
-            running_archive(args.seed) as archive:
+            running_archive(args.seed, None, "--tls") as archive:
         bench = Bench(archive, Path(scratch), args.repeat, contenders)
         try:
-            for latency in latencies:
-                archive.set_network(latency, extra=args.network)
-                label = f"{latency} ms" + (f" {json.dumps(args.network)}" if args.network else "")
-                print(f"-- S3 latency {label}", flush=True)
+            for scenario in scenarios:
+                scenario.apply(archive)
+                load.sample()
+                if args.network:
+                    archive.control("PUT", "faults", args.network)
+                label = scenario.label + (f" {json.dumps(args.network)}" if args.network else "")
+                print(f"-- {label}", flush=True)
                 for name in images:
                     bench.run_image(IMAGES[name], args.cases.split(","), label)
+                    load.sample()
         finally:
-            archive.set_network(0)
+            archive.set_model(0)
     baseline = {s.case: BASELINE for s in bench.series}
     print(f"\n{render(bench.series, baseline=baseline)}")
     print(f"\nzarr_bench took {time.monotonic() - started:.0f} s (repeat {args.repeat}, "
-          f"latencies {latencies} ms, zarr {zarr.__version__}, async.concurrency "
-          f"{zarr.config.get('async.concurrency')})")
+          f"{', '.join(s.label for s in scenarios)}, zarr {zarr.__version__}, async.concurrency "
+          f"{zarr.config.get('async.concurrency')}; {load.summary()})")
     return 0
 
 
