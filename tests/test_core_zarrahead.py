@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dandifs.core.zarrahead import MAX_FILES, ZarrReadAhead
+import itertools
+
+from dandifs.core.zarrahead import MAX_FILES, ZarrReadAhead, next_steps
 from dandifs.resolve.entry import Entry, EntryKind
 from dandifs.resolve.zarrs import key_order
 from fuse_support import MountProcess, require_fuse, version_path
@@ -110,6 +112,65 @@ def test_a_walk_after_two_arrays_metadata_opened_crosswise() -> None:
     asked = fetched_ahead(ahead, order, [1154, 1024, 1155, 1025, *walk])
     fetched = {index for batch in asked for index in batch}
     assert len(fetched & set(walk)) >= len(walk) - 2 * 4
+
+
+def grid(shape: tuple[int, int, int]) -> tuple[Entry, ...]:
+    """The chunk files of a 3-D array's grid, as `0/z/y/x` keys in key order."""
+    return tuple(
+        Entry(path=f"a.zarr/0/{z}/{y}/{x}", kind=EntryKind.FILE, zarr_id="z",
+              content_url=f"s3/{z}/{y}/{x}")
+        for z, y, x in itertools.product(*map(range, shape))
+    )
+
+
+def opened_in_box(shape: tuple[int, int, int], box: list[range]) -> list[int]:
+    """The files a box of the grid opens, in C order, with neighbours now and then swapped
+    (readers at once reorder their opens)."""
+    indexes = [(z * shape[1] + y) * shape[2] + x for z, y, x in itertools.product(*box)]
+    for i in range(0, len(indexes) - 1, 7):
+        indexes[i], indexes[i + 1] = indexes[i + 1], indexes[i]
+    return indexes
+
+
+def walked(shape: tuple[int, int, int], box: list[range]) -> tuple[int, int, int]:
+    """(files opened, of them found asked for ahead, files asked for outside the box)."""
+    order = grid(shape)
+    ahead = ZarrReadAhead()
+    ahead.learn("z", order)
+    opens = opened_in_box(shape, box)
+    asked: set[int] = set()
+    found = 0
+    for index in opens:
+        found += index in asked
+        asked.update(order.index(entry) for entry in ahead.opened(order[index]))
+    return len(opens), found, len(asked - set(opens))
+
+
+def test_steps_between_run_starts_continue_their_period() -> None:
+    assert next_steps([0, 8, 16, 64, 72, 80, 128], 4) == [8, 8, 48, 8]
+    assert next_steps([5, 37], 2) == [32, 32]
+    assert next_steps([5], 1) == []
+
+
+def test_a_region_finds_nearly_every_run_on_its_way_once_its_pattern_shows() -> None:
+    """A box 9 x 9 x 6 chunks in a 32 x 32 x 20 grid: 54 runs of 9 files, 32 files apart
+    within a plane, 1,024 apart between planes.  Only the first plane waits for S3."""
+    opened, found, wasted = walked((20, 32, 32), [range(7, 13), range(12, 21), range(12, 21)])
+    assert opened == 486
+    assert found >= opened - 81 // 2, (found, opened)
+    assert wasted <= 3 * 9 + 32, wasted  # two runs past the first plane and the last, one row
+
+
+def test_a_plane_fetches_nothing_past_its_end() -> None:
+    """One z-plane of chunks is one long run; the window goes on through its rows but not
+    into the next plane, which the walk never entered."""
+    opened, found, wasted = walked((16, 8, 8), [range(8, 9), range(8), range(8)])
+    assert found >= opened - 4 and wasted == 0, (found, wasted)
+
+
+def test_a_walk_through_planes_goes_on_once_it_crossed_into_one() -> None:
+    opened, found, wasted = walked((16, 8, 8), [range(16), range(8), range(8)])
+    assert found >= opened - 8 and wasted == 0, (found, wasted)
 
 
 def test_learning_the_same_order_again_keeps_the_walk() -> None:
