@@ -100,13 +100,14 @@ def test_the_open_fetches_the_leaf_the_slice_would_wait_for(local_archive, tmp_p
     # already fetched the blocks of the nodes under the root (this file's root has four
     # leaves in three blocks), the leaf's among them, and the slice fetches the chunk only.
     assert open_without.blocks and slice_without.blocks, runs
-    leaf_blocks = slice_without.blocks - slice_with.blocks
+    node_blocks = open_with.blocks - open_without.blocks
+    assert len(node_blocks) == 3, runs
+    leaf_blocks = slice_without.blocks & node_blocks
     assert len(leaf_blocks) == 1, runs
-    assert leaf_blocks <= open_with.blocks, runs
-    assert len(open_with.blocks - open_without.blocks) == 3, runs
-    assert slice_with.blocks <= slice_without.blocks, runs
-    # (how many GETs carry these blocks is not asserted: a connection measured slow, as on
-    # a loaded machine, has a read's blocks fetched in parallel pieces)
+    assert not slice_with.blocks & node_blocks, runs
+    # (the chunk's own blocks are not compared, nor how many GETs carry them: how far the
+    # slice's read-ahead goes, and in how many pieces, follows the rate measured on the
+    # connection, which a loaded machine changes)
 
 
 def test_index_prefetch_option_is_a_count_of_blocks() -> None:
